@@ -1,0 +1,131 @@
+// Task cgroups: where they live (the run root), which controllers they need, the limits
+// written into them, killing everything inside, and removing them.
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "pollkill/cgroupfs.h"
+#include "pollkill/policy.h"
+
+namespace pollkill {
+
+/// Facts about this host's cgroups that the run-root decision needs.
+struct HostCgroups {
+  CgroupMounts mounts;
+  std::string own_cgroup;    ///< e.g. "/" or "/user.slice/.../session-2.scope"
+  bool systemd_pid1 = false; ///< PID 1 is systemd (its cgroups need delegation)
+  bool root_user = false;    ///< effective uid 0
+};
+HostCgroups probe_host_cgroups();
+
+/// Where this invocation's run cgroup will be created, and why.
+struct RunRoot {
+  std::filesystem::path path;  ///< absolute path under the cgroup2 mount
+  std::string source;          ///< "--cgroup-root", "runner.cgroup_root", ... for messages
+  /// pollkill must first move itself out of `path` into a leaf beneath it: `path` is its own,
+  /// non-root cgroup and controllers must be enabled there (no-internal-processes rule).
+  bool move_self_to_leaf = false;
+};
+
+/// Resolves the run root in this order: `flag` (--cgroup-root), policy runner.cgroup_root,
+/// `env_value` (POLLKILL_CGROUP_ROOT); then the process's own cgroup when usable (the
+/// hierarchy root always is; a non-root one must be writable and, on a systemd host, carry
+/// a delegation mark); then, as root, "<mount>/pollkill" (created). A root given explicitly
+/// may be an absolute path under the mount or a path relative to it; it is created if missing.
+/// `needs_controllers` says whether limits need controllers enabled (deciding whether a
+/// non-root own cgroup requires moving pollkill into a leaf). Throws Error with a remedy.
+RunRoot resolve_run_root(const HostCgroups& host, const std::optional<std::string>& flag,
+                         const Policy& policy, const char* env_value, bool needs_controllers);
+
+/// One cgroup attribute write that applies a limit.
+struct LimitWrite {
+  std::string attr;   ///< e.g. "memory.max"
+  std::string value;  ///< e.g. "67108864"
+  std::string key;    ///< the policy key it enforces, e.g. "memory"
+  std::string controller;
+};
+
+/// The writes that enforce `limits` (pure): memory.max, memory.swap.max (0 unless swap is
+/// set), memory.oom.group=1, memory.high, cpu.max ("QUOTA 100000"), pids.max.
+std::vector<LimitWrite> plan_limits(const Limits& limits);
+
+/// The controllers a plan needs, without duplicates, in a stable order.
+std::vector<std::string> controllers_for(const std::vector<LimitWrite>& plan);
+
+/// Splits a plan into what `available` controllers can enforce and the policy keys that
+/// cannot be enforced (for the result's limits_not_enforced).
+std::pair<std::vector<LimitWrite>, std::vector<std::string>> split_enforceable(
+    const std::vector<LimitWrite>& plan, const std::vector<std::string>& available);
+
+/// How a cgroup's processes are killed. cgroup.kill appeared in Linux 5.14; before that (or
+/// when forced for tests) freeze the cgroup, SIGKILL every pid, thaw, until it is empty.
+enum class KillMethod { cgroup_kill, freeze_and_kill };
+
+/// Kills every process in `dir` (and its descendants). Returns the pids seen inside at the
+/// time of the kill. Does not wait for the cgroup to empty.
+std::vector<int> kill_cgroup(const CgroupDir& dir, KillMethod method);
+
+/// Sends `sig` to every process listed in cgroup.procs (a polite SIGTERM before the kill).
+std::vector<int> signal_cgroup(const CgroupDir& dir, int sig);
+
+/// Waits (polling cgroup.events, 5 ms steps) until `dir` is no longer populated; false on
+/// timeout.
+bool wait_unpopulated(const CgroupDir& dir, Duration timeout);
+
+/// Removes a cgroup directory, retrying EBUSY for a bounded time (its last processes may
+/// still be exiting). Missing is fine. Throws on other errors or when the time runs out.
+void remove_cgroup(const std::filesystem::path& path, Duration timeout = Duration(2000));
+
+/// The kill method to use: cgroup.kill when `dir` has it, unless POLLKILL_KILL_METHOD=freeze
+/// forces the fallback (used by tests to exercise it on new kernels).
+KillMethod choose_kill_method(const CgroupDir& dir);
+
+/// This invocation's run cgroup: "<run root>/pollkill-<pid>-<random>", holding one cgroup per
+/// task. Destruction kills whatever is left inside and removes it all (and, when pollkill had
+/// moved itself into a leaf, moves it back and removes the leaf).
+class RunCgroup {
+public:
+  /// Creates the run cgroup and enables `controllers` on the way down (the root's and the run
+  /// cgroup's subtree_control). The caller checked availability with split_enforceable.
+  static RunCgroup create(const RunRoot& root, const std::filesystem::path& mount,
+                          const std::vector<std::string>& controllers);
+  /// A name for a run cgroup, unique per process and random: "pollkill-<pid>-<8 hex>".
+  static std::string make_name();
+
+  RunCgroup() = default;
+  RunCgroup(RunCgroup&& other) noexcept;
+  RunCgroup& operator=(RunCgroup&& other) noexcept;
+  RunCgroup(const RunCgroup&) = delete;
+  RunCgroup& operator=(const RunCgroup&) = delete;
+  ~RunCgroup();
+
+  const CgroupDir& dir() const noexcept { return dir_; }
+  /// Path relative to the cgroup2 mount, e.g. "/pollkill-123-0a1b2c3d".
+  const std::string& relative_path() const noexcept { return relative_; }
+  /// Creates a task cgroup beneath (name must be a valid directory name).
+  CgroupDir create_child(const std::string& name) const;
+  /// Kills, waits and removes everything inside and the run cgroup itself. Idempotent.
+  void destroy() noexcept;
+  /// When pollkill had moved itself into a leaf: turns off the controllers it enabled in the
+  /// root, moves the calling process back to its original cgroup and removes the leaf (which
+  /// fails harmlessly while another process, e.g. the guard, is still inside). Idempotent.
+  void leave_leaf() noexcept;
+  /// Forgets the cgroup without removing it (the child of a fork uses this).
+  void release() noexcept;
+
+private:
+  CgroupDir dir_;
+  std::string relative_;
+  std::optional<std::filesystem::path> self_leaf_;  ///< leaf pollkill moved itself into
+  std::filesystem::path home_;                      ///< the cgroup pollkill came from
+  std::vector<std::string> enabled_in_root_;        ///< controllers we turned on in the root
+  std::filesystem::path root_;
+};
+
+}  // namespace pollkill

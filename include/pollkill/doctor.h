@@ -1,0 +1,35 @@
+// `pollkill doctor`: what this host offers pollkill, each fact checked for real.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pollkill/policy.h"
+
+namespace pollkill {
+
+struct DoctorCheck {
+  std::string name;    ///< "cgroup2 mount", "cgroup.kill", ...
+  bool ok = false;
+  bool required = true;  ///< a failed required check makes the host not ready
+  std::string detail;  ///< what was found
+  std::string fix;     ///< what to do when not ok
+};
+
+struct DoctorReport {
+  std::vector<DoctorCheck> checks;
+  bool ready() const;
+};
+
+/// Runs every check: cgroup2 mount and layout, own cgroup, the run root and whether it is
+/// writable, controllers there, cgroup.kill, clone3 into a cgroup (tried for real with
+/// /bin/true in a scratch cgroup, then removed), memory.peak, pressure files, seccomp,
+/// whether PID 1 is systemd; with a policy, whether its limits can be enforced here.
+DoctorReport run_doctor(const std::optional<Policy>& policy,
+                        const std::optional<std::string>& cgroup_root);
+
+/// One line per check ("[ok] name: detail", "[!!] name: detail" + "     fix: ...").
+std::string format_doctor(const DoctorReport& report);
+
+}  // namespace pollkill

@@ -1,0 +1,98 @@
+// Policies: what a task may use and how it is watched, read from strict TOML files.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "pollkill/error.h"
+#include "pollkill/units.h"
+
+namespace pollkill {
+
+/// Resource limits. An empty optional means "not set": no limit is applied and no controller
+/// is needed. A size of kSizeMax ("max") is set but unlimited.
+struct Limits {
+  std::optional<std::uint64_t> memory;       ///< memory.max (bytes)
+  std::optional<std::uint64_t> memory_high;  ///< memory.high (bytes)
+  std::optional<std::uint64_t> swap;         ///< memory.swap.max; defaults to 0 when memory is set
+  std::optional<double> cpus;                ///< cpu.max quota / period, > 0
+  std::optional<std::uint64_t> pids;         ///< pids.max (kSizeMax = "max")
+  std::optional<Duration> wall_time;         ///< wall-clock limit from the start of the task
+  std::optional<Duration> cpu_time;          ///< CPU time of the whole tree (cpu.stat usage_usec)
+  std::optional<std::uint64_t> output;       ///< bytes of captured stdout+stderr
+};
+
+enum class OrphanPolicy { kill, wait };
+enum class MissingControllers { error, warn };
+
+struct WatchdogPolicy {
+  Duration poll_interval{250};
+  std::optional<Duration> hang_after;   ///< unset: hang detection off
+  double hang_cpu_below = 0.01;         ///< CPUs (1.0 = one core busy)
+  std::optional<Duration> spin_after;   ///< unset: spin detection off
+  double spin_cpu_above = 0.9;          ///< CPUs
+  std::optional<std::string> heartbeat; ///< a file whose change counts as progress
+  Duration kill_grace{3000};            ///< SIGTERM to cgroup.kill; 0 = kill at once
+  OrphanPolicy orphans = OrphanPolicy::kill;
+};
+
+struct RunnerPolicy {
+  std::optional<std::string> cgroup_root;
+  MissingControllers missing_controllers = MissingControllers::error;
+};
+
+struct Policy {
+  Limits limits;
+  WatchdogPolicy watchdog;
+  RunnerPolicy runner;
+};
+
+/// A policy or flag value that is wrong, with where it came from. `what()` is the full
+/// "FILE:LINE:COLUMN: message" (line/column omitted when 0, e.g. for command-line flags).
+class PolicyError : public Error {
+public:
+  PolicyError(std::string source, int line, int column, std::string message);
+  const std::string& source() const noexcept { return source_; }
+  int line() const noexcept { return line_; }
+  int column() const noexcept { return column_; }
+  const std::string& message() const noexcept { return message_; }
+
+private:
+  std::string source_;
+  int line_;
+  int column_;
+  std::string message_;
+};
+
+/// The built-in default policy (what runs without --policy); equal to policies/default.toml.
+Policy default_policy();
+
+/// Parses policy text strictly, on top of `base` (keys absent from the text keep base's
+/// values). `source` names the text in errors. Requires top-level `version = 1`.
+/// Unknown sections/keys (with "did you mean" for near-misses), wrong types and bad values
+/// throw PolicyError with line and column.
+Policy parse_policy(std::string_view text, const std::string& source,
+                    const Policy& base = default_policy());
+
+/// Reads and parses a policy file (on top of the default). Unreadable file: PolicyError
+/// with the errno text.
+Policy load_policy_file(const std::filesystem::path& path);
+
+/// The policy as a complete TOML document (every key, unset ones as comments) that
+/// parse_policy accepts and that round-trips to an equal policy.
+std::string to_toml(const Policy& policy);
+
+bool operator==(const Limits&, const Limits&);
+bool operator==(const WatchdogPolicy&, const WatchdogPolicy&);
+bool operator==(const RunnerPolicy&, const RunnerPolicy&);
+bool operator==(const Policy&, const Policy&);
+
+/// Closest candidate to `word` by edit distance, when close enough to suggest
+/// (distance <= 2, or <= 1 for words up to 4 letters); empty otherwise.
+std::string did_you_mean(std::string_view word, const std::vector<std::string_view>& candidates);
+
+}  // namespace pollkill

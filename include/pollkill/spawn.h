@@ -1,0 +1,82 @@
+// Starting the task's main process inside its cgroup, and owning it until it is reaped.
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pollkill/fd.h"
+
+namespace pollkill {
+
+/// clone3(CLONE_INTO_CGROUP) needs Linux 5.7; before that (or when forced with
+/// POLLKILL_SPAWN_METHOD=fork) pollkill forks, the child joins the cgroup, then execs.
+enum class SpawnMethod { clone3, fork };
+
+/// The main process of a task: pid plus pidfd. If still owned at destruction (not reaped),
+/// it is killed with SIGKILL and reaped, so no process outlives its handle.
+class Child {
+public:
+  Child() = default;
+  Child(pid_t pid, UniqueFd pidfd) : pid_(pid), pidfd_(std::move(pidfd)) {}
+  Child(Child&& other) noexcept;
+  Child& operator=(Child&& other) noexcept;
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  ~Child();
+
+  pid_t pid() const noexcept { return pid_; }
+  /// Readable (EPOLLIN) once the process has exited.
+  int pidfd() const noexcept { return pidfd_.get(); }
+  bool running() const noexcept { return pid_ > 0; }
+
+  /// How the process ended.
+  struct Exit {
+    std::optional<int> exit_code;
+    std::optional<int> signal;
+  };
+  /// Reaps the process if it has exited (WNOHANG); nullopt while it still runs.
+  std::optional<Exit> try_reap();
+  /// Blocks until the process exits and reaps it.
+  Exit reap();
+
+private:
+  pid_t pid_ = -1;
+  UniqueFd pidfd_;
+};
+
+/// Everything the child needs, prepared by the parent: the child itself only makes syscalls.
+struct SpawnRequest {
+  std::vector<std::string> argv;       ///< argv[0] is looked up in PATH when it has no '/'
+  std::vector<std::string> env;        ///< "NAME=value"; the environment of the new program
+  int cgroup_fd = -1;                  ///< the task's cgroup directory
+  SpawnMethod method = SpawnMethod::clone3;
+};
+
+/// Why the child could not become the program.
+struct SpawnFailure {
+  std::string step;  ///< "execve", "join cgroup", ...
+  int error = 0;     ///< errno
+};
+
+struct Spawned {
+  Child child;
+  std::optional<SpawnFailure> failure;  ///< set when exec failed (the child exits 127)
+};
+
+/// The spawn method to use: clone3 unless POLLKILL_SPAWN_METHOD=fork forces the fallback,
+/// or the kernel lacks clone3/CLONE_INTO_CGROUP (detected on first use, then remembered).
+SpawnMethod default_spawn_method();
+
+/// Starts the program in its cgroup. Returns once the program is running (exec succeeded)
+/// or the child reported its failure through a close-on-exec pipe. Throws SystemError when
+/// the process cannot be created at all.
+Spawned spawn(const SpawnRequest& request);
+
+/// The candidate paths execve will try for `program` under the PATH value `path_env`
+/// (empty candidates list when there is none). A program containing '/' is its only candidate.
+std::vector<std::string> exec_candidates(const std::string& program, const std::string& path_env);
+
+}  // namespace pollkill

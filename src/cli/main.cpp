@@ -1,0 +1,250 @@
+// The pollkill command line: parses arguments with CLI11 and calls the core.
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "pollkill/doctor.h"
+#include "pollkill/error.h"
+#include "pollkill/policy.h"
+#include "pollkill/result.h"
+#include "pollkill/supervisor.h"
+#include "pollkill/units.h"
+
+namespace {
+
+using namespace pollkill;
+
+// Flag values as typed; applied on top of the policy so flags win.
+struct LimitFlags {
+  std::string memory, memory_high, swap, cpus, pids, wall_time, cpu_time, output;
+  std::string poll_interval, hang_after, hang_cpu_below, spin_after, spin_cpu_above, heartbeat,
+      kill_grace, orphans, missing_controllers;
+};
+
+void add_limit_flags(CLI::App* app, LimitFlags& f) {
+  app->add_option("--memory", f.memory, "memory limit (memory.max), e.g. 2GiB")->group("Limits");
+  app->add_option("--memory-high", f.memory_high, "throttling threshold (memory.high)")->group("Limits");
+  app->add_option("--swap", f.swap, "swap limit (memory.swap.max; 0 when --memory is set)")->group("Limits");
+  app->add_option("--cpus", f.cpus, "CPU quota in CPUs, fractional (cpu.max)")->group("Limits");
+  app->add_option("--pids", f.pids, "process and thread limit (pids.max)")->group("Limits");
+  app->add_option("--wall-time", f.wall_time, "wall-clock limit, e.g. 30s, 1h30m")->group("Limits");
+  app->add_option("--cpu-time", f.cpu_time, "CPU time limit of the whole tree")->group("Limits");
+  app->add_option("--output", f.output, "limit on captured output")->group("Limits");
+  app->add_option("--poll-interval", f.poll_interval, "sampling interval (default 250ms)")->group("Watchdog");
+  app->add_option("--hang-after", f.hang_after, "hung: no CPU use and no progress for this long")->group("Watchdog");
+  app->add_option("--hang-cpu-below", f.hang_cpu_below, "CPUs below which a task counts as idle (0.01)")->group("Watchdog");
+  app->add_option("--spin-after", f.spin_after, "spinning: CPU busy without progress for this long")->group("Watchdog");
+  app->add_option("--spin-cpu-above", f.spin_cpu_above, "CPUs at or above which a task counts as busy (0.9)")->group("Watchdog");
+  app->add_option("--heartbeat", f.heartbeat, "a file whose change counts as progress")->group("Watchdog");
+  app->add_option("--kill-grace", f.kill_grace, "SIGTERM to SIGKILL delay (default 3s; 0 = at once)")->group("Watchdog");
+  app->add_option("--orphans", f.orphans, "what to do with processes left after the main one exits")
+      ->check(CLI::IsMember({"kill", "wait"}))->group("Watchdog");
+  app->add_option("--missing-controllers", f.missing_controllers,
+                  "when a limit's controller is missing: error (default) or warn")
+      ->check(CLI::IsMember({"error", "warn"}))->group("Runner");
+}
+
+double parse_number(const std::string& flag, const std::string& text) {
+  try {
+    size_t used = 0;
+    double v = std::stod(text, &used);
+    if (used == text.size() && v >= 0) return v;
+  } catch (const std::exception&) {
+  }
+  throw PolicyError(flag, 0, 0, "invalid number '" + text + "'");
+}
+
+template <typename F>
+auto with_flag(const std::string& flag, F parse) {
+  try {
+    return parse();
+  } catch (const PolicyError&) {
+    throw;
+  } catch (const Error& e) {
+    throw PolicyError(flag, 0, 0, e.what());
+  }
+}
+
+void apply_flags(const LimitFlags& f, Policy& p) {
+  auto size = [](const std::string& flag, const std::string& v) {
+    return with_flag(flag, [&] { return parse_size(v); });
+  };
+  auto duration = [](const std::string& flag, const std::string& v) {
+    return with_flag(flag, [&] { return parse_duration(v); });
+  };
+  if (!f.memory.empty()) p.limits.memory = size("--memory", f.memory);
+  if (!f.memory_high.empty()) p.limits.memory_high = size("--memory-high", f.memory_high);
+  if (!f.swap.empty()) p.limits.swap = size("--swap", f.swap);
+  if (!f.cpus.empty()) {
+    double cpus = parse_number("--cpus", f.cpus);
+    if (cpus <= 0) throw PolicyError("--cpus", 0, 0, "invalid CPU count '" + f.cpus + "': must be above 0");
+    p.limits.cpus = cpus;
+  }
+  if (!f.pids.empty()) {
+    auto pids = size("--pids", f.pids);
+    if (pids == 0) throw PolicyError("--pids", 0, 0, "invalid pids limit '0': must be at least 1");
+    p.limits.pids = pids;
+  }
+  if (!f.wall_time.empty()) p.limits.wall_time = duration("--wall-time", f.wall_time);
+  if (!f.cpu_time.empty()) p.limits.cpu_time = duration("--cpu-time", f.cpu_time);
+  if (!f.output.empty()) p.limits.output = size("--output", f.output);
+  if (!f.poll_interval.empty()) {
+    auto d = duration("--poll-interval", f.poll_interval);
+    if (d < Duration(10)) throw PolicyError("--poll-interval", 0, 0, "invalid poll interval '" + f.poll_interval + "': must be at least 10ms");
+    p.watchdog.poll_interval = d;
+  }
+  if (!f.hang_after.empty()) p.watchdog.hang_after = duration("--hang-after", f.hang_after);
+  if (!f.spin_after.empty()) p.watchdog.spin_after = duration("--spin-after", f.spin_after);
+  if (!f.hang_cpu_below.empty()) p.watchdog.hang_cpu_below = parse_number("--hang-cpu-below", f.hang_cpu_below);
+  if (!f.spin_cpu_above.empty()) p.watchdog.spin_cpu_above = parse_number("--spin-cpu-above", f.spin_cpu_above);
+  if (!f.heartbeat.empty()) p.watchdog.heartbeat = f.heartbeat;
+  if (!f.kill_grace.empty()) p.watchdog.kill_grace = duration("--kill-grace", f.kill_grace);
+  if (!f.orphans.empty()) p.watchdog.orphans = f.orphans == "wait" ? OrphanPolicy::wait : OrphanPolicy::kill;
+  if (!f.missing_controllers.empty()) {
+    p.runner.missing_controllers =
+        f.missing_controllers == "warn" ? MissingControllers::warn : MissingControllers::error;
+  }
+}
+
+void report_error(const Error& e) {
+  std::fprintf(stderr, "pollkill: error: %s\n", e.what());
+  if (!e.hint().empty()) std::fprintf(stderr, "pollkill: hint: %s\n", e.hint().c_str());
+}
+
+void write_result(const std::string& where, const Result& result) {
+  std::string line = dump_result_line(result) + "\n";
+  if (where == "-") {
+    std::fwrite(line.data(), 1, line.size(), stdout);
+    std::fflush(stdout);
+    return;
+  }
+  std::ofstream out(where, std::ios::trunc);
+  out << line;
+  out.flush();
+  if (!out) throw SystemError(errno, "write the result to '" + where + "'");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // A closed stdout must not kill pollkill before it has cleaned up its tasks.
+  ::signal(SIGPIPE, SIG_IGN);
+
+  CLI::App app{"pollkill: run unreliable work in cgroups, watch it, and reap whole process trees"};
+  app.set_version_flag("--version", std::string("pollkill ") + POLLKILL_VERSION);
+  app.require_subcommand(1);
+
+  // pollkill run
+  CLI::App* run = app.add_subcommand("run", "run one command in its own cgroup, watched");
+  LimitFlags flags;
+  std::string policy_file, cgroup_root, result_path;
+  bool quiet = false, verbose = false;
+  add_limit_flags(run, flags);
+  run->add_option("--policy", policy_file, "policy file (TOML)");
+  run->add_option("--cgroup-root", cgroup_root, "cgroup under which to create task cgroups")->group("Runner");
+  run->add_option("--result", result_path, "write the JSON result to FILE ('-' for stdout)");
+  run->add_flag("-q,--quiet", quiet, "print nothing about the outcome");
+  run->add_flag("-v,--verbose", verbose, "print the outcome even when the task succeeded");
+  std::vector<std::string> command;
+  run->add_option("COMMAND", command, "the command and its arguments (after --)");
+  run->positionals_at_end();
+  run->footer("Usage: pollkill run [OPTIONS] -- COMMAND [ARG...]\n"
+              "Exit status: the command's own; 128+N if it died of signal N (137 for oom); 124 for "
+              "timeout, cpu_limit, hung, spinning, output_limit; 125 pollkill's own errors; "
+              "126/127 cannot execute / not found; 129/130/143 cancelled.");
+
+  // pollkill policy check
+  CLI::App* policy = app.add_subcommand("policy", "work with policy files");
+  policy->require_subcommand(1);
+  CLI::App* check = policy->add_subcommand("check", "validate policy files (exit 0 valid, 1 invalid)");
+  std::vector<std::string> check_files;
+  bool print = false;
+  check->add_option("FILE", check_files, "policy files")->required();
+  check->add_flag("--print", print, "print the effective policy");
+
+  // pollkill doctor
+  CLI::App* doctor = app.add_subcommand("doctor", "check what this host offers pollkill");
+  std::string doctor_policy, doctor_root;
+  doctor->add_option("--policy", doctor_policy, "also check whether this policy can be enforced");
+  doctor->add_option("--cgroup-root", doctor_root, "the run root to check");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    if (code == 0) return 0;
+    return policy->parsed() ? 2 : exit_code::kInternal;
+  }
+
+  if (run->parsed()) {
+    if (command.empty()) {
+      std::fprintf(stderr, "pollkill: error: no command given\nUsage: pollkill run [OPTIONS] -- COMMAND [ARG...]\n");
+      return exit_code::kInternal;
+    }
+    Result result;
+    try {
+      RunRequest request;
+      request.command = command;
+      request.policy = policy_file.empty() ? default_policy() : load_policy_file(policy_file);
+      apply_flags(flags, request.policy);
+      if (!cgroup_root.empty()) request.cgroup_root = cgroup_root;
+      result = run_task(request);
+    } catch (const Error& e) {
+      report_error(e);
+      return exit_code::kInternal;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "pollkill: error: %s\n", e.what());
+      return exit_code::kInternal;
+    }
+    int code = exit_code_for(result);
+    if (!quiet && (verbose || (result.status != Status::ok && result.status != Status::failed))) {
+      std::fprintf(stderr, "pollkill: %s: %s (exit %d)\n", std::string(to_string(result.status)).c_str(),
+                   result.reason.c_str(), code);
+    }
+    if (!result_path.empty()) {
+      try {
+        write_result(result_path, result);
+      } catch (const Error& e) {
+        report_error(e);
+        return exit_code::kInternal;
+      }
+    }
+    return code;
+  }
+
+  if (check->parsed()) {
+    int status = 0;
+    for (const auto& file : check_files) {
+      try {
+        Policy p = load_policy_file(file);
+        if (print) {
+          std::printf("# %s\n%s", file.c_str(), to_toml(p).c_str());
+        } else {
+          std::printf("%s: ok\n", file.c_str());
+        }
+      } catch (const Error& e) {
+        std::fprintf(stderr, "%s\n", e.what());
+        status = 1;
+      }
+    }
+    return status;
+  }
+
+  if (doctor->parsed()) {
+    std::optional<Policy> p;
+    try {
+      if (!doctor_policy.empty()) p = load_policy_file(doctor_policy);
+    } catch (const Error& e) {
+      report_error(e);
+      return 2;
+    }
+    DoctorReport report = run_doctor(p, doctor_root.empty() ? std::nullopt : std::optional(doctor_root));
+    std::fputs(format_doctor(report).c_str(), stdout);
+    return report.ready() ? 0 : 1;
+  }
+  return exit_code::kInternal;
+}

@@ -1,0 +1,396 @@
+#include "pollkill/cgroup.h"
+
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <thread>
+
+#include "pollkill/error.h"
+
+namespace pollkill {
+namespace fs = std::filesystem;
+namespace {
+
+bool contains(const std::vector<std::string>& list, const std::string& item) {
+  return std::find(list.begin(), list.end(), item) != list.end();
+}
+
+// systemd marks delegated cgroups with an extended attribute (trusted.* as root, user.* for
+// user managers, systemd >= 251); without it, systemd owns the cgroup and may move or
+// remove what we create there.
+bool has_delegation_mark(const fs::path& path) {
+  for (const char* name : {"trusted.delegate", "user.delegate"}) {
+    if (::getxattr(path.c_str(), name, nullptr, 0) >= 0) return true;
+  }
+  return false;
+}
+
+fs::path under_mount(const fs::path& mount, const std::string& value) {
+  fs::path p(value);
+  auto rel = p.lexically_relative(mount);
+  if (p.is_absolute() && !rel.empty() && *rel.begin() != "..") return p.lexically_normal();
+  std::string stripped = value;
+  while (!stripped.empty() && stripped.front() == '/') stripped.erase(0, 1);
+  if (stripped.empty()) return mount;
+  return (mount / stripped).lexically_normal();
+}
+
+void make_cgroup_dirs(const fs::path& path, const std::string& source) {
+  std::error_code ec;
+  fs::create_directories(path, ec);
+  if (ec) {
+    throw SystemError(ec.value(), "create run root '" + path.string() + "' (from " + source + ")",
+                      "choose a cgroup you may write to with --cgroup-root, or run pollkill "
+                      "under `systemd-run --scope -p Delegate=yes`");
+  }
+  if (!fs::exists(path / "cgroup.procs")) {
+    throw Error("run root '" + path.string() + "' (from " + source +
+                    ") is not a cgroup v2 directory",
+                "give a directory inside the cgroup2 mount");
+  }
+}
+
+void sleep_for(Duration d) { std::this_thread::sleep_for(d); }
+
+// All cgroups below `dir` (depth-first, children before parents).
+void collect_descendants(const fs::path& dir, std::vector<fs::path>& out) {
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code type_ec;
+    if (it->is_directory(type_ec) && !it->is_symlink(type_ec)) {
+      collect_descendants(it->path(), out);
+      out.push_back(it->path());
+    }
+  }
+}
+
+}  // namespace
+
+HostCgroups probe_host_cgroups() {
+  HostCgroups host;
+  host.mounts = probe_cgroup_mounts();
+  host.own_cgroup = probe_own_cgroup();
+  // sd_booted(3) uses the same test.
+  struct stat st;
+  host.systemd_pid1 = ::lstat("/run/systemd/system", &st) == 0 && S_ISDIR(st.st_mode);
+  host.root_user = ::geteuid() == 0;
+  return host;
+}
+
+RunRoot resolve_run_root(const HostCgroups& host, const std::optional<std::string>& flag,
+                         const Policy& policy, const char* env_value, bool needs_controllers) {
+  if (!host.mounts.cgroup2) {
+    throw Error("no cgroup2 hierarchy is mounted (layout: " +
+                    std::string(to_string(host.mounts.layout)) + ")",
+                "mount one with `mount -t cgroup2 none /sys/fs/cgroup/unified`, or boot with "
+                "systemd.unified_cgroup_hierarchy=1");
+  }
+  const fs::path mount = *host.mounts.cgroup2;
+  const fs::path own = under_mount(mount, host.own_cgroup.empty() ? "/" : host.own_cgroup);
+  const bool own_is_root = own == mount;
+
+  auto explicit_root = [&](const std::string& value, const std::string& source) {
+    RunRoot root{under_mount(mount, value), source, false};
+    make_cgroup_dirs(root.path, source);
+    root.move_self_to_leaf = needs_controllers && root.path == own && !own_is_root;
+    return root;
+  };
+  if (flag) return explicit_root(*flag, "--cgroup-root");
+  if (policy.runner.cgroup_root) {
+    return explicit_root(*policy.runner.cgroup_root, "runner.cgroup_root");
+  }
+  if (env_value && *env_value) return explicit_root(env_value, "POLLKILL_CGROUP_ROOT");
+
+  // The hierarchy root is exempt from the no-internal-processes rule: always usable.
+  if (own_is_root) return RunRoot{own, "own cgroup (the hierarchy root)", false};
+
+  std::string why_not;
+  const bool writable = ::access(own.c_str(), W_OK) == 0 &&
+                        ::access((own / "cgroup.procs").c_str(), W_OK) == 0;
+  if (!writable) {
+    why_not = "its own cgroup '" + host.own_cgroup + "' is not writable";
+  } else if (host.systemd_pid1 && !has_delegation_mark(own)) {
+    why_not = "its own cgroup '" + host.own_cgroup +
+              "' belongs to systemd and was not delegated (no trusted.delegate mark)";
+  } else {
+    return RunRoot{own, "own cgroup", needs_controllers};
+  }
+  if (host.root_user) {
+    RunRoot root{mount / "pollkill", "root fallback", false};
+    make_cgroup_dirs(root.path, "root fallback");
+    return root;
+  }
+  throw Error("no cgroup pollkill may use: " + why_not,
+              host.systemd_pid1
+                  ? "run it in a delegated scope: `systemd-run --user --scope -p Delegate=yes "
+                    "pollkill ...`, or pass --cgroup-root with a cgroup you own"
+                  : "pass --cgroup-root (or set POLLKILL_CGROUP_ROOT) to a cgroup you may "
+                    "write to, or run as root");
+}
+
+std::vector<LimitWrite> plan_limits(const Limits& limits) {
+  std::vector<LimitWrite> plan;
+  auto size_text = [](std::uint64_t v) { return v == kSizeMax ? std::string("max") : std::to_string(v); };
+  if (limits.memory) {
+    plan.push_back({"memory.max", size_text(*limits.memory), "memory", "memory"});
+    // Without a swap limit a memory-limited task would quietly page out instead of
+    // reaching its limit; 0 makes memory mean memory unless the user says otherwise.
+    plan.push_back({"memory.swap.max", size_text(limits.swap.value_or(0)), "swap", "memory"});
+    // One OOM kill ends the whole task, not a random process inside it.
+    plan.push_back({"memory.oom.group", "1", "memory", "memory"});
+  } else if (limits.swap) {
+    plan.push_back({"memory.swap.max", size_text(*limits.swap), "swap", "memory"});
+  }
+  if (limits.memory_high) {
+    plan.push_back({"memory.high", size_text(*limits.memory_high), "memory_high", "memory"});
+  }
+  if (limits.cpus) {
+    constexpr std::uint64_t kPeriod = 100000;
+    auto quota = static_cast<std::uint64_t>(std::llround(*limits.cpus * kPeriod));
+    quota = std::max<std::uint64_t>(quota, 1000);  // the kernel's minimum quota is 1 ms
+    plan.push_back({"cpu.max", std::to_string(quota) + " " + std::to_string(kPeriod), "cpus", "cpu"});
+  }
+  if (limits.pids) plan.push_back({"pids.max", size_text(*limits.pids), "pids", "pids"});
+  return plan;
+}
+
+std::vector<std::string> controllers_for(const std::vector<LimitWrite>& plan) {
+  std::vector<std::string> out;
+  for (const auto& w : plan) {
+    if (!contains(out, w.controller)) out.push_back(w.controller);
+  }
+  return out;
+}
+
+std::pair<std::vector<LimitWrite>, std::vector<std::string>> split_enforceable(
+    const std::vector<LimitWrite>& plan, const std::vector<std::string>& available) {
+  std::vector<LimitWrite> ok;
+  std::vector<std::string> missing_keys;
+  for (const auto& w : plan) {
+    if (contains(available, w.controller)) {
+      ok.push_back(w);
+    } else if (!contains(missing_keys, w.key)) {
+      missing_keys.push_back(w.key);
+    }
+  }
+  return {ok, missing_keys};
+}
+
+std::vector<int> signal_cgroup(const CgroupDir& dir, int sig) {
+  std::vector<int> pids = dir.procs();
+  for (int pid : pids) ::kill(pid, sig);  // ESRCH: it exited meanwhile, which is fine
+  return pids;
+}
+
+std::vector<int> kill_cgroup(const CgroupDir& dir, KillMethod method) {
+  std::vector<fs::path> cgroups;
+  collect_descendants(dir.path(), cgroups);
+  cgroups.push_back(dir.path());
+  std::vector<int> seen;
+  auto gather = [&]() {
+    std::vector<int> now;
+    for (const auto& path : cgroups) {
+      try {
+        for (int pid : CgroupDir::open(path).procs()) now.push_back(pid);
+      } catch (const SystemError&) {
+        // a child cgroup removed meanwhile
+      }
+    }
+    for (int pid : now) {
+      if (std::find(seen.begin(), seen.end(), pid) == seen.end()) seen.push_back(pid);
+    }
+    return now;
+  };
+  if (method == KillMethod::cgroup_kill) {
+    gather();
+    dir.write("cgroup.kill", "1");
+    return seen;
+  }
+  // Freezing first means nothing inside can fork while we kill pid by pid.
+  for (int round = 0; round < 100; ++round) {
+    dir.write("cgroup.freeze", "1");
+    for (int i = 0; i < 20; ++i) {  // frozen within 100 ms, or go on regardless (D state)
+      auto events = dir.read_keyed("cgroup.events");
+      if (events && (*events)["frozen"] == 1) break;
+      sleep_for(Duration(5));
+    }
+    auto pids = gather();
+    for (int pid : pids) ::kill(pid, SIGKILL);
+    dir.write("cgroup.freeze", "0");
+    if (pids.empty() || !dir.populated()) break;
+    sleep_for(Duration(10));
+  }
+  return seen;
+}
+
+bool wait_unpopulated(const CgroupDir& dir, Duration timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (!dir.populated()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    sleep_for(Duration(5));
+  }
+}
+
+void remove_cgroup(const fs::path& path, Duration timeout) {
+  std::vector<fs::path> dirs;
+  collect_descendants(path, dirs);
+  dirs.push_back(path);
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (const auto& dir : dirs) {
+    for (;;) {
+      if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) break;
+      if (errno != EBUSY || std::chrono::steady_clock::now() >= deadline) {
+        throw_errno("remove cgroup '" + dir.string() + "'");
+      }
+      sleep_for(Duration(10));
+    }
+  }
+}
+
+KillMethod choose_kill_method(const CgroupDir& dir) {
+  const char* forced = ::getenv("POLLKILL_KILL_METHOD");
+  if (forced && std::string_view(forced) == "freeze") return KillMethod::freeze_and_kill;
+  return dir.has("cgroup.kill") ? KillMethod::cgroup_kill : KillMethod::freeze_and_kill;
+}
+
+std::string RunCgroup::make_name() {
+  unsigned char bytes[4] = {};
+  if (::getrandom(bytes, sizeof bytes, 0) != sizeof bytes) {
+    auto t = std::chrono::steady_clock::now().time_since_epoch().count();
+    for (unsigned char& b : bytes) b = static_cast<unsigned char>(t >>= 8);
+  }
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%02x%02x%02x%02x", bytes[0], bytes[1], bytes[2], bytes[3]);
+  return "pollkill-" + std::to_string(::getpid()) + "-" + hex;
+}
+
+RunCgroup RunCgroup::create(const RunRoot& root, const fs::path& mount,
+                            const std::vector<std::string>& controllers) {
+  RunCgroup run;
+  run.root_ = root.path;
+  CgroupDir root_dir = CgroupDir::open(root.path);
+  if (root.move_self_to_leaf) {
+    // A cgroup with controllers enabled for its children may hold no processes itself,
+    // so pollkill steps into a leaf of its own first (as nsjail and runc do).
+    fs::path leaf = root.path / ("pollkill-runner." + std::to_string(::getpid()));
+    if (::mkdir(leaf.c_str(), 0755) != 0 && errno != EEXIST) {
+      throw_errno("create cgroup '" + leaf.string() + "'");
+    }
+    run.self_leaf_ = leaf;
+    run.home_ = root.path;
+    try {
+      CgroupDir::open(leaf).write("cgroup.procs", "0");
+    } catch (const SystemError& e) {
+      ::rmdir(leaf.c_str());
+      throw SystemError(e.code(), "move pollkill into the leaf cgroup '" + leaf.string() + "'",
+                        "run pollkill in a cgroup delegated to it, e.g. `systemd-run --scope -p "
+                        "Delegate=yes pollkill ...`, or pass --cgroup-root");
+    }
+  }
+  auto root_enabled = root_dir.subtree_control();
+  for (const auto& c : controllers) {
+    if (contains(root_enabled, c)) continue;
+    try {
+      root_dir.write("cgroup.subtree_control", "+" + c);
+    } catch (const SystemError& e) {
+      run.leave_leaf();
+      throw SystemError(
+          e.code(), "enable the " + c + " controller: write '+" + c + "' to '" +
+                        (root.path / "cgroup.subtree_control").string() + "'",
+          e.code() == EBUSY
+              ? "other processes live in '" + root.path.string() +
+                    "'; start pollkill in a cgroup of its own (`systemd-run --scope -p "
+                    "Delegate=yes pollkill ...`) or pass --cgroup-root"
+              : "pass --cgroup-root with a cgroup delegated to you");
+    }
+    if (run.self_leaf_) run.enabled_in_root_.push_back(c);
+  }
+  fs::path path = root.path / make_name();
+  if (::mkdir(path.c_str(), 0755) != 0) {
+    int err = errno;
+    run.leave_leaf();
+    throw SystemError(err, "create run cgroup '" + path.string() + "'");
+  }
+  run.dir_ = CgroupDir::open(path);
+  run.relative_ = "/" + path.lexically_relative(mount).string();
+  for (const auto& c : controllers) run.dir_.write("cgroup.subtree_control", "+" + c);
+  return run;
+}
+
+RunCgroup::RunCgroup(RunCgroup&& other) noexcept { *this = std::move(other); }
+
+RunCgroup& RunCgroup::operator=(RunCgroup&& other) noexcept {
+  if (this != &other) {
+    destroy();
+    leave_leaf();
+    dir_ = std::move(other.dir_);
+    relative_ = std::move(other.relative_);
+    self_leaf_ = std::exchange(other.self_leaf_, std::nullopt);
+    home_ = std::move(other.home_);
+    enabled_in_root_ = std::move(other.enabled_in_root_);
+    root_ = std::move(other.root_);
+  }
+  return *this;
+}
+
+RunCgroup::~RunCgroup() {
+  destroy();
+  leave_leaf();
+}
+
+CgroupDir RunCgroup::create_child(const std::string& name) const {
+  fs::path path = dir_.path() / name;
+  if (::mkdir(path.c_str(), 0755) != 0) throw_errno("create task cgroup '" + path.string() + "'");
+  return CgroupDir::open(path);
+}
+
+void RunCgroup::destroy() noexcept {
+  if (!dir_) return;
+  struct stat st;
+  if (::stat(dir_.path().c_str(), &st) != 0 && errno == ENOENT) {  // already removed
+    dir_ = CgroupDir();
+    return;
+  }
+  try {
+    if (dir_.populated()) {
+      kill_cgroup(dir_, choose_kill_method(dir_));
+      wait_unpopulated(dir_, Duration(5000));
+    }
+    remove_cgroup(dir_.path());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "pollkill: warning: cleaning up '%s': %s\n", dir_.path().c_str(), e.what());
+  }
+  dir_ = CgroupDir();
+}
+
+void RunCgroup::leave_leaf() noexcept {
+  if (!self_leaf_) return;
+  try {
+    CgroupDir root = CgroupDir::open(home_);
+    for (const auto& c : enabled_in_root_) root.write("cgroup.subtree_control", "-" + c);
+    enabled_in_root_.clear();
+    root.write("cgroup.procs", "0");
+    if (::rmdir(self_leaf_->c_str()) != 0 && errno != EBUSY && errno != ENOENT) {
+      throw_errno("remove cgroup '" + self_leaf_->string() + "'");
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "pollkill: warning: leaving '%s': %s\n", self_leaf_->c_str(), e.what());
+  }
+  self_leaf_.reset();
+}
+
+void RunCgroup::release() noexcept {
+  dir_ = CgroupDir();
+  self_leaf_.reset();
+}
+
+}  // namespace pollkill

@@ -1,0 +1,141 @@
+#include "pollkill/doctor.h"
+
+#include <seccomp.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "pollkill/cgroup.h"
+#include "pollkill/error.h"
+#include "pollkill/spawn.h"
+
+namespace pollkill {
+namespace {
+
+std::string join(const std::vector<std::string>& words, const char* sep = " ") {
+  std::string out;
+  for (const auto& w : words) out += (out.empty() ? "" : sep) + w;
+  return out;
+}
+
+}  // namespace
+
+bool DoctorReport::ready() const {
+  return std::all_of(checks.begin(), checks.end(),
+                     [](const DoctorCheck& c) { return c.ok || !c.required; });
+}
+
+DoctorReport run_doctor(const std::optional<Policy>& policy,
+                        const std::optional<std::string>& cgroup_root) {
+  DoctorReport report;
+  auto add = [&](std::string name, bool ok, std::string detail, std::string fix = {},
+                 bool required = true) {
+    report.checks.push_back({std::move(name), ok, required, std::move(detail), std::move(fix)});
+  };
+  HostCgroups host = probe_host_cgroups();
+  add("PID 1 is systemd", true, host.systemd_pid1 ? "yes: pollkill's cgroup must be delegated"
+                                                  : "no", {}, false);
+  if (!host.mounts.cgroup2) {
+    add("cgroup2 mount", false, "none (layout: v1-only)",
+        "mount cgroup2 (`mount -t cgroup2 none /sys/fs/cgroup/unified`) or boot with "
+        "systemd.unified_cgroup_hierarchy=1");
+    return report;
+  }
+  add("cgroup2 mount", true,
+      host.mounts.cgroup2->string() + " (" + std::string(to_string(host.mounts.layout)) + ")");
+  add("own cgroup", !host.own_cgroup.empty(), host.own_cgroup.empty() ? "unknown" : host.own_cgroup);
+
+  Policy effective = policy.value_or(default_policy());
+  std::vector<LimitWrite> plan = plan_limits(effective.limits);
+  std::vector<std::string> wanted = controllers_for(plan);
+  RunRoot root;
+  try {
+    root = resolve_run_root(host, cgroup_root, effective, ::getenv("POLLKILL_CGROUP_ROOT"),
+                            !wanted.empty());
+  } catch (const Error& e) {
+    add("run root", false, e.what(), e.hint());
+    return report;
+  }
+  bool writable = ::access(root.path.c_str(), W_OK) == 0;
+  add("run root", writable,
+      root.path.string() + " (" + root.source + (writable ? ", writable)" : ", not writable)") +
+          (root.move_self_to_leaf ? "; pollkill moves itself into a leaf first" : ""),
+      "pass --cgroup-root with a cgroup you may write to");
+  std::vector<std::string> available;
+  try {
+    available = CgroupDir::open(root.path).controllers();
+  } catch (const Error&) {
+  }
+  for (const char* c : {"memory", "cpu", "pids"}) {
+    bool has = std::find(available.begin(), available.end(), c) != available.end();
+    add(std::string("controller ") + c, has, has ? "available" : "not available in " + root.path.string(),
+        host.mounts.layout == CgroupLayout::hybrid
+            ? "this hybrid host keeps it in cgroup v1; boot with systemd.unified_cgroup_hierarchy=1"
+            : "enable it in the parent's cgroup.subtree_control or ask for delegation",
+        false);
+  }
+
+  // A real trial: a scratch run cgroup, /bin/true spawned into it, then everything removed.
+  try {
+    RunRoot trial_root = root;
+    trial_root.move_self_to_leaf = false;
+    RunCgroup run = RunCgroup::create(trial_root, *host.mounts.cgroup2, {});
+    CgroupDir task = run.create_child("doctor");
+    add("cgroup.kill", task.has("cgroup.kill"),
+        task.has("cgroup.kill") ? "present" : "absent: pollkill uses freeze + SIGKILL instead",
+        "Linux 5.14 or newer provides cgroup.kill", false);
+    add("cgroup.freeze", task.has("cgroup.freeze"), task.has("cgroup.freeze") ? "present" : "absent",
+        "Linux 5.2 or newer provides cgroup.freeze", !task.has("cgroup.kill"));
+    SpawnMethod method = default_spawn_method();
+    Spawned spawned = spawn({{"/bin/true"}, {}, task.fd(), method});
+    auto exit = spawned.child.reap();
+    bool ok = !spawned.failure && exit.exit_code == 0;
+    add(method == SpawnMethod::clone3 ? "clone3 into a cgroup" : "fork + join cgroup", ok,
+        ok ? "ran /bin/true in " + (run.relative_path() + "/doctor")
+           : "could not run /bin/true in a task cgroup",
+        "Linux 5.7 or newer provides clone3(CLONE_INTO_CGROUP)");
+    bool peak = task.has("memory.peak");
+    add("memory.peak", peak, peak ? "present" : "absent (needs the memory controller, Linux 5.19)",
+        "results fall back to the highest sampled memory.current, or null", false);
+    bool pressure = task.has("cpu.pressure");
+    add("pressure files", pressure, pressure ? "cpu/memory/io.pressure present" : "absent",
+        "build the kernel with CONFIG_PSI=y (or boot without psi=0)", false);
+  } catch (const Error& e) {
+    add("task cgroup trial", false, e.what(), e.hint().empty() ? "see the run root above" : e.hint());
+  }
+
+  const unsigned seccomp_mode = static_cast<unsigned>(::prctl(PR_GET_SECCOMP));
+  const scmp_version* v = seccomp_version();
+  add("seccomp", seccomp_mode != static_cast<unsigned>(-1),
+      "libseccomp " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
+          std::to_string(v->micro) + (seccomp_mode == 0 ? ", not filtered" : ", already filtered"),
+      "build the kernel with CONFIG_SECCOMP_FILTER=y", false);
+
+  if (policy) {
+    auto [enforceable, missing] = split_enforceable(plan, available);
+    bool ok = missing.empty();
+    bool allowed = ok || effective.runner.missing_controllers == MissingControllers::warn;
+    add("policy", ok,
+        ok ? "every limit can be enforced here"
+           : "cannot enforce: " + join(missing, ", ") +
+                 (allowed ? " (runner.missing_controllers = \"warn\": runs without them)" : ""),
+        "run on a pure cgroup v2 host with the controllers delegated, or set "
+        "runner.missing_controllers = \"warn\"",
+        !allowed);
+  }
+  return report;
+}
+
+std::string format_doctor(const DoctorReport& report) {
+  std::string out;
+  for (const auto& c : report.checks) {
+    out += (c.ok ? "[ok] " : (c.required ? "[!!] " : "[--] ")) + c.name + ": " + c.detail + "\n";
+    if (!c.ok && !c.fix.empty()) out += "     fix: " + c.fix + "\n";
+  }
+  out += report.ready() ? "ready: pollkill can run tasks here\n"
+                        : "not ready: fix the [!!] lines above\n";
+  return out;
+}
+
+}  // namespace pollkill

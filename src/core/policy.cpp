@@ -1,0 +1,560 @@
+#include "pollkill/policy.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <utility>
+
+#include <toml++/toml.h>
+
+namespace pollkill {
+namespace {
+
+constexpr std::int64_t kVersion = 1;
+constexpr Duration kMinPollInterval{10};
+
+/// Reads one parsed document into a Policy. Every failure is a PolicyError pointing at the
+/// key or value at fault, so that an editor can jump straight to it.
+class Reader {
+ public:
+  explicit Reader(const std::string& source) : source_(source) {}
+
+  [[noreturn]] void fail(const toml::source_region& where, const std::string& message) const {
+    throw PolicyError(source_, static_cast<int>(where.begin.line),
+                      static_cast<int>(where.begin.column), message);
+  }
+
+  /// Remembers where a key was written, for checks that involve more than one key.
+  void note(const std::string& key, const toml::source_region& where) { seen_[key] = where; }
+  const toml::source_region* where(const std::string& key) const {
+    auto it = seen_.find(key);
+    return it == seen_.end() ? nullptr : &it->second;
+  }
+
+  std::uint64_t size(const toml::node& node, const std::string& key) const;
+  Duration duration(const toml::node& node, const std::string& key) const;
+  double number(const toml::node& node, const std::string& key) const;
+  std::string string(const toml::node& node, const std::string& key) const;
+  std::string choice(const toml::node& node, const std::string& key,
+                     const std::vector<std::string_view>& options) const;
+  std::uint64_t pids(const toml::node& node, const std::string& key) const;
+
+ private:
+  const std::string& source_;
+  std::map<std::string, toml::source_region> seen_;
+};
+
+// Shortest text that reads back as the same double; "2.0" rather than "2" so it stays a float.
+std::string toml_number(double value) {
+  char buffer[64];
+  const auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
+  std::string text(buffer, result.ptr);
+  if (std::isfinite(value) && text.find_first_of(".e") == std::string::npos) text += ".0";
+  return text;
+}
+
+/// A scalar as the user wrote it (as near as the parsed value allows): 12XB, -0.1, true.
+std::string scalar_text(const toml::node& node) {
+  if (const auto* text = node.as_string()) return text->get();
+  if (const auto* integer = node.as_integer()) return std::to_string(integer->get());
+  if (const auto* floating = node.as_floating_point()) return toml_number(floating->get());
+  std::ostringstream out;
+  node.visit([&out](const auto& value) {
+    if constexpr (toml::is_value<decltype(value)>) out << value;
+  });
+  return out.str();
+}
+
+/// The value in single quotes, like the units errors: '12XB', '0.005'.
+std::string quoted(const toml::node& node) {
+  return "'" + scalar_text(node) + "'";
+}
+
+/// "integer 3", "string '4'", "a table": how a value of the wrong type reads in a message.
+std::string describe(const toml::node& node) {
+  if (node.is_table()) return "a table";
+  if (node.is_array()) return "an array";
+  std::ostringstream out;
+  out << node.type() << ' ' << (node.is_string() ? quoted(node) : scalar_text(node));
+  return out.str();
+}
+
+std::uint64_t Reader::size(const toml::node& node, const std::string& key) const {
+  if (const auto* text = node.as_string()) {
+    try {
+      return parse_size(text->get());
+    } catch (const Error& e) {
+      fail(node.source(), key + ": " + e.what());
+    }
+  }
+  if (const auto* integer = node.as_integer()) {
+    if (integer->get() < 0)
+      fail(node.source(), key + ": invalid size " + quoted(node) + ": must not be negative");
+    return static_cast<std::uint64_t>(integer->get());
+  }
+  fail(node.source(), key +
+                          ": expected a size (a string such as \"2GiB\" or \"max\", or an integer "
+                          "number of bytes), got " +
+                          describe(node));
+}
+
+Duration Reader::duration(const toml::node& node, const std::string& key) const {
+  if (const auto* text = node.as_string()) {
+    try {
+      return parse_duration(text->get());
+    } catch (const Error& e) {
+      fail(node.source(), key + ": " + e.what());
+    }
+  }
+  if (node.is_number()) {
+    const double seconds = node.value<double>().value_or(0);
+    // The bound is a power of two so the comparison is exact; beyond it the count would overflow.
+    constexpr double kMaxSeconds = 0x1p63 / 1000;
+    if (std::isnan(seconds) || seconds < 0) {
+      fail(node.source(), key + ": invalid duration " + quoted(node) + ": must not be negative");
+    }
+    if (seconds >= kMaxSeconds)
+      fail(node.source(), key + ": invalid duration " + quoted(node) + ": too large");
+    if (const auto* integer = node.as_integer()) return Duration(integer->get() * 1000);
+    return Duration(static_cast<Duration::rep>(std::floor(seconds * 1000)));
+  }
+  fail(node.source(),
+       key +
+           ": expected a duration (a string such as \"30s\" or \"1h30m\", or a number "
+           "of seconds), got " +
+           describe(node));
+}
+
+double Reader::number(const toml::node& node, const std::string& key) const {
+  if (!node.is_number()) fail(node.source(), key + ": expected a number, got " + describe(node));
+  const double value = node.value<double>().value_or(0);
+  if (!std::isfinite(value))
+    fail(node.source(), key + ": invalid number " + quoted(node) + ": must be finite");
+  return value;
+}
+
+std::string Reader::string(const toml::node& node, const std::string& key) const {
+  const auto* text = node.as_string();
+  if (!text) fail(node.source(), key + ": expected a string, got " + describe(node));
+  if (text->get().empty())
+    fail(node.source(), key + ": must not be empty (leave the key out instead)");
+  return text->get();
+}
+
+std::string Reader::choice(const toml::node& node, const std::string& key,
+                           const std::vector<std::string_view>& options) const {
+  std::string use;
+  for (std::string_view option : options) {
+    use += (use.empty() ? "\"" : " or \"") + std::string(option) + "\"";
+  }
+  const auto* text = node.as_string();
+  if (!text) fail(node.source(), key + ": expected " + use + ", got " + describe(node));
+  for (std::string_view option : options) {
+    if (text->get() == option) return text->get();
+  }
+  std::string message = key + ": invalid value " + quoted(node) + " (use " + use + ")";
+  if (std::string near = did_you_mean(text->get(), options); !near.empty()) {
+    message += "; did you mean '" + near + "'?";
+  }
+  fail(node.source(), message);
+}
+
+std::uint64_t Reader::pids(const toml::node& node, const std::string& key) const {
+  if (const auto* text = node.as_string(); text && text->get() == "max") return kSizeMax;
+  if (const auto* integer = node.as_integer(); integer && integer->get() > 0) {
+    return static_cast<std::uint64_t>(integer->get());
+  }
+  if (node.is_integer() || node.is_string()) {
+    fail(node.source(),
+         key + ": invalid value " + quoted(node) + " (use a positive integer or \"max\")");
+  }
+  fail(node.source(), key + ": expected a positive integer or \"max\", got " + describe(node));
+}
+
+// Limits and timeouts of zero are refused: they would stop every task at once, and leaving the
+// key out is how a policy says "no limit".
+void require_positive(const Reader& r, const toml::node& node, const std::string& key,
+                      bool positive) {
+  if (!positive) {
+    r.fail(node.source(), key + ": invalid value " + quoted(node) +
+                              ": must be greater than 0 (leave the key out for no limit)");
+  }
+}
+
+using Apply = void (*)(Reader&, const toml::node&, const std::string&, Policy&);
+struct Field {
+  std::string_view name;
+  Apply apply;
+};
+struct Section {
+  std::string_view name;
+  std::vector<Field> fields;
+};
+
+const std::vector<Section>& sections() {
+  static const std::vector<Section> kSections{
+      {"limits",
+       {
+           {"memory",
+            [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
+              p.limits.memory = r.size(n, k);
+              require_positive(r, n, k, *p.limits.memory > 0);
+            }},
+           {"memory_high",
+            [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
+              p.limits.memory_high = r.size(n, k);
+              require_positive(r, n, k, *p.limits.memory_high > 0);
+            }},
+           {"swap", [](Reader& r, const toml::node& n, const std::string& k,
+                       Policy& p) { p.limits.swap = r.size(n, k); }},
+           {"cpus",
+            [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
+              p.limits.cpus = r.number(n, k);
+              require_positive(r, n, k, *p.limits.cpus > 0);
+            }},
+           {"pids", [](Reader& r, const toml::node& n, const std::string& k,
+                       Policy& p) { p.limits.pids = r.pids(n, k); }},
+           {"wall_time",
+            [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
+              p.limits.wall_time = r.duration(n, k);
+              require_positive(r, n, k, p.limits.wall_time->count() > 0);
+            }},
+           {"cpu_time",
+            [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
+              p.limits.cpu_time = r.duration(n, k);
+              require_positive(r, n, k, p.limits.cpu_time->count() > 0);
+            }},
+           {"output", [](Reader& r, const toml::node& n, const std::string& k,
+                         Policy& p) { p.limits.output = r.size(n, k); }},
+       }},
+      {"watchdog",
+       {
+           {"poll_interval",
+            [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
+              p.watchdog.poll_interval = r.duration(n, k);
+              if (p.watchdog.poll_interval < kMinPollInterval) {
+                r.fail(n.source(), k + ": invalid value " + quoted(n) + ": must be at least " +
+                                       format_duration(kMinPollInterval));
+              }
+            }},
+           {"hang_after",
+            [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
+              p.watchdog.hang_after = r.duration(n, k);
+              require_positive(r, n, k, p.watchdog.hang_after->count() > 0);
+            }},
+           {"hang_cpu_below",
+            [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
+              p.watchdog.hang_cpu_below = r.number(n, k);
+              if (p.watchdog.hang_cpu_below < 0) {
+                r.fail(n.source(), k + ": invalid value " + quoted(n) + ": must not be negative");
+              }
+            }},
+           {"spin_after",
+            [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
+              p.watchdog.spin_after = r.duration(n, k);
+              require_positive(r, n, k, p.watchdog.spin_after->count() > 0);
+            }},
+           {"spin_cpu_above",
+            [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
+              p.watchdog.spin_cpu_above = r.number(n, k);
+              if (p.watchdog.spin_cpu_above < 0) {
+                r.fail(n.source(), k + ": invalid value " + quoted(n) + ": must not be negative");
+              }
+            }},
+           {"heartbeat", [](Reader& r, const toml::node& n, const std::string& k,
+                            Policy& p) { p.watchdog.heartbeat = r.string(n, k); }},
+           {"kill_grace", [](Reader& r, const toml::node& n, const std::string& k,
+                             Policy& p) { p.watchdog.kill_grace = r.duration(n, k); }},
+           {"orphans",
+            [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
+              p.watchdog.orphans = r.choice(n, k, {"kill", "wait"}) == "kill" ? OrphanPolicy::kill
+                                                                              : OrphanPolicy::wait;
+            }},
+       }},
+      {"runner",
+       {
+           {"cgroup_root", [](Reader& r, const toml::node& n, const std::string& k,
+                              Policy& p) { p.runner.cgroup_root = r.string(n, k); }},
+           {"missing_controllers",
+            [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
+              p.runner.missing_controllers = r.choice(n, k, {"error", "warn"}) == "error"
+                                                 ? MissingControllers::error
+                                                 : MissingControllers::warn;
+            }},
+       }},
+  };
+  return kSections;
+}
+
+/// A table's entries in the order they appear in the file (toml::table sorts by key), so the
+/// first error reported is the first one a reader meets.
+std::vector<std::pair<const toml::key*, const toml::node*>> in_file_order(
+    const toml::table& table) {
+  std::vector<std::pair<const toml::key*, const toml::node*>> entries;
+  for (const auto& [key, node] : table) entries.emplace_back(&key, &node);
+  std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
+    const auto& pa = a.first->source().begin;
+    const auto& pb = b.first->source().begin;
+    return std::pair(pa.line, pa.column) < std::pair(pb.line, pb.column);
+  });
+  return entries;
+}
+
+/// "it belongs in [watchdog]" when `name` is a key of another section, else "".
+std::string home_of(std::string_view name) {
+  for (const Section& section : sections()) {
+    for (const Field& field : section.fields) {
+      if (field.name == name) return "it belongs in [" + std::string(section.name) + "]";
+    }
+  }
+  return {};
+}
+
+void read_section(Reader& reader, const Section& section, const toml::table& table,
+                  Policy& policy) {
+  std::vector<std::string_view> names;
+  for (const Field& field : section.fields) names.push_back(field.name);
+  for (const auto& [key, node] : in_file_order(table)) {
+    const auto field = std::find_if(section.fields.begin(), section.fields.end(),
+                                    [key = key](const Field& f) { return f.name == key->str(); });
+    if (field == section.fields.end()) {
+      std::string message =
+          "unknown key '" + std::string(key->str()) + "' in [" + std::string(section.name) + "]";
+      if (std::string near = did_you_mean(key->str(), names); !near.empty()) {
+        message += "; did you mean '" + near + "'?";
+      } else if (std::string home = home_of(key->str()); !home.empty()) {
+        message += "; " + home;
+      }
+      reader.fail(key->source(), message);
+    }
+    const std::string dotted = std::string(section.name) + "." + std::string(key->str());
+    field->apply(reader, *node, dotted, policy);
+    reader.note(dotted, key->source());
+  }
+}
+
+// Hung means "CPU below hang_cpu_below", spinning means "CPU at or above spin_cpu_above". With
+// both on, the bands must not meet: otherwise one stalled sample could count as both, and a task
+// without progress would always be one or the other.
+void check_watchdog_bands(const Reader& reader, const Policy& policy) {
+  const WatchdogPolicy& w = policy.watchdog;
+  if (!w.hang_after || !w.spin_after || w.hang_cpu_below < w.spin_cpu_above) return;
+  // Point at the key in this text that made the conflict, when the text made it.
+  const toml::source_region* where = nullptr;
+  for (const char* key : {"watchdog.hang_cpu_below", "watchdog.spin_cpu_above",
+                          "watchdog.spin_after", "watchdog.hang_after"}) {
+    if (!where) where = reader.where(key);
+  }
+  reader.fail(where ? *where : toml::source_region{},
+              "watchdog.hang_cpu_below (" + toml_number(w.hang_cpu_below) +
+                  ") must be less than watchdog.spin_cpu_above (" + toml_number(w.spin_cpu_above) +
+                  ") when both hang and spin detection are on");
+}
+
+std::string toml_string(std::string_view text) {
+  // Basic ("...") strings throughout: literal ones would read oddly next to the docs.
+  std::ostringstream out;
+  out << toml::toml_formatter(toml::value<std::string>(std::string(text)),
+                              toml::format_flags::none);
+  return out.str();
+}
+
+// Sizes read best as "2GiB"; a size that format_size would round is written as exact bytes.
+std::string toml_size(std::uint64_t bytes) {
+  const std::string human = format_size(bytes);
+  try {
+    if (parse_size(human) == bytes) return toml_string(human);
+  } catch (const Error&) {
+    // Rounded past the largest size; fall through to exact bytes.
+  }
+  if (bytes <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+    return std::to_string(bytes);
+  }
+  return toml_string(std::to_string(bytes));
+}
+
+}  // namespace
+
+PolicyError::PolicyError(std::string source, int line, int column, std::string message)
+    : Error(source + (line > 0 ? ":" + std::to_string(line) + ":" + std::to_string(column) : "") +
+            ": " + message),
+      source_(std::move(source)),
+      line_(line),
+      column_(column),
+      message_(std::move(message)) {}
+
+Policy default_policy() {
+  return Policy{};
+}
+
+Policy parse_policy(std::string_view text, const std::string& source, const Policy& base) {
+  toml::table root;
+  try {
+    root = toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    throw PolicyError(source, static_cast<int>(e.source().begin.line),
+                      static_cast<int>(e.source().begin.column), std::string(e.description()));
+  }
+  Reader reader(source);
+  const toml::node* version = root.get("version");
+  if (!version) {
+    throw PolicyError(source, 1, 1, "missing 'version = 1' (put it at the top of the policy)");
+  }
+  if (!version->is_integer()) {
+    reader.fail(version->source(), "version: expected the integer 1, got " + describe(*version));
+  }
+  if (version->as_integer()->get() != kVersion) {
+    reader.fail(version->source(), "unsupported policy version " + quoted(*version) +
+                                       " (this pollkill reads version 1)");
+  }
+
+  Policy policy = base;
+  std::vector<std::string_view> top_names{"version"};
+  for (const Section& section : sections()) top_names.push_back(section.name);
+  for (const auto& [key, node] : in_file_order(root)) {
+    if (key->str() == "version") continue;
+    const auto section =
+        std::find_if(sections().begin(), sections().end(),
+                     [key = key](const Section& s) { return s.name == key->str(); });
+    if (section == sections().end()) {
+      const std::string near = did_you_mean(key->str(), top_names);
+      std::string message = node->is_table() ? "unknown section [" + std::string(key->str()) + "]"
+                                             : "unknown key '" + std::string(key->str()) + "'";
+      if (!near.empty()) {
+        message += "; did you mean '" + near + "'?";
+      } else if (std::string home = home_of(key->str()); !home.empty()) {
+        message += "; " + home;
+      }
+      reader.fail(key->source(), message);
+    }
+    if (!node->is_table()) {
+      reader.fail(node->source(), "'" + std::string(key->str()) + "' must be a section ([" +
+                                      std::string(key->str()) + "]), got " + describe(*node));
+    }
+    read_section(reader, *section, *node->as_table(), policy);
+  }
+  check_watchdog_bands(reader, policy);
+  return policy;
+}
+
+Policy load_policy_file(const std::filesystem::path& path) {
+  const auto fail = [&path](int err) {
+    throw PolicyError(
+        path.string(), 0, 0,
+        std::string("cannot read policy: ") + std::strerror(err) + " (" + errno_name(err) + ")");
+  };
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"),
+                                                       &std::fclose);
+  if (!file) fail(errno);
+  std::string text;
+  char buffer[4096];
+  std::size_t count;
+  while ((count = std::fread(buffer, 1, sizeof buffer, file.get())) > 0) text.append(buffer, count);
+  // fopen succeeds on a directory; the read is what fails (EISDIR).
+  if (std::ferror(file.get())) fail(errno);
+  return parse_policy(text, path.string());
+}
+
+std::string to_toml(const Policy& policy) {
+  std::ostringstream out;
+  const auto line = [&out](std::string_view key, const auto& value, auto format,
+                           std::string_view unset) {
+    if (value) {
+      out << key << " = " << format(*value) << '\n';
+    } else {
+      out << "# " << key << " = (" << unset << ")\n";
+    }
+  };
+  const auto size = [](std::uint64_t bytes) { return toml_size(bytes); };
+  const auto duration = [](Duration d) { return toml_string(format_duration(d)); };
+  const auto number = [](double value) { return toml_number(value); };
+  const auto string = [](const std::string& text) { return toml_string(text); };
+  const auto pids = [](std::uint64_t count) {
+    return count == kSizeMax ? toml_string("max") : std::to_string(count);
+  };
+  const Limits& l = policy.limits;
+  const WatchdogPolicy& w = policy.watchdog;
+  const RunnerPolicy& r = policy.runner;
+
+  out << "# pollkill policy; keys shown as comments are not set.\nversion = " << kVersion << "\n";
+  out << "\n[limits]\n";
+  line("memory", l.memory, size, "no limit");
+  line("memory_high", l.memory_high, size, "no limit");
+  line("swap", l.swap, size, "not set: 0 when memory is set");
+  line("cpus", l.cpus, number, "no limit");
+  line("pids", l.pids, pids, "no limit");
+  line("wall_time", l.wall_time, duration, "no limit");
+  line("cpu_time", l.cpu_time, duration, "no limit");
+  line("output", l.output, size, "no limit");
+  out << "\n[watchdog]\n";
+  out << "poll_interval = " << duration(w.poll_interval) << '\n';
+  line("hang_after", w.hang_after, duration, "off");
+  out << "hang_cpu_below = " << number(w.hang_cpu_below) << '\n';
+  line("spin_after", w.spin_after, duration, "off");
+  out << "spin_cpu_above = " << number(w.spin_cpu_above) << '\n';
+  line("heartbeat", w.heartbeat, string, "off");
+  out << "kill_grace = " << duration(w.kill_grace) << '\n';
+  out << "orphans = \"" << (w.orphans == OrphanPolicy::kill ? "kill" : "wait") << "\"\n";
+  out << "\n[runner]\n";
+  line("cgroup_root", r.cgroup_root, string, "not set");
+  out << "missing_controllers = \""
+      << (r.missing_controllers == MissingControllers::error ? "error" : "warn") << "\"\n";
+  return out.str();
+}
+
+bool operator==(const Limits& a, const Limits& b) {
+  return a.memory == b.memory && a.memory_high == b.memory_high && a.swap == b.swap &&
+         a.cpus == b.cpus && a.pids == b.pids && a.wall_time == b.wall_time &&
+         a.cpu_time == b.cpu_time && a.output == b.output;
+}
+
+bool operator==(const WatchdogPolicy& a, const WatchdogPolicy& b) {
+  return a.poll_interval == b.poll_interval && a.hang_after == b.hang_after &&
+         a.hang_cpu_below == b.hang_cpu_below && a.spin_after == b.spin_after &&
+         a.spin_cpu_above == b.spin_cpu_above && a.heartbeat == b.heartbeat &&
+         a.kill_grace == b.kill_grace && a.orphans == b.orphans;
+}
+
+bool operator==(const RunnerPolicy& a, const RunnerPolicy& b) {
+  return a.cgroup_root == b.cgroup_root && a.missing_controllers == b.missing_controllers;
+}
+
+bool operator==(const Policy& a, const Policy& b) {
+  return a.limits == b.limits && a.watchdog == b.watchdog && a.runner == b.runner;
+}
+
+std::string did_you_mean(std::string_view word, const std::vector<std::string_view>& candidates) {
+  const std::size_t allowed = word.size() <= 4 ? 1 : 2;
+  std::string best;
+  std::size_t best_distance = allowed + 1;
+  std::vector<std::size_t> previous, current;
+  for (std::string_view candidate : candidates) {
+    // Levenshtein distance, one row at a time.
+    previous.resize(candidate.size() + 1);
+    current.resize(candidate.size() + 1);
+    for (std::size_t j = 0; j <= candidate.size(); ++j) previous[j] = j;
+    for (std::size_t i = 1; i <= word.size(); ++i) {
+      current[0] = i;
+      for (std::size_t j = 1; j <= candidate.size(); ++j) {
+        const std::size_t substitution =
+            previous[j - 1] + (word[i - 1] == candidate[j - 1] ? 0 : 1);
+        current[j] = std::min({previous[j] + 1, current[j - 1] + 1, substitution});
+      }
+      std::swap(previous, current);
+    }
+    if (previous[candidate.size()] < best_distance) {
+      best_distance = previous[candidate.size()];
+      best = std::string(candidate);
+    }
+  }
+  return best;
+}
+
+}  // namespace pollkill

@@ -1,0 +1,355 @@
+#include "pollkill/policy.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#ifndef POLLKILL_SOURCE_DIR
+#error "POLLKILL_SOURCE_DIR must name the source tree (CMake defines it)"
+#endif
+
+namespace pollkill {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+TEST(Policy, DefaultsNeverStopASleepingTask) {
+  const Policy p = default_policy();
+  EXPECT_EQ(p.limits, Limits{});
+  EXPECT_FALSE(p.limits.wall_time);
+  EXPECT_FALSE(p.limits.cpu_time);
+  EXPECT_FALSE(p.watchdog.hang_after);
+  EXPECT_FALSE(p.watchdog.spin_after);
+  EXPECT_FALSE(p.watchdog.heartbeat);
+  EXPECT_EQ(p.watchdog.poll_interval, 250ms);
+  EXPECT_EQ(p.watchdog.hang_cpu_below, 0.01);
+  EXPECT_EQ(p.watchdog.spin_cpu_above, 0.9);
+  EXPECT_EQ(p.watchdog.kill_grace, 3s);
+  EXPECT_EQ(p.watchdog.orphans, OrphanPolicy::kill);
+  EXPECT_FALSE(p.runner.cgroup_root);
+  EXPECT_EQ(p.runner.missing_controllers, MissingControllers::error);
+}
+
+TEST(Policy, DefaultTomlIsTheBuiltInDefault) {
+  const std::string path = std::string(POLLKILL_SOURCE_DIR) + "/policies/default.toml";
+  EXPECT_EQ(load_policy_file(path), default_policy());
+  // Parsed on top of a different base, the file must still set every non-optional key.
+  Policy other;
+  other.watchdog.poll_interval = 1s;
+  other.watchdog.hang_cpu_below = 0.5;
+  other.watchdog.spin_cpu_above = 2;
+  other.watchdog.kill_grace = 0s;
+  other.watchdog.orphans = OrphanPolicy::wait;
+  other.runner.missing_controllers = MissingControllers::warn;
+  EXPECT_EQ(parse_policy(read_text(path), path, other), default_policy());
+}
+
+TEST(Policy, ReadsEveryKey) {
+  const Policy p = parse_policy(R"(version = 1
+[limits]
+memory = "2GiB"
+memory_high = 1073741824
+swap = "0"
+cpus = 1.5
+pids = 100
+wall_time = "1h30m"
+cpu_time = 90
+output = "64MB"
+[watchdog]
+poll_interval = 0.1
+hang_after = "2m"
+hang_cpu_below = 0
+spin_after = "5m"
+spin_cpu_above = 2
+heartbeat = "/tmp/beat"
+kill_grace = "0s"
+orphans = "wait"
+[runner]
+cgroup_root = "/sys/fs/cgroup/pk"
+missing_controllers = "warn"
+)",
+                                "test.toml");
+  Policy want;
+  want.limits = {2ull << 30, 1ull << 30, 0, 1.5, 100, 5400s, 90s, 64'000'000};
+  want.watchdog = {100ms, 2min, 0.0, 5min, 2.0, "/tmp/beat", 0ms, OrphanPolicy::wait};
+  want.runner = {"/sys/fs/cgroup/pk", MissingControllers::warn};
+  EXPECT_EQ(p, want);
+}
+
+TEST(Policy, KeepsBaseValuesForAbsentKeys) {
+  Policy base;
+  base.limits.memory = 1000;
+  base.watchdog.hang_after = 1min;
+  const Policy p = parse_policy("version = 1\n[limits]\npids = \"max\"\n", "t", base);
+  EXPECT_EQ(p.limits.memory, 1000u);
+  EXPECT_EQ(p.limits.pids, kSizeMax);
+  EXPECT_EQ(p.watchdog.hang_after, 1min);
+}
+
+TEST(Policy, AcceptsDottedKeysAndInlineTables) {
+  const Policy p =
+      parse_policy("version = 1\nlimits.memory = \"max\"\nwatchdog = { hang_after = 5 }\n", "t");
+  EXPECT_EQ(p.limits.memory, kSizeMax);
+  EXPECT_EQ(p.watchdog.hang_after, 5s);
+}
+
+struct ErrorCase {
+  std::string text;
+  int line;
+  int column;
+  std::string message;
+};
+
+// Every way a policy can be wrong, with where the error must point.
+TEST(Policy, RejectsBadPoliciesAtTheOffendingKeyOrValue) {
+  const std::string use_sizes = "(use bytes, K/M/G/T, KiB/MiB/GiB/TiB or KB/MB/GB/TB, or max)";
+  const std::string want_size =
+      "expected a size (a string such as \"2GiB\" or \"max\", or an integer number of bytes), got ";
+  const std::string want_duration =
+      "expected a duration (a string such as \"30s\" or \"1h30m\", or a number of seconds), got ";
+  const std::string no_zero = ": must be greater than 0 (leave the key out for no limit)";
+  const ErrorCase cases[] = {
+      // Syntax errors come from toml++ with its position.
+      {"version = 1\n[limits\n", 2, 8, "Error while parsing table header: expected ']', saw '\\n'"},
+      {"version = 1\nversion = 1\n", 2, 11,
+       "Error while parsing key-value pair: cannot redefine existing integer 'version'"},
+      // version
+      {"", 1, 1, "missing 'version = 1' (put it at the top of the policy)"},
+      {"[limits]\n", 1, 1, "missing 'version = 1' (put it at the top of the policy)"},
+      {"version = 2\n", 1, 11, "unsupported policy version '2' (this pollkill reads version 1)"},
+      {"version = \"1\"\n", 1, 11, "version: expected the integer 1, got string '1'"},
+      // unknown sections and keys
+      {"version = 1\n[limts]\n", 2, 2, "unknown section [limts]; did you mean 'limits'?"},
+      {"version = 1\n[network]\n", 2, 2, "unknown section [network]"},
+      {"version = 1\nmemory = 1\n", 2, 1, "unknown key 'memory'; it belongs in [limits]"},
+      {"version = 1\nverison = 1\n", 2, 1, "unknown key 'verison'; did you mean 'version'?"},
+      {"version = 1\nlimits = 5\n", 2, 10, "'limits' must be a section ([limits]), got integer 5"},
+      {"version = 1\n[limits]\nmemroy = \"1G\"\n", 3, 1,
+       "unknown key 'memroy' in [limits]; did you mean 'memory'?"},
+      {"version = 1\n[limits]\ncpu = 1\n", 3, 1,
+       "unknown key 'cpu' in [limits]; did you mean 'cpus'?"},
+      {"version = 1\n[limits]\nhang_after = 1\n", 3, 1,
+       "unknown key 'hang_after' in [limits]; it belongs in [watchdog]"},
+      {"version = 1\n[watchdog]\n  spin_afer = 1\n", 3, 3,
+       "unknown key 'spin_afer' in [watchdog]; did you mean 'spin_after'?"},
+      {"version = 1\n[runner]\nbogus = 1\n", 3, 1, "unknown key 'bogus' in [runner]"},
+      {"version = 1\n[limits.memory]\n", 2, 1, "limits.memory: " + want_size + "a table"},
+      // the first error in file order wins, not the first in key order
+      {"version = 1\n[limits]\nzzz = 1\naaa = 1\n", 3, 1, "unknown key 'zzz' in [limits]"},
+      // [limits]
+      {"version = 1\n[limits]\nmemory = \"12XB\"\n", 3, 10,
+       "limits.memory: invalid size '12XB': unknown unit 'XB' " + use_sizes},
+      {"version = 1\n[limits]\nmemory = -1\n", 3, 10,
+       "limits.memory: invalid size '-1': must not be negative"},
+      {"version = 1\n[limits]\nmemory = 0\n", 3, 10, "limits.memory: invalid value '0'" + no_zero},
+      {"version = 1\n[limits]\nmemory = 1.5\n", 3, 10,
+       "limits.memory: " + want_size + "floating-point 1.5"},
+      {"version = 1\n[limits]\nmemory_high = \"0GiB\"\n", 3, 15,
+       "limits.memory_high: invalid value '0GiB'" + no_zero},
+      {"version = 1\n[limits]\nswap = true\n", 3, 8, "limits.swap: " + want_size + "boolean true"},
+      {"version = 1\n[limits]\noutput = \"1.5\"\n", 3, 10,
+       "limits.output: invalid size '1.5': a fractional size needs a unit, such as 1.5GiB"},
+      {"version = 1\n[limits]\ncpus = 0\n", 3, 8, "limits.cpus: invalid value '0'" + no_zero},
+      {"version = 1\n[limits]\ncpus = -0.5\n", 3, 8, "limits.cpus: invalid value '-0.5'" + no_zero},
+      {"version = 1\n[limits]\ncpus = \"2\"\n", 3, 8,
+       "limits.cpus: expected a number, got string '2'"},
+      {"version = 1\n[limits]\ncpus = inf\n", 3, 8,
+       "limits.cpus: invalid number 'inf': must be finite"},
+      {"version = 1\n[limits]\npids = 0\n", 3, 8,
+       "limits.pids: invalid value '0' (use a positive integer or \"max\")"},
+      {"version = 1\n[limits]\npids = \"lots\"\n", 3, 8,
+       "limits.pids: invalid value 'lots' (use a positive integer or \"max\")"},
+      {"version = 1\n[limits]\npids = 1.0\n", 3, 8,
+       "limits.pids: expected a positive integer or \"max\", got floating-point 1.0"},
+      {"version = 1\n[limits]\nwall_time = \"10x\"\n", 3, 13,
+       "limits.wall_time: invalid duration '10x': unknown unit 'x' (use h, m, s or ms)"},
+      {"version = 1\n[limits]\nwall_time = 0\n", 3, 13,
+       "limits.wall_time: invalid value '0'" + no_zero},
+      {"version = 1\n[limits]\nwall_time = -1\n", 3, 13,
+       "limits.wall_time: invalid duration '-1': must not be negative"},
+      {"version = 1\n[limits]\ncpu_time = [1]\n", 3, 12,
+       "limits.cpu_time: " + want_duration + "an array"},
+      {"version = 1\n[limits]\ncpu_time = 1e300\n", 3, 12,
+       "limits.cpu_time: invalid duration '1e+300': too large"},
+      {"version = 1\n[limits]\ncpu_time = nan\n", 3, 12,
+       "limits.cpu_time: invalid duration 'nan': must not be negative"},
+      // [watchdog]
+      {"version = 1\n[watchdog]\npoll_interval = \"5ms\"\n", 3, 17,
+       "watchdog.poll_interval: invalid value '5ms': must be at least 10ms"},
+      {"version = 1\n[watchdog]\nhang_after = \"0s\"\n", 3, 14,
+       "watchdog.hang_after: invalid value '0s'" + no_zero},
+      {"version = 1\n[watchdog]\nspin_after = false\n", 3, 14,
+       "watchdog.spin_after: " + want_duration + "boolean false"},
+      {"version = 1\n[watchdog]\nhang_cpu_below = -0.1\n", 3, 18,
+       "watchdog.hang_cpu_below: invalid value '-0.1': must not be negative"},
+      {"version = 1\n[watchdog]\nspin_cpu_above = \"high\"\n", 3, 18,
+       "watchdog.spin_cpu_above: expected a number, got string 'high'"},
+      {"version = 1\n[watchdog]\nheartbeat = 1\n", 3, 13,
+       "watchdog.heartbeat: expected a string, got integer 1"},
+      {"version = 1\n[watchdog]\nheartbeat = \"\"\n", 3, 13,
+       "watchdog.heartbeat: must not be empty (leave the key out instead)"},
+      {"version = 1\n[watchdog]\nkill_grace = \"-1s\"\n", 3, 14,
+       "watchdog.kill_grace: invalid duration '-1s': must not be negative"},
+      {"version = 1\n[watchdog]\norphans = \"kil\"\n", 3, 11,
+       "watchdog.orphans: invalid value 'kil' (use \"kill\" or \"wait\"); did you mean 'kill'?"},
+      {"version = 1\n[watchdog]\norphans = \"ignore\"\n", 3, 11,
+       "watchdog.orphans: invalid value 'ignore' (use \"kill\" or \"wait\")"},
+      {"version = 1\n[watchdog]\norphans = 1\n", 3, 11,
+       "watchdog.orphans: expected \"kill\" or \"wait\", got integer 1"},
+      // hang and spin bands must not meet when both are on
+      {"version = 1\n[watchdog]\nhang_after = 60\nspin_after = 60\nhang_cpu_below = 0.9\n", 5, 1,
+       "watchdog.hang_cpu_below (0.9) must be less than watchdog.spin_cpu_above (0.9) when both "
+       "hang "
+       "and spin detection are on"},
+      {"version = 1\n[watchdog]\nhang_after = 60\nspin_after = 60\nspin_cpu_above = 0.001\n", 5, 1,
+       "watchdog.hang_cpu_below (0.01) must be less than watchdog.spin_cpu_above (0.001) when both "
+       "hang and spin detection are on"},
+      // [runner]
+      {"version = 1\n[runner]\ncgroup_root = 5\n", 3, 15,
+       "runner.cgroup_root: expected a string, got integer 5"},
+      {"version = 1\n[runner]\nmissing_controllers = \"eror\"\n", 3, 23,
+       "runner.missing_controllers: invalid value 'eror' (use \"error\" or \"warn\"); did you mean "
+       "'error'?"},
+  };
+  for (const auto& c : cases) {
+    try {
+      parse_policy(c.text, "p.toml");
+      ADD_FAILURE() << "accepted:\n" << c.text;
+    } catch (const PolicyError& e) {
+      EXPECT_EQ(e.message(), c.message) << c.text;
+      EXPECT_EQ(e.line(), c.line) << c.text;
+      EXPECT_EQ(e.column(), c.column) << c.text;
+      EXPECT_EQ(e.source(), "p.toml");
+      EXPECT_EQ(std::string(e.what()), "p.toml:" + std::to_string(c.line) + ":" +
+                                           std::to_string(c.column) + ": " + c.message);
+    }
+  }
+}
+
+TEST(Policy, BandConflictFromTheBasePointsAtTheKeyThatEnabledIt) {
+  Policy base;
+  base.watchdog.hang_after = 1min;
+  base.watchdog.spin_cpu_above = 0;
+  try {
+    parse_policy("version = 1\n[watchdog]\nspin_after = 60\n", "p.toml", base);
+    ADD_FAILURE() << "accepted";
+  } catch (const PolicyError& e) {
+    EXPECT_STREQ(
+        e.what(),
+        "p.toml:3:1: watchdog.hang_cpu_below (0.01) must be less than watchdog.spin_cpu_above "
+        "(0.0) when both hang and spin detection are on");
+  }
+}
+
+TEST(Policy, BandsMayMeetWhenOneDetectionIsOff) {
+  const Policy p =
+      parse_policy("version = 1\n[watchdog]\nhang_after = 60\nhang_cpu_below = 5\n", "t");
+  EXPECT_EQ(p.watchdog.hang_cpu_below, 5.0);
+}
+
+TEST(PolicyError, OmitsLineAndColumnWhenZero) {
+  EXPECT_STREQ(PolicyError("--memory", 0, 0, "bad").what(), "--memory: bad");
+  EXPECT_STREQ(PolicyError("f.toml", 3, 7, "bad").what(), "f.toml:3:7: bad");
+}
+
+TEST(Policy, UnreadableFileNamesTheFileAndErrno) {
+  struct Case {
+    std::string path;
+    std::string what;
+  };
+  const Case cases[] = {
+      {"/nonexistent/p.toml",
+       "/nonexistent/p.toml: cannot read policy: No such file or directory (ENOENT)"},
+      {"/", "/: cannot read policy: Is a directory (EISDIR)"},
+  };
+  for (const auto& c : cases) {
+    try {
+      load_policy_file(c.path);
+      ADD_FAILURE() << "read " << c.path;
+    } catch (const PolicyError& e) {
+      EXPECT_EQ(std::string(e.what()), c.what);
+      EXPECT_EQ(e.line(), 0);
+    }
+  }
+}
+
+TEST(Policy, ToTomlRoundTrips) {
+  Policy full;
+  full.limits = {(3ull << 30) / 2, 1'000'001, 0, 0.25, kSizeMax, 5400s, 1500ms, kSizeMax};
+  full.watchdog = {10ms, 90'500ms,          0.05, 1h, 1.0, "/tmp/a \"quoted\" path\n",
+                   0ms,  OrphanPolicy::wait};
+  full.runner = {"/sys/fs/cgroup/x", MissingControllers::warn};
+  Policy huge;
+  huge.limits.memory = kSizeMax - 1;  // not exact in any unit and beyond a TOML integer
+  huge.limits.cpus = 1e-7;
+  for (const Policy& p : {default_policy(), full, huge}) {
+    const std::string text = to_toml(p);
+    EXPECT_EQ(parse_policy(text, "to_toml"), p) << text;
+  }
+}
+
+TEST(Policy, ToTomlShowsUnsetKeysAsComments) {
+  Policy p;
+  p.limits.memory = 2ull << 30;
+  p.limits.memory_high = 1'000'001;
+  p.limits.cpus = 2;
+  const std::string text = to_toml(p);
+  EXPECT_NE(text.find("\nversion = 1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\nmemory = \"2GiB\"\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\nmemory_high = 1000001\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\ncpus = 2.0\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\n# wall_time = (no limit)\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\npoll_interval = \"250ms\"\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\n# hang_after = (off)\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\nhang_cpu_below = 0.01\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\nkill_grace = \"3s\"\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\norphans = \"kill\"\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\nmissing_controllers = \"error\"\n"), std::string::npos) << text;
+}
+
+TEST(Policy, EqualityComparesEveryField) {
+  Policy a, b;
+  EXPECT_EQ(a, b);
+  b.limits.output = 1;
+  EXPECT_NE(a, b);
+  b = a;
+  b.watchdog.orphans = OrphanPolicy::wait;
+  EXPECT_NE(a, b);
+  b = a;
+  b.runner.cgroup_root = "/x";
+  EXPECT_NE(a, b);
+}
+
+TEST(DidYouMean, SuggestsOnlyCloseCandidates) {
+  struct Case {
+    std::string word;
+    std::string want;
+  };
+  const std::vector<std::string_view> keys{"memory", "memory_high", "cpus", "pids", "swap"};
+  const Case cases[] = {
+      {"memroy", "memory"},
+      {"memory_hgih", "memory_high"},
+      {"cpu", "cpus"},
+      {"pid", "pids"},
+      {"mem", ""},
+      {"sawp", ""},  // two edits on a four-letter word is too far
+      {"swp", "swap"},
+      {"network", ""},
+      {"", ""},
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(did_you_mean(c.word, keys), c.want) << c.word;
+  }
+}
+
+}  // namespace
+}  // namespace pollkill
