@@ -53,6 +53,8 @@ struct SpawnRequest {
   std::vector<std::string> env;        ///< "NAME=value"; the environment of the new program
   int cgroup_fd = -1;                  ///< the task's cgroup directory
   SpawnMethod method = SpawnMethod::clone3;
+  /// Descriptors to become the child's stdin, stdout and stderr (-1: inherit pollkill's).
+  int stdio[3] = {-1, -1, -1};
 };
 
 /// Why the child could not become the program.

@@ -20,13 +20,14 @@ namespace {
 
 // Steps the child reports through the pipe; kept as numbers because the child may not
 // allocate, and turned into words by the parent.
-enum ChildStep : int { kStepPdeathsig = 1, kStepJoinCgroup = 2, kStepExecve = 3 };
+enum ChildStep : int { kStepPdeathsig = 1, kStepJoinCgroup = 2, kStepExecve = 3, kStepStdio = 4 };
 
 const char* step_name(int step) {
   switch (step) {
     case kStepPdeathsig: return "set the parent-death signal";
     case kStepJoinCgroup: return "join the task cgroup";
     case kStepExecve: return "execve";
+    case kStepStdio: return "set up stdin/stdout/stderr";
   }
   return "start";
 }
@@ -45,6 +46,7 @@ struct ChildPlan {
   int report_fd;
   int join_fd;  // cgroup.procs of the task cgroup (fork fallback only), else -1
   pid_t parent;
+  const int* stdio;  // three descriptors, -1 = inherit
 };
 
 [[noreturn]] void report_and_exit(int fd, int step, int err) {
@@ -66,6 +68,12 @@ struct ChildPlan {
   if (::getppid() != plan.parent) ::_exit(127);  // pollkill died before prctl took effect
   if (plan.join_fd >= 0 && ::write(plan.join_fd, "0", 1) != 1) {
     report_and_exit(plan.report_fd, kStepJoinCgroup, errno);
+  }
+  for (int target = 0; target < 3; ++target) {
+    // dup2 clears close-on-exec on the copy, so the program keeps it.
+    if (plan.stdio[target] >= 0 && ::dup2(plan.stdio[target], target) < 0) {
+      report_and_exit(plan.report_fd, kStepStdio, errno);
+    }
   }
   // Like execvp: EACCES from any candidate wins over ENOENT; other errors stop the search.
   int result = ENOENT;
@@ -197,7 +205,7 @@ Spawned spawn(const SpawnRequest& request) {
   UniqueFd report_write(pipe_fds[1]);
 
   ChildPlan plan{argv.data(), envp.data(), cand.data(), cand.size(), report_write.get(), -1,
-                 ::getpid()};
+                 ::getpid(), request.stdio};
   SpawnMethod method = request.method;
   pid_t pid = -1;
   int pidfd = -1;

@@ -17,6 +17,7 @@
 #include "pollkill/cgroup.h"
 #include "pollkill/error.h"
 #include "pollkill/guard.h"
+#include "pollkill/output.h"
 #include "pollkill/progress.h"
 #include "pollkill/spawn.h"
 #include "pollkill/watchdog.h"
@@ -68,15 +69,6 @@ std::vector<std::string> current_environment() {
   return env;
 }
 
-std::string signal_word(int sig) {
-  switch (sig) {
-    case SIGINT: return "SIGINT";
-    case SIGTERM: return "SIGTERM";
-    case SIGHUP: return "SIGHUP";
-  }
-  return "signal " + std::to_string(sig);
-}
-
 UnkillableProcess describe_process(int pid) {
   UnkillableProcess p;
   p.pid = pid;
@@ -98,7 +90,7 @@ UnkillableProcess describe_process(int pid) {
   return p;
 }
 
-enum Tag : std::uint64_t { kSignal = 1, kPidfd, kEvents, kSampleTimer, kDeadlineTimer };
+enum Tag : std::uint64_t { kSignal = 1, kPidfd, kEvents, kSampleTimer, kDeadlineTimer, kStdout, kStderr };
 
 // Blocks the signals pollkill handles through its signalfd for the lifetime of a run, and
 // restores the previous mask afterwards.
@@ -206,6 +198,14 @@ public:
   }
 
   void set_deadline_fd(int fd) { deadline_fd_ = fd; }
+
+  /// Counts relayed output against the `output` limit.
+  void on_output(std::uint64_t total) {
+    if (phase_ != Phase::running || !policy_.limits.output || total <= *policy_.limits.output) return;
+    verdict_ = Verdict{Status::output_limit, "output exceeded the " +
+                                                 format_size(*policy_.limits.output) + " limit"};
+    begin_termination(policy_.watchdog.kill_grace);
+  }
 
   void fill(Result& result, const Outcome& base, Clock::time_point started) {
     Outcome outcome = base;
@@ -409,11 +409,19 @@ Result run_task(const RunRequest& request) {
   UniqueFd sample_timer = make_timerfd();
   UniqueFd deadline_timer = make_timerfd();
 
-  const Clock::time_point start = Clock::now();
-  std::uint64_t start_cpu = 0;
+  // With an output limit the task writes into pipes that pollkill copies and counts;
+  // otherwise it inherits pollkill's stdin, stdout and stderr.
+  std::optional<OutputRelay> relay;
   SpawnRequest spawn_request{request.command, current_environment(), task_dir.fd(),
                              default_spawn_method()};
+  if (policy.limits.output) {
+    relay = OutputRelay::create(STDOUT_FILENO, STDERR_FILENO);
+    spawn_request.stdio[1] = relay->child_end(0);
+    spawn_request.stdio[2] = relay->child_end(1);
+  }
+  const Clock::time_point start = Clock::now();
   Spawned spawned = spawn(spawn_request);
+  if (relay) relay->close_child_ends();
   Outcome base;
   if (spawned.failure) {
     spawned.child.reap();
@@ -430,13 +438,17 @@ Result run_task(const RunRequest& request) {
     return result;
   }
 
-  TaskWatch watch(policy, std::move(task_dir), std::move(spawned.child), start, start_cpu);
+  TaskWatch watch(policy, std::move(task_dir), std::move(spawned.child), start, 0);
   watch.set_deadline_fd(deadline_timer.get());
   epoll_add(epfd.get(), sigfd.get(), kSignal);
   epoll_add(epfd.get(), watch.pidfd(), kPidfd);
   epoll_add(epfd.get(), inotify.get(), kEvents);
   epoll_add(epfd.get(), sample_timer.get(), kSampleTimer);
   epoll_add(epfd.get(), deadline_timer.get(), kDeadlineTimer);
+  if (relay) {
+    epoll_add(epfd.get(), relay->read_end(0), kStdout);
+    epoll_add(epfd.get(), relay->read_end(1), kStderr);
+  }
   arm_timer(sample_timer.get(), policy.watchdog.poll_interval, policy.watchdog.poll_interval);
   watch.on_events();  // the task may already be gone
 
@@ -477,13 +489,17 @@ Result run_task(const RunRequest& request) {
           drain(deadline_timer.get());
           watch.on_deadline();
           break;
+        case kStdout:
+        case kStderr:
+          // At EOF pump closes the read end, which also takes it out of the epoll set.
+          relay->pump(events[i].data.u64 == kStdout ? 0 : 1);
+          watch.on_output(relay->total());
+          break;
       }
     }
   }
+  if (relay) relay->drain();
   watch.fill(result, base, start);
-  if (result.status == Status::cancelled) {
-    result.reason = "cancelled by " + signal_word(result.cancel_signal.value_or(SIGINT));
-  }
   run.destroy();
   guard.stop();
   run.leave_leaf();

@@ -1,0 +1,235 @@
+// Unit tests for the cgroup edge that do not need a kernel: parsers, limit plans and the
+// run-root decision against a fake hierarchy in a temporary directory.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "pollkill/cgroup.h"
+#include "pollkill/cgroupfs.h"
+#include "pollkill/error.h"
+
+namespace pollkill {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kHybridMountinfo =
+    "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n"
+    "32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n"
+    "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
+    "39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids\n"
+    "40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd\n"
+    "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+
+TEST(Mountinfo, HybridLayout) {
+  CgroupMounts m = parse_mountinfo(kHybridMountinfo);
+  ASSERT_TRUE(m.cgroup2);
+  EXPECT_EQ(*m.cgroup2, "/sys/fs/cgroup/unified");
+  EXPECT_EQ(m.layout, CgroupLayout::hybrid);
+  EXPECT_EQ(m.v1_controllers, (std::vector<std::string>{"cpu", "memory", "pids"}));
+}
+
+TEST(Mountinfo, PureLayoutWithOptionalFieldsAndEscapes) {
+  CgroupMounts m = parse_mountinfo(
+      "25 30 0:22 / /sys/fs/cgroup rw,nosuid shared:9 - cgroup2 cgroup2 rw,nsdelegate\n"
+      "26 30 0:23 / /mnt/my\\040cg rw shared:10 master:2 - cgroup2 none rw\n");
+  ASSERT_TRUE(m.cgroup2);
+  EXPECT_EQ(*m.cgroup2, "/sys/fs/cgroup");  // the first one wins
+  EXPECT_EQ(m.layout, CgroupLayout::pure);
+  CgroupMounts escaped = parse_mountinfo("26 30 0:23 / /mnt/my\\040cg rw - cgroup2 none rw\n");
+  EXPECT_EQ(*escaped.cgroup2, "/mnt/my cg");
+}
+
+TEST(Mountinfo, V1Only) {
+  CgroupMounts m = parse_mountinfo(
+      "32 31 0:29 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n");
+  EXPECT_FALSE(m.cgroup2);
+  EXPECT_EQ(m.layout, CgroupLayout::v1_only);
+}
+
+TEST(OwnCgroup, FindsTheUnifiedLine) {
+  EXPECT_EQ(parse_own_cgroup("4:memory:/x\n0::/user.slice/a.scope\n"), "/user.slice/a.scope");
+  EXPECT_EQ(parse_own_cgroup("0::/\n"), "/");
+  EXPECT_EQ(parse_own_cgroup("4:memory:/x\n"), "");
+}
+
+TEST(Keyed, ParsesCpuStatAndMax) {
+  auto m = parse_keyed("usage_usec 1234\nuser_usec 1000\nsystem_usec 234\nbad line here\nlimit max\n");
+  EXPECT_EQ(m.at("usage_usec"), 1234u);
+  EXPECT_EQ(m.at("system_usec"), 234u);
+  EXPECT_EQ(m.at("limit"), UINT64_MAX);
+  EXPECT_EQ(m.count("bad"), 0u);
+}
+
+TEST(Pids, ParsesProcs) {
+  EXPECT_EQ(parse_pids("12\n345\n\n6\n"), (std::vector<int>{12, 345, 6}));
+  EXPECT_TRUE(parse_pids("").empty());
+}
+
+TEST(PlanLimits, MemoryImpliesZeroSwapAndGroupOom) {
+  Limits limits;
+  limits.memory = 64ull << 20;
+  auto plan = plan_limits(limits);
+  ASSERT_EQ(plan.size(), 3u);
+  EXPECT_EQ(plan[0].attr, "memory.max");
+  EXPECT_EQ(plan[0].value, "67108864");
+  EXPECT_EQ(plan[1].attr, "memory.swap.max");
+  EXPECT_EQ(plan[1].value, "0");
+  EXPECT_EQ(plan[2].attr, "memory.oom.group");
+  EXPECT_EQ(controllers_for(plan), (std::vector<std::string>{"memory"}));
+}
+
+TEST(PlanLimits, EachKeyToItsFile) {
+  struct Case {
+    Limits limits;
+    std::string attr;
+    std::string value;
+    std::string controller;
+  };
+  Limits swap_max;
+  swap_max.memory = 1 << 20;
+  swap_max.swap = kSizeMax;
+  Limits high;
+  high.memory_high = 1 << 20;
+  Limits quarter;
+  quarter.cpus = 0.25;
+  Limits tiny;
+  tiny.cpus = 0.001;
+  Limits pids;
+  pids.pids = 32;
+  Limits pids_max;
+  pids_max.pids = kSizeMax;
+  const Case cases[] = {
+      {swap_max, "memory.swap.max", "max", "memory"},
+      {high, "memory.high", "1048576", "memory"},
+      {quarter, "cpu.max", "25000 100000", "cpu"},
+      {tiny, "cpu.max", "1000 100000", "cpu"},  // the kernel's minimum quota
+      {pids, "pids.max", "32", "pids"},
+      {pids_max, "pids.max", "max", "pids"},
+  };
+  for (const auto& c : cases) {
+    auto plan = plan_limits(c.limits);
+    auto it = std::find_if(plan.begin(), plan.end(), [&](const LimitWrite& w) { return w.attr == c.attr; });
+    ASSERT_NE(it, plan.end()) << c.attr;
+    EXPECT_EQ(it->value, c.value) << c.attr;
+    EXPECT_EQ(it->controller, c.controller) << c.attr;
+  }
+  EXPECT_TRUE(plan_limits(Limits{}).empty());
+}
+
+TEST(PlanLimits, SplitByAvailableControllers) {
+  Limits limits;
+  limits.memory = 1 << 20;
+  limits.pids = 10;
+  auto [ok, missing] = split_enforceable(plan_limits(limits), {"pids", "hugetlb"});
+  ASSERT_EQ(ok.size(), 1u);
+  EXPECT_EQ(ok[0].attr, "pids.max");
+  EXPECT_EQ(missing, (std::vector<std::string>{"memory", "swap"}));
+}
+
+// A fake cgroup2 mount: directories with a cgroup.procs file.
+class RunRootTest : public ::testing::Test {
+protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/pollkill-runroot-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    mount_ = tmpl;
+    make_cgroup(mount_);
+    host_.mounts.cgroup2 = mount_;
+    host_.mounts.layout = CgroupLayout::pure;
+    host_.own_cgroup = "/";
+    host_.root_user = true;
+  }
+  void TearDown() override { fs::remove_all(mount_); }
+  static void make_cgroup(const fs::path& p) {
+    fs::create_directories(p);
+    std::ofstream(p / "cgroup.procs").put('\n');
+  }
+  fs::path mount_;
+  HostCgroups host_;
+  Policy policy_;
+};
+
+TEST_F(RunRootTest, HierarchyRootIsUsedAsIs) {
+  RunRoot r = resolve_run_root(host_, std::nullopt, policy_, nullptr, true);
+  EXPECT_EQ(r.path, mount_);
+  EXPECT_FALSE(r.move_self_to_leaf);
+}
+
+TEST_F(RunRootTest, ExplicitRootsInOrder) {
+  make_cgroup(mount_ / "flag");
+  make_cgroup(mount_ / "policy");
+  make_cgroup(mount_ / "env");
+  policy_.runner.cgroup_root = "/policy";
+  EXPECT_EQ(resolve_run_root(host_, "flag", policy_, "env", false).path, mount_ / "flag");
+  EXPECT_EQ(resolve_run_root(host_, std::nullopt, policy_, "env", false).path, mount_ / "policy");
+  policy_.runner.cgroup_root.reset();
+  RunRoot env = resolve_run_root(host_, std::nullopt, policy_, "/env", false);
+  EXPECT_EQ(env.path, mount_ / "env");
+  EXPECT_EQ(env.source, "POLLKILL_CGROUP_ROOT");
+  // An absolute path under the mount is taken as it is.
+  EXPECT_EQ(resolve_run_root(host_, (mount_ / "flag").string(), policy_, nullptr, false).path,
+            mount_ / "flag");
+}
+
+TEST_F(RunRootTest, ExplicitRootMustBeACgroup) {
+  try {
+    resolve_run_root(host_, "/not-a-cgroup", policy_, nullptr, false);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("is not a cgroup v2 directory"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(RunRootTest, NonRootOwnCgroupMovesSelfOnlyWhenControllersAreNeeded) {
+  make_cgroup(mount_ / "job");
+  host_.own_cgroup = "/job";
+  EXPECT_TRUE(resolve_run_root(host_, std::nullopt, policy_, nullptr, true).move_self_to_leaf);
+  RunRoot r = resolve_run_root(host_, std::nullopt, policy_, nullptr, false);
+  EXPECT_EQ(r.path, mount_ / "job");
+  EXPECT_FALSE(r.move_self_to_leaf);
+}
+
+TEST_F(RunRootTest, UndelegatedSystemdCgroupFallsBackToPollkillAsRoot) {
+  make_cgroup(mount_ / "user.slice" / "session-1.scope");
+  make_cgroup(mount_ / "pollkill");
+  host_.own_cgroup = "/user.slice/session-1.scope";
+  host_.systemd_pid1 = true;
+  RunRoot r = resolve_run_root(host_, std::nullopt, policy_, nullptr, false);
+  EXPECT_EQ(r.path, mount_ / "pollkill");
+  EXPECT_EQ(r.source, "root fallback");
+}
+
+TEST_F(RunRootTest, UndelegatedSystemdCgroupWithoutRootNamesTheFix) {
+  make_cgroup(mount_ / "user.slice" / "session-1.scope");
+  host_.own_cgroup = "/user.slice/session-1.scope";
+  host_.systemd_pid1 = true;
+  host_.root_user = false;
+  try {
+    resolve_run_root(host_, std::nullopt, policy_, nullptr, false);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not delegated"), std::string::npos) << e.what();
+    EXPECT_NE(e.hint().find("systemd-run --user --scope -p Delegate=yes"), std::string::npos);
+  }
+}
+
+TEST_F(RunRootTest, NoCgroup2MountIsAnError) {
+  host_.mounts.cgroup2.reset();
+  host_.mounts.layout = CgroupLayout::v1_only;
+  EXPECT_THROW(resolve_run_root(host_, std::nullopt, policy_, nullptr, false), Error);
+}
+
+TEST(RunCgroupName, PidAndRandomPart) {
+  std::string a = RunCgroup::make_name();
+  std::string b = RunCgroup::make_name();
+  std::string prefix = "pollkill-" + std::to_string(::getpid()) + "-";
+  EXPECT_EQ(a.rfind(prefix, 0), 0u);
+  EXPECT_EQ(a.size(), prefix.size() + 8);
+  EXPECT_NE(a, b);
+}
+
+}  // namespace
+}  // namespace pollkill
