@@ -18,9 +18,9 @@ namespace pollkill {
 /// Facts about this host's cgroups that the run-root decision needs.
 struct HostCgroups {
   CgroupMounts mounts;
-  std::string own_cgroup;    ///< e.g. "/" or "/user.slice/.../session-2.scope"
-  bool systemd_pid1 = false; ///< PID 1 is systemd (its cgroups need delegation)
-  bool root_user = false;    ///< effective uid 0
+  std::string own_cgroup;     ///< e.g. "/" or "/user.slice/.../session-2.scope"
+  bool systemd_pid1 = false;  ///< PID 1 is systemd (its cgroups need delegation)
+  bool root_user = false;     ///< effective uid 0
 };
 HostCgroups probe_host_cgroups();
 
@@ -49,6 +49,9 @@ struct LimitWrite {
   std::string value;  ///< e.g. "67108864"
   std::string key;    ///< the policy key it enforces, e.g. "memory"
   std::string controller;
+  /// Written because another key implies it (swap = 0 and oom.group with memory), not
+  /// because the user set it: when unenforceable it is not reported on its own.
+  bool implied = false;
 };
 
 /// The writes that enforce `limits` (pure): memory.max, memory.swap.max (0 unless swap is
@@ -87,12 +90,18 @@ void remove_cgroup(const std::filesystem::path& path, Duration timeout = Duratio
 KillMethod choose_kill_method(const CgroupDir& dir);
 
 /// This invocation's run cgroup: "<run root>/pollkill-<pid>-<random>", holding one cgroup per
-/// task. Destruction kills whatever is left inside and removes it all (and, when pollkill had
-/// moved itself into a leaf, moves it back and removes the leaf).
+/// task. Made in two steps so that the guard can exist before anything is created:
+/// `prepare` decides every path without touching the hierarchy, the guard is forked with a
+/// copy, then `realize` creates. Destruction kills whatever is left inside and removes it all
+/// (and, when pollkill had moved itself into a leaf, moves it back and removes the leaf).
 class RunCgroup {
-public:
-  /// Creates the run cgroup and enables `controllers` on the way down (the root's and the run
-  /// cgroup's subtree_control). The caller checked availability with split_enforceable.
+ public:
+  /// Decides the run cgroup's name and path, the leaf pollkill will move into (if
+  /// root.move_self_to_leaf) and which `controllers` must be enabled on the way down. Only
+  /// reads the root's cgroup.subtree_control.
+  static RunCgroup prepare(const RunRoot& root, const std::filesystem::path& mount,
+                           const std::vector<std::string>& controllers);
+  /// prepare + realize, for callers that need no guard (doctor's trial).
   static RunCgroup create(const RunRoot& root, const std::filesystem::path& mount,
                           const std::vector<std::string>& controllers);
   /// A name for a run cgroup, unique per process and random: "pollkill-<pid>-<8 hex>".
@@ -105,27 +114,34 @@ public:
   RunCgroup& operator=(const RunCgroup&) = delete;
   ~RunCgroup();
 
+  /// Creates what `prepare` decided: moves pollkill (and `companion`, the guard, when > 0)
+  /// into the leaf if needed, enables the controllers in the root, creates the run cgroup and
+  /// enables them there. On failure undoes what it did and throws SystemError with a remedy.
+  void realize(pid_t companion = -1);
+
   const CgroupDir& dir() const noexcept { return dir_; }
+  const std::filesystem::path& path() const noexcept { return path_; }
   /// Path relative to the cgroup2 mount, e.g. "/pollkill-123-0a1b2c3d".
   const std::string& relative_path() const noexcept { return relative_; }
   /// Creates a task cgroup beneath (name must be a valid directory name).
   CgroupDir create_child(const std::string& name) const;
-  /// Kills, waits and removes everything inside and the run cgroup itself. Idempotent.
+  /// Kills, waits and removes everything inside and the run cgroup itself, found by path
+  /// (so the guard's copy works even though it was made before `realize`). Idempotent.
   void destroy() noexcept;
-  /// When pollkill had moved itself into a leaf: turns off the controllers it enabled in the
-  /// root, moves the calling process back to its original cgroup and removes the leaf (which
-  /// fails harmlessly while another process, e.g. the guard, is still inside). Idempotent.
+  /// When pollkill had (or was going to have) moved itself into a leaf: turns off the
+  /// controllers it enabled in the root, moves the calling process back to its original
+  /// cgroup and removes the leaf (which fails harmlessly while another process, e.g.
+  /// pollkill seen from the guard, is still inside). Idempotent.
   void leave_leaf() noexcept;
-  /// Forgets the cgroup without removing it (the child of a fork uses this).
-  void release() noexcept;
 
-private:
+ private:
+  std::filesystem::path path_;
   CgroupDir dir_;
   std::string relative_;
-  std::optional<std::filesystem::path> self_leaf_;  ///< leaf pollkill moved itself into
-  std::filesystem::path home_;                      ///< the cgroup pollkill came from
-  std::vector<std::string> enabled_in_root_;        ///< controllers we turned on in the root
   std::filesystem::path root_;
+  std::vector<std::string> controllers_;            ///< to enable in the root and here
+  std::vector<std::string> enable_in_root_;         ///< not yet enabled in the root
+  std::optional<std::filesystem::path> self_leaf_;  ///< leaf pollkill moves itself into
 };
 
 }  // namespace pollkill

@@ -16,9 +16,9 @@ namespace pollkill {
 
 /// How this host mounts cgroups.
 enum class CgroupLayout {
-  pure,    ///< cgroup2 only (usually at /sys/fs/cgroup)
-  hybrid,  ///< cgroup2 beside cgroup v1 controller hierarchies (e.g. /sys/fs/cgroup/unified)
-  v1_only, ///< no cgroup2 mount at all
+  pure,     ///< cgroup2 only (usually at /sys/fs/cgroup)
+  hybrid,   ///< cgroup2 beside cgroup v1 controller hierarchies (e.g. /sys/fs/cgroup/unified)
+  v1_only,  ///< no cgroup2 mount at all
 };
 std::string_view to_string(CgroupLayout layout);
 
@@ -49,7 +49,7 @@ std::vector<int> parse_pids(std::string_view text);
 /// An open cgroup directory. Attribute access is relative to its descriptor; errors carry
 /// the full path and errno.
 class CgroupDir {
-public:
+ public:
   CgroupDir() = default;
   /// Opens an existing directory (O_DIRECTORY, usable for clone3's CLONE_INTO_CGROUP).
   static CgroupDir open(const std::filesystem::path& path);
@@ -79,7 +79,7 @@ public:
   std::vector<std::string> controllers() const;
   std::vector<std::string> subtree_control() const;
 
-private:
+ private:
   std::filesystem::path path_;
   UniqueFd fd_;
 };

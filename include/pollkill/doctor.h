@@ -10,11 +10,11 @@
 namespace pollkill {
 
 struct DoctorCheck {
-  std::string name;    ///< "cgroup2 mount", "cgroup.kill", ...
+  std::string name;  ///< "cgroup2 mount", "cgroup.kill", ...
   bool ok = false;
   bool required = true;  ///< a failed required check makes the host not ready
-  std::string detail;  ///< what was found
-  std::string fix;     ///< what to do when not ok
+  std::string detail;    ///< what was found
+  std::string fix;       ///< what to do when not ok
 };
 
 struct DoctorReport {

@@ -9,23 +9,24 @@ namespace pollkill {
 /// A failure pollkill reports to the user. `what()` is the complete message;
 /// `hint()` (may be empty) says what the user can do about it.
 class Error : public std::runtime_error {
-public:
+ public:
   explicit Error(std::string message, std::string hint = {})
       : std::runtime_error(std::move(message)), hint_(std::move(hint)) {}
   const std::string& hint() const noexcept { return hint_; }
 
-private:
+ private:
   std::string hint_;
 };
 
 /// A failed system call: `what()` reads "CONTEXT: strerror (ENAME)", e.g.
-/// "write '+memory' to '/sys/fs/cgroup/pk/cgroup.subtree_control': Device or resource busy (EBUSY)".
+/// "write '+memory' to '/sys/fs/cgroup/pk/cgroup.subtree_control': Device or resource busy
+/// (EBUSY)".
 class SystemError : public Error {
-public:
+ public:
   SystemError(int err, const std::string& context, std::string hint = {});
   int code() const noexcept { return errno_; }
 
-private:
+ private:
   int errno_;
 };
 

@@ -9,7 +9,7 @@ namespace pollkill {
 
 /// Owns a file descriptor and closes it on destruction. -1 means "no descriptor".
 class UniqueFd {
-public:
+ public:
   UniqueFd() noexcept = default;
   explicit UniqueFd(int fd) noexcept : fd_(fd) {}
   UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
@@ -31,7 +31,7 @@ public:
     fd_ = fd;
   }
 
-private:
+ private:
   int fd_ = -1;
 };
 

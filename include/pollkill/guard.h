@@ -16,7 +16,7 @@ namespace pollkill {
 /// and SIGHUP so that a terminal's signal to the process group reaches pollkill's own
 /// handling instead.
 class Guard {
-public:
+ public:
   static Guard start(RunCgroup& run);
 
   Guard() = default;
@@ -30,7 +30,7 @@ public:
   void stop() noexcept;
   pid_t pid() const noexcept { return pid_; }
 
-private:
+ private:
   pid_t pid_ = -1;
   UniqueFd pipe_;
 };

@@ -11,7 +11,7 @@ namespace pollkill {
 /// own stdout and stderr and counts it. Used by `run` only when an `output` limit is set
 /// (otherwise the task inherits pollkill's descriptors and nothing is copied).
 class OutputRelay {
-public:
+ public:
   /// Creates the pipes; the read ends are non-blocking, all ends close-on-exec.
   static OutputRelay create(int stdout_dest, int stderr_dest);
 
@@ -30,7 +30,7 @@ public:
   /// Bytes received so far on both streams.
   std::uint64_t total() const noexcept { return total_; }
 
-private:
+ private:
   UniqueFd read_[2];
   UniqueFd write_[2];
   int dest_[2] = {1, 2};

@@ -31,12 +31,12 @@ enum class MissingControllers { error, warn };
 
 struct WatchdogPolicy {
   Duration poll_interval{250};
-  std::optional<Duration> hang_after;   ///< unset: hang detection off
-  double hang_cpu_below = 0.01;         ///< CPUs (1.0 = one core busy)
-  std::optional<Duration> spin_after;   ///< unset: spin detection off
-  double spin_cpu_above = 0.9;          ///< CPUs
-  std::optional<std::string> heartbeat; ///< a file whose change counts as progress
-  Duration kill_grace{3000};            ///< SIGTERM to cgroup.kill; 0 = kill at once
+  std::optional<Duration> hang_after;    ///< unset: hang detection off
+  double hang_cpu_below = 0.01;          ///< CPUs (1.0 = one core busy)
+  std::optional<Duration> spin_after;    ///< unset: spin detection off
+  double spin_cpu_above = 0.9;           ///< CPUs
+  std::optional<std::string> heartbeat;  ///< a file whose change counts as progress
+  Duration kill_grace{3000};             ///< SIGTERM to cgroup.kill; 0 = kill at once
   OrphanPolicy orphans = OrphanPolicy::kill;
 };
 
@@ -54,14 +54,14 @@ struct Policy {
 /// A policy or flag value that is wrong, with where it came from. `what()` is the full
 /// "FILE:LINE:COLUMN: message" (line/column omitted when 0, e.g. for command-line flags).
 class PolicyError : public Error {
-public:
+ public:
   PolicyError(std::string source, int line, int column, std::string message);
   const std::string& source() const noexcept { return source_; }
   int line() const noexcept { return line_; }
   int column() const noexcept { return column_; }
   const std::string& message() const noexcept { return message_; }
 
-private:
+ private:
   std::string source_;
   int line_;
   int column_;

@@ -19,14 +19,14 @@ namespace pollkill {
 /// Reading /proc/PID/io needs the same user or root; unreadable processes simply give no
 /// evidence.
 class ProgressProbe {
-public:
+ public:
   explicit ProgressProbe(std::optional<std::string> heartbeat = std::nullopt);
 
   /// Looks at the given processes (from cgroup.procs) and the heartbeat; true when any
   /// evidence of progress appeared since the previous call.
   bool observe(const std::vector<int>& pids);
 
-private:
+ private:
   struct HeartbeatState {
     bool exists = false;
     std::int64_t mtime_ns = 0;

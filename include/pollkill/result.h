@@ -62,12 +62,12 @@ std::string format_rfc3339_ms(std::chrono::system_clock::time_point t);
 struct Outcome {
   std::optional<Status> verdict;  ///< a watchdog/limit verdict pollkill acted on
   std::string verdict_reason;
-  std::optional<int> cancel_signal;  ///< the signal that cancelled pollkill
-  std::optional<int> exec_errno;     ///< exec (or a step before it) failed with this errno
-  std::string exec_step;             ///< which step failed, e.g. "execve"
-  std::optional<int> exit_code;      ///< main process exited with this code
-  std::optional<int> signal;         ///< main process died of this signal
-  std::uint64_t oom_kills_delta = 0; ///< rise of memory.events oom_kill during the task
+  std::optional<int> cancel_signal;      ///< the signal that cancelled pollkill
+  std::optional<int> exec_errno;         ///< exec (or a step before it) failed with this errno
+  std::string exec_step;                 ///< which step failed, e.g. "execve"
+  std::optional<int> exit_code;          ///< main process exited with this code
+  std::optional<int> signal;             ///< main process died of this signal
+  std::uint64_t oom_kills_delta = 0;     ///< rise of memory.events oom_kill during the task
   bool signal_sent_by_pollkill = false;  ///< pollkill signalled the task (verdict/orphans)
 };
 

@@ -18,7 +18,7 @@ enum class SpawnMethod { clone3, fork };
 /// The main process of a task: pid plus pidfd. If still owned at destruction (not reaped),
 /// it is killed with SIGKILL and reaped, so no process outlives its handle.
 class Child {
-public:
+ public:
   Child() = default;
   Child(pid_t pid, UniqueFd pidfd) : pid_(pid), pidfd_(std::move(pidfd)) {}
   Child(Child&& other) noexcept;
@@ -42,16 +42,16 @@ public:
   /// Blocks until the process exits and reaps it.
   Exit reap();
 
-private:
+ private:
   pid_t pid_ = -1;
   UniqueFd pidfd_;
 };
 
 /// Everything the child needs, prepared by the parent: the child itself only makes syscalls.
 struct SpawnRequest {
-  std::vector<std::string> argv;       ///< argv[0] is looked up in PATH when it has no '/'
-  std::vector<std::string> env;        ///< "NAME=value"; the environment of the new program
-  int cgroup_fd = -1;                  ///< the task's cgroup directory
+  std::vector<std::string> argv;  ///< argv[0] is looked up in PATH when it has no '/'
+  std::vector<std::string> env;   ///< "NAME=value"; the environment of the new program
+  int cgroup_fd = -1;             ///< the task's cgroup directory
   SpawnMethod method = SpawnMethod::clone3;
   /// Descriptors to become the child's stdin, stdout and stderr (-1: inherit pollkill's).
   int stdio[3] = {-1, -1, -1};

@@ -29,11 +29,11 @@ std::optional<Status> status_from_string(std::string_view text);
 
 /// Exit codes, following timeout(1).
 namespace exit_code {
-inline constexpr int kVerdict = 124;      ///< timeout, cpu_limit, hung, spinning, output_limit
-inline constexpr int kInternal = 125;     ///< pollkill's own errors: usage, policy, cgroup setup
+inline constexpr int kVerdict = 124;   ///< timeout, cpu_limit, hung, spinning, output_limit
+inline constexpr int kInternal = 125;  ///< pollkill's own errors: usage, policy, cgroup setup
 inline constexpr int kNotExecutable = 126;
 inline constexpr int kNotFound = 127;
-inline constexpr int kSignalBase = 128;   ///< 128 + N for death by signal N
+inline constexpr int kSignalBase = 128;  ///< 128 + N for death by signal N
 }  // namespace exit_code
 
 }  // namespace pollkill

@@ -52,7 +52,7 @@ struct WatchdogConfig {
 /// use falls outside a band resets that band's streak. A busy task that keeps making progress
 /// is therefore never spinning.
 class Watchdog {
-public:
+ public:
   /// `start` is when the task started; its CPU use starts at `start_cpu_usage_usec`.
   Watchdog(WatchdogConfig config, Clock::time_point start, std::uint64_t start_cpu_usage_usec = 0);
 
@@ -71,7 +71,7 @@ public:
   /// When the next time-based verdict (wall time) falls due, for timer arming; empty if none.
   std::optional<Clock::time_point> wall_deadline() const;
 
-private:
+ private:
   WatchdogConfig config_;
   Clock::time_point start_;
   std::uint64_t start_cpu_;

@@ -27,25 +27,39 @@ struct LimitFlags {
 
 void add_limit_flags(CLI::App* app, LimitFlags& f) {
   app->add_option("--memory", f.memory, "memory limit (memory.max), e.g. 2GiB")->group("Limits");
-  app->add_option("--memory-high", f.memory_high, "throttling threshold (memory.high)")->group("Limits");
-  app->add_option("--swap", f.swap, "swap limit (memory.swap.max; 0 when --memory is set)")->group("Limits");
+  app->add_option("--memory-high", f.memory_high, "throttling threshold (memory.high)")
+      ->group("Limits");
+  app->add_option("--swap", f.swap, "swap limit (memory.swap.max; 0 when --memory is set)")
+      ->group("Limits");
   app->add_option("--cpus", f.cpus, "CPU quota in CPUs, fractional (cpu.max)")->group("Limits");
   app->add_option("--pids", f.pids, "process and thread limit (pids.max)")->group("Limits");
   app->add_option("--wall-time", f.wall_time, "wall-clock limit, e.g. 30s, 1h30m")->group("Limits");
   app->add_option("--cpu-time", f.cpu_time, "CPU time limit of the whole tree")->group("Limits");
   app->add_option("--output", f.output, "limit on captured output")->group("Limits");
-  app->add_option("--poll-interval", f.poll_interval, "sampling interval (default 250ms)")->group("Watchdog");
-  app->add_option("--hang-after", f.hang_after, "hung: no CPU use and no progress for this long")->group("Watchdog");
-  app->add_option("--hang-cpu-below", f.hang_cpu_below, "CPUs below which a task counts as idle (0.01)")->group("Watchdog");
-  app->add_option("--spin-after", f.spin_after, "spinning: CPU busy without progress for this long")->group("Watchdog");
-  app->add_option("--spin-cpu-above", f.spin_cpu_above, "CPUs at or above which a task counts as busy (0.9)")->group("Watchdog");
-  app->add_option("--heartbeat", f.heartbeat, "a file whose change counts as progress")->group("Watchdog");
-  app->add_option("--kill-grace", f.kill_grace, "SIGTERM to SIGKILL delay (default 3s; 0 = at once)")->group("Watchdog");
+  app->add_option("--poll-interval", f.poll_interval, "sampling interval (default 250ms)")
+      ->group("Watchdog");
+  app->add_option("--hang-after", f.hang_after, "hung: no CPU use and no progress for this long")
+      ->group("Watchdog");
+  app->add_option("--hang-cpu-below", f.hang_cpu_below,
+                  "CPUs below which a task counts as idle (0.01)")
+      ->group("Watchdog");
+  app->add_option("--spin-after", f.spin_after, "spinning: CPU busy without progress for this long")
+      ->group("Watchdog");
+  app->add_option("--spin-cpu-above", f.spin_cpu_above,
+                  "CPUs at or above which a task counts as busy (0.9)")
+      ->group("Watchdog");
+  app->add_option("--heartbeat", f.heartbeat, "a file whose change counts as progress")
+      ->group("Watchdog");
+  app->add_option("--kill-grace", f.kill_grace,
+                  "SIGTERM to SIGKILL delay (default 3s; 0 = at once)")
+      ->group("Watchdog");
   app->add_option("--orphans", f.orphans, "what to do with processes left after the main one exits")
-      ->check(CLI::IsMember({"kill", "wait"}))->group("Watchdog");
+      ->check(CLI::IsMember({"kill", "wait"}))
+      ->group("Watchdog");
   app->add_option("--missing-controllers", f.missing_controllers,
                   "when a limit's controller is missing: error (default) or warn")
-      ->check(CLI::IsMember({"error", "warn"}))->group("Runner");
+      ->check(CLI::IsMember({"error", "warn"}))
+      ->group("Runner");
 }
 
 double parse_number(const std::string& flag, const std::string& text) {
@@ -81,7 +95,8 @@ void apply_flags(const LimitFlags& f, Policy& p) {
   if (!f.swap.empty()) p.limits.swap = size("--swap", f.swap);
   if (!f.cpus.empty()) {
     double cpus = parse_number("--cpus", f.cpus);
-    if (cpus <= 0) throw PolicyError("--cpus", 0, 0, "invalid CPU count '" + f.cpus + "': must be above 0");
+    if (cpus <= 0)
+      throw PolicyError("--cpus", 0, 0, "invalid CPU count '" + f.cpus + "': must be above 0");
     p.limits.cpus = cpus;
   }
   if (!f.pids.empty()) {
@@ -94,16 +109,21 @@ void apply_flags(const LimitFlags& f, Policy& p) {
   if (!f.output.empty()) p.limits.output = size("--output", f.output);
   if (!f.poll_interval.empty()) {
     auto d = duration("--poll-interval", f.poll_interval);
-    if (d < Duration(10)) throw PolicyError("--poll-interval", 0, 0, "invalid poll interval '" + f.poll_interval + "': must be at least 10ms");
+    if (d < Duration(10))
+      throw PolicyError("--poll-interval", 0, 0,
+                        "invalid poll interval '" + f.poll_interval + "': must be at least 10ms");
     p.watchdog.poll_interval = d;
   }
   if (!f.hang_after.empty()) p.watchdog.hang_after = duration("--hang-after", f.hang_after);
   if (!f.spin_after.empty()) p.watchdog.spin_after = duration("--spin-after", f.spin_after);
-  if (!f.hang_cpu_below.empty()) p.watchdog.hang_cpu_below = parse_number("--hang-cpu-below", f.hang_cpu_below);
-  if (!f.spin_cpu_above.empty()) p.watchdog.spin_cpu_above = parse_number("--spin-cpu-above", f.spin_cpu_above);
+  if (!f.hang_cpu_below.empty())
+    p.watchdog.hang_cpu_below = parse_number("--hang-cpu-below", f.hang_cpu_below);
+  if (!f.spin_cpu_above.empty())
+    p.watchdog.spin_cpu_above = parse_number("--spin-cpu-above", f.spin_cpu_above);
   if (!f.heartbeat.empty()) p.watchdog.heartbeat = f.heartbeat;
   if (!f.kill_grace.empty()) p.watchdog.kill_grace = duration("--kill-grace", f.kill_grace);
-  if (!f.orphans.empty()) p.watchdog.orphans = f.orphans == "wait" ? OrphanPolicy::wait : OrphanPolicy::kill;
+  if (!f.orphans.empty())
+    p.watchdog.orphans = f.orphans == "wait" ? OrphanPolicy::wait : OrphanPolicy::kill;
   if (!f.missing_controllers.empty()) {
     p.runner.missing_controllers =
         f.missing_controllers == "warn" ? MissingControllers::warn : MissingControllers::error;
@@ -145,22 +165,25 @@ int main(int argc, char** argv) {
   bool quiet = false, verbose = false;
   add_limit_flags(run, flags);
   run->add_option("--policy", policy_file, "policy file (TOML)");
-  run->add_option("--cgroup-root", cgroup_root, "cgroup under which to create task cgroups")->group("Runner");
+  run->add_option("--cgroup-root", cgroup_root, "cgroup under which to create task cgroups")
+      ->group("Runner");
   run->add_option("--result", result_path, "write the JSON result to FILE ('-' for stdout)");
   run->add_flag("-q,--quiet", quiet, "print nothing about the outcome");
   run->add_flag("-v,--verbose", verbose, "print the outcome even when the task succeeded");
   std::vector<std::string> command;
   run->add_option("COMMAND", command, "the command and its arguments (after --)");
   run->positionals_at_end();
-  run->footer("Usage: pollkill run [OPTIONS] -- COMMAND [ARG...]\n"
-              "Exit status: the command's own; 128+N if it died of signal N (137 for oom); 124 for "
-              "timeout, cpu_limit, hung, spinning, output_limit; 125 pollkill's own errors; "
-              "126/127 cannot execute / not found; 129/130/143 cancelled.");
+  run->footer(
+      "Usage: pollkill run [OPTIONS] -- COMMAND [ARG...]\n"
+      "Exit status: the command's own; 128+N if it died of signal N (137 for oom); 124 for "
+      "timeout, cpu_limit, hung, spinning, output_limit; 125 pollkill's own errors; "
+      "126/127 cannot execute / not found; 129/130/143 cancelled.");
 
   // pollkill policy check
   CLI::App* policy = app.add_subcommand("policy", "work with policy files");
   policy->require_subcommand(1);
-  CLI::App* check = policy->add_subcommand("check", "validate policy files (exit 0 valid, 1 invalid)");
+  CLI::App* check =
+      policy->add_subcommand("check", "validate policy files (exit 0 valid, 1 invalid)");
   std::vector<std::string> check_files;
   bool print = false;
   check->add_option("FILE", check_files, "policy files")->required();
@@ -182,7 +205,9 @@ int main(int argc, char** argv) {
 
   if (run->parsed()) {
     if (command.empty()) {
-      std::fprintf(stderr, "pollkill: error: no command given\nUsage: pollkill run [OPTIONS] -- COMMAND [ARG...]\n");
+      std::fprintf(
+          stderr,
+          "pollkill: error: no command given\nUsage: pollkill run [OPTIONS] -- COMMAND [ARG...]\n");
       return exit_code::kInternal;
     }
     Result result;
@@ -202,8 +227,8 @@ int main(int argc, char** argv) {
     }
     int code = exit_code_for(result);
     if (!quiet && (verbose || (result.status != Status::ok && result.status != Status::failed))) {
-      std::fprintf(stderr, "pollkill: %s: %s (exit %d)\n", std::string(to_string(result.status)).c_str(),
-                   result.reason.c_str(), code);
+      std::fprintf(stderr, "pollkill: %s: %s (exit %d)\n",
+                   std::string(to_string(result.status)).c_str(), result.reason.c_str(), code);
     }
     if (!result_path.empty()) {
       try {
@@ -242,7 +267,8 @@ int main(int argc, char** argv) {
       report_error(e);
       return 2;
     }
-    DoctorReport report = run_doctor(p, doctor_root.empty() ? std::nullopt : std::optional(doctor_root));
+    DoctorReport report =
+        run_doctor(p, doctor_root.empty() ? std::nullopt : std::optional(doctor_root));
     std::fputs(format_doctor(report).c_str(), stdout);
     return report.ready() ? 0 : 1;
   }

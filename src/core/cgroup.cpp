@@ -52,13 +52,15 @@ void make_cgroup_dirs(const fs::path& path, const std::string& source) {
                       "under `systemd-run --scope -p Delegate=yes`");
   }
   if (!fs::exists(path / "cgroup.procs")) {
-    throw Error("run root '" + path.string() + "' (from " + source +
-                    ") is not a cgroup v2 directory",
-                "give a directory inside the cgroup2 mount");
+    throw Error(
+        "run root '" + path.string() + "' (from " + source + ") is not a cgroup v2 directory",
+        "give a directory inside the cgroup2 mount");
   }
 }
 
-void sleep_for(Duration d) { std::this_thread::sleep_for(d); }
+void sleep_for(Duration d) {
+  std::this_thread::sleep_for(d);
+}
 
 // All cgroups below `dir` (depth-first, children before parents).
 void collect_descendants(const fs::path& dir, std::vector<fs::path>& out) {
@@ -113,8 +115,8 @@ RunRoot resolve_run_root(const HostCgroups& host, const std::optional<std::strin
   if (own_is_root) return RunRoot{own, "own cgroup (the hierarchy root)", false};
 
   std::string why_not;
-  const bool writable = ::access(own.c_str(), W_OK) == 0 &&
-                        ::access((own / "cgroup.procs").c_str(), W_OK) == 0;
+  const bool writable =
+      ::access(own.c_str(), W_OK) == 0 && ::access((own / "cgroup.procs").c_str(), W_OK) == 0;
   if (!writable) {
     why_not = "its own cgroup '" + host.own_cgroup + "' is not writable";
   } else if (host.systemd_pid1 && !has_delegation_mark(own)) {
@@ -138,14 +140,17 @@ RunRoot resolve_run_root(const HostCgroups& host, const std::optional<std::strin
 
 std::vector<LimitWrite> plan_limits(const Limits& limits) {
   std::vector<LimitWrite> plan;
-  auto size_text = [](std::uint64_t v) { return v == kSizeMax ? std::string("max") : std::to_string(v); };
+  auto size_text = [](std::uint64_t v) {
+    return v == kSizeMax ? std::string("max") : std::to_string(v);
+  };
   if (limits.memory) {
     plan.push_back({"memory.max", size_text(*limits.memory), "memory", "memory"});
     // Without a swap limit a memory-limited task would quietly page out instead of
     // reaching its limit; 0 makes memory mean memory unless the user says otherwise.
-    plan.push_back({"memory.swap.max", size_text(limits.swap.value_or(0)), "swap", "memory"});
+    plan.push_back({"memory.swap.max", size_text(limits.swap.value_or(0)), "swap", "memory",
+                    !limits.swap.has_value()});
     // One OOM kill ends the whole task, not a random process inside it.
-    plan.push_back({"memory.oom.group", "1", "memory", "memory"});
+    plan.push_back({"memory.oom.group", "1", "memory", "memory", true});
   } else if (limits.swap) {
     plan.push_back({"memory.swap.max", size_text(*limits.swap), "swap", "memory"});
   }
@@ -156,7 +161,8 @@ std::vector<LimitWrite> plan_limits(const Limits& limits) {
     constexpr std::uint64_t kPeriod = 100000;
     auto quota = static_cast<std::uint64_t>(std::llround(*limits.cpus * kPeriod));
     quota = std::max<std::uint64_t>(quota, 1000);  // the kernel's minimum quota is 1 ms
-    plan.push_back({"cpu.max", std::to_string(quota) + " " + std::to_string(kPeriod), "cpus", "cpu"});
+    plan.push_back(
+        {"cpu.max", std::to_string(quota) + " " + std::to_string(kPeriod), "cpus", "cpu"});
   }
   if (limits.pids) plan.push_back({"pids.max", size_text(*limits.pids), "pids", "pids"});
   return plan;
@@ -177,7 +183,7 @@ std::pair<std::vector<LimitWrite>, std::vector<std::string>> split_enforceable(
   for (const auto& w : plan) {
     if (contains(available, w.controller)) {
       ok.push_back(w);
-    } else if (!contains(missing_keys, w.key)) {
+    } else if (!w.implied && !contains(missing_keys, w.key)) {
       missing_keys.push_back(w.key);
     }
   }
@@ -273,71 +279,90 @@ std::string RunCgroup::make_name() {
   return "pollkill-" + std::to_string(::getpid()) + "-" + hex;
 }
 
-RunCgroup RunCgroup::create(const RunRoot& root, const fs::path& mount,
-                            const std::vector<std::string>& controllers) {
+RunCgroup RunCgroup::prepare(const RunRoot& root, const fs::path& mount,
+                             const std::vector<std::string>& controllers) {
   RunCgroup run;
   run.root_ = root.path;
-  CgroupDir root_dir = CgroupDir::open(root.path);
+  run.path_ = root.path / make_name();
+  run.relative_ = "/" + run.path_.lexically_relative(mount).string();
+  run.controllers_ = controllers;
+  auto enabled = CgroupDir::open(root.path).subtree_control();
+  for (const auto& c : controllers) {
+    if (!contains(enabled, c)) run.enable_in_root_.push_back(c);
+  }
   if (root.move_self_to_leaf) {
+    run.self_leaf_ = root.path / ("pollkill-runner." + std::to_string(::getpid()));
+  }
+  return run;
+}
+
+RunCgroup RunCgroup::create(const RunRoot& root, const fs::path& mount,
+                            const std::vector<std::string>& controllers) {
+  RunCgroup run = prepare(root, mount, controllers);
+  run.realize();
+  return run;
+}
+
+void RunCgroup::realize(pid_t companion) {
+  CgroupDir root_dir = CgroupDir::open(root_);
+  if (self_leaf_) {
     // A cgroup with controllers enabled for its children may hold no processes itself,
-    // so pollkill steps into a leaf of its own first (as nsjail and runc do).
-    fs::path leaf = root.path / ("pollkill-runner." + std::to_string(::getpid()));
-    if (::mkdir(leaf.c_str(), 0755) != 0 && errno != EEXIST) {
-      throw_errno("create cgroup '" + leaf.string() + "'");
+    // so pollkill (and its guard) step into a leaf of their own first, as nsjail and runc do.
+    if (::mkdir(self_leaf_->c_str(), 0755) != 0 && errno != EEXIST) {
+      throw_errno("create cgroup '" + self_leaf_->string() + "'");
     }
-    run.self_leaf_ = leaf;
-    run.home_ = root.path;
     try {
-      CgroupDir::open(leaf).write("cgroup.procs", "0");
+      CgroupDir leaf = CgroupDir::open(*self_leaf_);
+      leaf.write("cgroup.procs", "0");
+      if (companion > 0) leaf.write("cgroup.procs", std::to_string(companion));
     } catch (const SystemError& e) {
-      ::rmdir(leaf.c_str());
-      throw SystemError(e.code(), "move pollkill into the leaf cgroup '" + leaf.string() + "'",
+      leave_leaf();
+      throw SystemError(e.code(),
+                        "move pollkill into the leaf cgroup '" + self_leaf_->string() + "'",
                         "run pollkill in a cgroup delegated to it, e.g. `systemd-run --scope -p "
                         "Delegate=yes pollkill ...`, or pass --cgroup-root");
     }
   }
-  auto root_enabled = root_dir.subtree_control();
-  for (const auto& c : controllers) {
-    if (contains(root_enabled, c)) continue;
+  for (const auto& c : enable_in_root_) {
     try {
       root_dir.write("cgroup.subtree_control", "+" + c);
     } catch (const SystemError& e) {
-      run.leave_leaf();
+      leave_leaf();
       throw SystemError(
-          e.code(), "enable the " + c + " controller: write '+" + c + "' to '" +
-                        (root.path / "cgroup.subtree_control").string() + "'",
+          e.code(),
+          "enable the " + c + " controller: write '+" + c + "' to '" +
+              (root_ / "cgroup.subtree_control").string() + "'",
           e.code() == EBUSY
-              ? "other processes live in '" + root.path.string() +
+              ? "other processes live in '" + root_.string() +
                     "'; start pollkill in a cgroup of its own (`systemd-run --scope -p "
                     "Delegate=yes pollkill ...`) or pass --cgroup-root"
               : "pass --cgroup-root with a cgroup delegated to you");
     }
-    if (run.self_leaf_) run.enabled_in_root_.push_back(c);
   }
-  fs::path path = root.path / make_name();
-  if (::mkdir(path.c_str(), 0755) != 0) {
+  if (::mkdir(path_.c_str(), 0755) != 0) {
     int err = errno;
-    run.leave_leaf();
-    throw SystemError(err, "create run cgroup '" + path.string() + "'");
+    leave_leaf();
+    throw SystemError(err, "create run cgroup '" + path_.string() + "'");
   }
-  run.dir_ = CgroupDir::open(path);
-  run.relative_ = "/" + path.lexically_relative(mount).string();
-  for (const auto& c : controllers) run.dir_.write("cgroup.subtree_control", "+" + c);
-  return run;
+  dir_ = CgroupDir::open(path_);
+  for (const auto& c : controllers_) dir_.write("cgroup.subtree_control", "+" + c);
 }
 
-RunCgroup::RunCgroup(RunCgroup&& other) noexcept { *this = std::move(other); }
+RunCgroup::RunCgroup(RunCgroup&& other) noexcept {
+  *this = std::move(other);
+}
 
 RunCgroup& RunCgroup::operator=(RunCgroup&& other) noexcept {
   if (this != &other) {
     destroy();
     leave_leaf();
+    path_ = std::exchange(other.path_, {});
     dir_ = std::move(other.dir_);
     relative_ = std::move(other.relative_);
-    self_leaf_ = std::exchange(other.self_leaf_, std::nullopt);
-    home_ = std::move(other.home_);
-    enabled_in_root_ = std::move(other.enabled_in_root_);
     root_ = std::move(other.root_);
+    controllers_ = std::move(other.controllers_);
+    enable_in_root_ = std::move(other.enable_in_root_);
+    self_leaf_ = std::exchange(other.self_leaf_, std::nullopt);
   }
   return *this;
 }
@@ -354,30 +379,33 @@ CgroupDir RunCgroup::create_child(const std::string& name) const {
 }
 
 void RunCgroup::destroy() noexcept {
-  if (!dir_) return;
-  struct stat st;
-  if (::stat(dir_.path().c_str(), &st) != 0 && errno == ENOENT) {  // already removed
-    dir_ = CgroupDir();
-    return;
-  }
-  try {
-    if (dir_.populated()) {
-      kill_cgroup(dir_, choose_kill_method(dir_));
-      wait_unpopulated(dir_, Duration(5000));
-    }
-    remove_cgroup(dir_.path());
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "pollkill: warning: cleaning up '%s': %s\n", dir_.path().c_str(), e.what());
-  }
+  if (path_.empty()) return;
   dir_ = CgroupDir();
+  try {
+    CgroupDir dir;
+    try {
+      dir = CgroupDir::open(path_);
+    } catch (const SystemError& e) {
+      if (e.code() != ENOENT) throw;
+      path_.clear();  // never created, or already removed
+      return;
+    }
+    if (dir.populated()) {
+      kill_cgroup(dir, choose_kill_method(dir));
+      wait_unpopulated(dir, Duration(5000));
+    }
+    remove_cgroup(path_);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "pollkill: warning: cleaning up '%s': %s\n", path_.c_str(), e.what());
+  }
+  path_.clear();
 }
 
 void RunCgroup::leave_leaf() noexcept {
   if (!self_leaf_) return;
   try {
-    CgroupDir root = CgroupDir::open(home_);
-    for (const auto& c : enabled_in_root_) root.write("cgroup.subtree_control", "-" + c);
-    enabled_in_root_.clear();
+    CgroupDir root = CgroupDir::open(root_);
+    for (const auto& c : enable_in_root_) root.write("cgroup.subtree_control", "-" + c);
     root.write("cgroup.procs", "0");
     if (::rmdir(self_leaf_->c_str()) != 0 && errno != EBUSY && errno != ENOENT) {
       throw_errno("remove cgroup '" + self_leaf_->string() + "'");
@@ -385,11 +413,6 @@ void RunCgroup::leave_leaf() noexcept {
   } catch (const std::exception& e) {
     std::fprintf(stderr, "pollkill: warning: leaving '%s': %s\n", self_leaf_->c_str(), e.what());
   }
-  self_leaf_.reset();
-}
-
-void RunCgroup::release() noexcept {
-  dir_ = CgroupDir();
   self_leaf_.reset();
 }
 

@@ -93,10 +93,9 @@ CgroupMounts parse_mountinfo(std::string_view mountinfo) {
         size_t comma = opts.find(',', o);
         if (comma == std::string_view::npos) comma = opts.size();
         std::string_view opt = opts.substr(o, comma - o);
-        static constexpr std::string_view kKnown[] = {"cpu",    "cpuacct", "cpuset", "memory",
-                                                      "devices", "freezer", "blkio", "pids",
-                                                      "hugetlb", "net_cls", "net_prio",
-                                                      "perf_event", "rdma", "misc"};
+        static constexpr std::string_view kKnown[] = {
+            "cpu",  "cpuacct", "cpuset",  "memory",   "devices",    "freezer", "blkio",
+            "pids", "hugetlb", "net_cls", "net_prio", "perf_event", "rdma",    "misc"};
         if (std::find(std::begin(kKnown), std::end(kKnown), opt) != std::end(kKnown) &&
             std::find(mounts.v1_controllers.begin(), mounts.v1_controllers.end(), opt) ==
                 mounts.v1_controllers.end()) {
@@ -112,7 +111,9 @@ CgroupMounts parse_mountinfo(std::string_view mountinfo) {
   return mounts;
 }
 
-CgroupMounts probe_cgroup_mounts() { return parse_mountinfo(read_small_file("/proc/self/mountinfo")); }
+CgroupMounts probe_cgroup_mounts() {
+  return parse_mountinfo(read_small_file("/proc/self/mountinfo"));
+}
 
 std::string parse_own_cgroup(std::string_view text) {
   size_t pos = 0;
@@ -126,7 +127,9 @@ std::string parse_own_cgroup(std::string_view text) {
   return {};
 }
 
-std::string probe_own_cgroup() { return parse_own_cgroup(read_small_file("/proc/self/cgroup")); }
+std::string probe_own_cgroup() {
+  return parse_own_cgroup(read_small_file("/proc/self/cgroup"));
+}
 
 std::map<std::string, std::uint64_t, std::less<>> parse_keyed(std::string_view text) {
   std::map<std::string, std::uint64_t, std::less<>> out;
@@ -231,7 +234,9 @@ std::optional<std::map<std::string, std::uint64_t, std::less<>>> CgroupDir::read
   return parse_keyed(*text);
 }
 
-std::vector<int> CgroupDir::procs() const { return parse_pids(read("cgroup.procs")); }
+std::vector<int> CgroupDir::procs() const {
+  return parse_pids(read("cgroup.procs"));
+}
 
 bool CgroupDir::populated() const {
   auto events = parse_keyed(read("cgroup.events"));
@@ -241,13 +246,15 @@ bool CgroupDir::populated() const {
 
 std::vector<std::string> CgroupDir::controllers() const {
   std::vector<std::string> out;
-  for (auto word : split_ws(read("cgroup.controllers"))) out.emplace_back(word);
+  const std::string text = read("cgroup.controllers");  // the views below point into it
+  for (auto word : split_ws(text)) out.emplace_back(word);
   return out;
 }
 
 std::vector<std::string> CgroupDir::subtree_control() const {
   std::vector<std::string> out;
-  for (auto word : split_ws(read("cgroup.subtree_control"))) out.emplace_back(word);
+  const std::string text = read("cgroup.subtree_control");  // the views below point into it
+  for (auto word : split_ws(text)) out.emplace_back(word);
   return out;
 }
 

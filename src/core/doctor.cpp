@@ -34,8 +34,8 @@ DoctorReport run_doctor(const std::optional<Policy>& policy,
     report.checks.push_back({std::move(name), ok, required, std::move(detail), std::move(fix)});
   };
   HostCgroups host = probe_host_cgroups();
-  add("PID 1 is systemd", true, host.systemd_pid1 ? "yes: pollkill's cgroup must be delegated"
-                                                  : "no", {}, false);
+  add("PID 1 is systemd", true,
+      host.systemd_pid1 ? "yes: pollkill's cgroup must be delegated" : "no", {}, false);
   if (!host.mounts.cgroup2) {
     add("cgroup2 mount", false, "none (layout: v1-only)",
         "mount cgroup2 (`mount -t cgroup2 none /sys/fs/cgroup/unified`) or boot with "
@@ -44,7 +44,8 @@ DoctorReport run_doctor(const std::optional<Policy>& policy,
   }
   add("cgroup2 mount", true,
       host.mounts.cgroup2->string() + " (" + std::string(to_string(host.mounts.layout)) + ")");
-  add("own cgroup", !host.own_cgroup.empty(), host.own_cgroup.empty() ? "unknown" : host.own_cgroup);
+  add("own cgroup", !host.own_cgroup.empty(),
+      host.own_cgroup.empty() ? "unknown" : host.own_cgroup);
 
   Policy effective = policy.value_or(default_policy());
   std::vector<LimitWrite> plan = plan_limits(effective.limits);
@@ -69,7 +70,8 @@ DoctorReport run_doctor(const std::optional<Policy>& policy,
   }
   for (const char* c : {"memory", "cpu", "pids"}) {
     bool has = std::find(available.begin(), available.end(), c) != available.end();
-    add(std::string("controller ") + c, has, has ? "available" : "not available in " + root.path.string(),
+    add(std::string("controller ") + c, has,
+        has ? "available" : "not available in " + root.path.string(),
         host.mounts.layout == CgroupLayout::hybrid
             ? "this hybrid host keeps it in cgroup v1; boot with systemd.unified_cgroup_hierarchy=1"
             : "enable it in the parent's cgroup.subtree_control or ask for delegation",
@@ -80,12 +82,25 @@ DoctorReport run_doctor(const std::optional<Policy>& policy,
   try {
     RunRoot trial_root = root;
     trial_root.move_self_to_leaf = false;
-    RunCgroup run = RunCgroup::create(trial_root, *host.mounts.cgroup2, {});
+    // memory.peak only exists where the memory controller is on: enable it for the trial
+    // when the run root offers it and pollkill need not move itself to do so.
+    std::vector<std::string> trial_controllers;
+    if (!root.move_self_to_leaf &&
+        std::find(available.begin(), available.end(), "memory") != available.end()) {
+      trial_controllers.push_back("memory");
+    }
+    RunCgroup run;
+    try {
+      run = RunCgroup::create(trial_root, *host.mounts.cgroup2, trial_controllers);
+    } catch (const SystemError&) {  // e.g. EBUSY: processes live in the run root
+      run = RunCgroup::create(trial_root, *host.mounts.cgroup2, {});
+    }
     CgroupDir task = run.create_child("doctor");
     add("cgroup.kill", task.has("cgroup.kill"),
         task.has("cgroup.kill") ? "present" : "absent: pollkill uses freeze + SIGKILL instead",
         "Linux 5.14 or newer provides cgroup.kill", false);
-    add("cgroup.freeze", task.has("cgroup.freeze"), task.has("cgroup.freeze") ? "present" : "absent",
+    add("cgroup.freeze", task.has("cgroup.freeze"),
+        task.has("cgroup.freeze") ? "present" : "absent",
         "Linux 5.2 or newer provides cgroup.freeze", !task.has("cgroup.kill"));
     SpawnMethod method = default_spawn_method();
     Spawned spawned = spawn({{"/bin/true"}, {}, task.fd(), method});
@@ -102,7 +117,8 @@ DoctorReport run_doctor(const std::optional<Policy>& policy,
     add("pressure files", pressure, pressure ? "cpu/memory/io.pressure present" : "absent",
         "build the kernel with CONFIG_PSI=y (or boot without psi=0)", false);
   } catch (const Error& e) {
-    add("task cgroup trial", false, e.what(), e.hint().empty() ? "see the run root above" : e.hint());
+    add("task cgroup trial", false, e.what(),
+        e.hint().empty() ? "see the run root above" : e.hint());
   }
 
   const unsigned seccomp_mode = static_cast<unsigned>(::prctl(PR_GET_SECCOMP));

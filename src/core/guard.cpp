@@ -45,7 +45,9 @@ Guard Guard::start(RunCgroup& run) {
   return guard;
 }
 
-Guard::Guard(Guard&& other) noexcept { *this = std::move(other); }
+Guard::Guard(Guard&& other) noexcept {
+  *this = std::move(other);
+}
 
 Guard& Guard::operator=(Guard&& other) noexcept {
   if (this != &other) {

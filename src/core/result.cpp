@@ -21,14 +21,14 @@ struct SignalName {
 };
 
 constexpr SignalName kSignalNames[] = {
-    {SIGHUP, "SIGHUP"},   {SIGINT, "SIGINT"},   {SIGQUIT, "SIGQUIT"}, {SIGILL, "SIGILL"},
-    {SIGTRAP, "SIGTRAP"}, {SIGABRT, "SIGABRT"}, {SIGBUS, "SIGBUS"},   {SIGFPE, "SIGFPE"},
-    {SIGKILL, "SIGKILL"}, {SIGUSR1, "SIGUSR1"}, {SIGSEGV, "SIGSEGV"}, {SIGUSR2, "SIGUSR2"},
-    {SIGPIPE, "SIGPIPE"}, {SIGALRM, "SIGALRM"}, {SIGTERM, "SIGTERM"}, {SIGCHLD, "SIGCHLD"},
-    {SIGCONT, "SIGCONT"}, {SIGSTOP, "SIGSTOP"}, {SIGTSTP, "SIGTSTP"}, {SIGTTIN, "SIGTTIN"},
-    {SIGTTOU, "SIGTTOU"}, {SIGURG, "SIGURG"},   {SIGXCPU, "SIGXCPU"}, {SIGXFSZ, "SIGXFSZ"},
+    {SIGHUP, "SIGHUP"},       {SIGINT, "SIGINT"},   {SIGQUIT, "SIGQUIT"},   {SIGILL, "SIGILL"},
+    {SIGTRAP, "SIGTRAP"},     {SIGABRT, "SIGABRT"}, {SIGBUS, "SIGBUS"},     {SIGFPE, "SIGFPE"},
+    {SIGKILL, "SIGKILL"},     {SIGUSR1, "SIGUSR1"}, {SIGSEGV, "SIGSEGV"},   {SIGUSR2, "SIGUSR2"},
+    {SIGPIPE, "SIGPIPE"},     {SIGALRM, "SIGALRM"}, {SIGTERM, "SIGTERM"},   {SIGCHLD, "SIGCHLD"},
+    {SIGCONT, "SIGCONT"},     {SIGSTOP, "SIGSTOP"}, {SIGTSTP, "SIGTSTP"},   {SIGTTIN, "SIGTTIN"},
+    {SIGTTOU, "SIGTTOU"},     {SIGURG, "SIGURG"},   {SIGXCPU, "SIGXCPU"},   {SIGXFSZ, "SIGXFSZ"},
     {SIGVTALRM, "SIGVTALRM"}, {SIGPROF, "SIGPROF"}, {SIGWINCH, "SIGWINCH"}, {SIGIO, "SIGIO"},
-    {SIGPWR, "SIGPWR"},   {SIGSYS, "SIGSYS"},
+    {SIGPWR, "SIGPWR"},       {SIGSYS, "SIGSYS"},
 };
 
 std::string_view signal_name(int signal) {
@@ -50,7 +50,9 @@ std::string describe_signal(int signal) {
 }
 
 // Milliseconds are as precise as the sampling that produced these numbers; more digits are noise.
-double round_ms(double seconds) { return std::round(seconds * 1000.0) / 1000.0; }
+double round_ms(double seconds) {
+  return std::round(seconds * 1000.0) / 1000.0;
+}
 
 template <typename T>
 nlohmann::ordered_json or_null(const std::optional<T>& value) {
@@ -120,9 +122,8 @@ Classification classify(const Outcome& outcome, const std::vector<std::string>& 
   if (outcome.cancel_signal) {
     const int signal = *outcome.cancel_signal;
     auto name = signal_name(signal);
-    return {Status::cancelled,
-            "cancelled by " + (name.empty() ? "signal " + std::to_string(signal)
-                                            : std::string(name))};
+    return {Status::cancelled, "cancelled by " + (name.empty() ? "signal " + std::to_string(signal)
+                                                               : std::string(name))};
   }
   if (outcome.verdict) {
     return {*outcome.verdict, outcome.verdict_reason.empty()
@@ -165,31 +166,23 @@ Classification classify(const Outcome& outcome, const std::vector<std::string>& 
 
 int exit_code_for(const Result& result) {
   switch (result.status) {
-    case Status::ok:
-      return result.exit_code.value_or(0);
+    case Status::ok: return result.exit_code.value_or(0);
     case Status::failed: {
       // A failure must never look like success to the caller, whatever the fields say.
       const int code = result.exit_code.value_or(1);
       return code == 0 ? 1 : code;
     }
-    case Status::crashed:
-      return result.signal ? exit_code::kSignalBase + *result.signal : 1;
-    case Status::blocked:
-      return exit_code::kSignalBase + result.signal.value_or(SIGSYS);
-    case Status::oom:
-      return exit_code::kSignalBase + SIGKILL;
+    case Status::crashed: return result.signal ? exit_code::kSignalBase + *result.signal : 1;
+    case Status::blocked: return exit_code::kSignalBase + result.signal.value_or(SIGSYS);
+    case Status::oom: return exit_code::kSignalBase + SIGKILL;
     case Status::timeout:
     case Status::cpu_limit:
     case Status::hung:
     case Status::spinning:
-    case Status::output_limit:
-      return exit_code::kVerdict;
-    case Status::exec_error:
-      return result.exit_code.value_or(exit_code::kNotExecutable);
-    case Status::cancelled:
-      return exit_code::kSignalBase + result.cancel_signal.value_or(SIGINT);
-    case Status::error:
-      return exit_code::kInternal;
+    case Status::output_limit: return exit_code::kVerdict;
+    case Status::exec_error: return result.exit_code.value_or(exit_code::kNotExecutable);
+    case Status::cancelled: return exit_code::kSignalBase + result.cancel_signal.value_or(SIGINT);
+    case Status::error: return exit_code::kInternal;
   }
   return exit_code::kInternal;
 }

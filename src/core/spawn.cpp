@@ -64,7 +64,8 @@ struct ChildPlan {
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
   ::sigaction(SIGPIPE, &dfl, nullptr);  // pollkill ignores SIGPIPE; the task must not
-  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) report_and_exit(plan.report_fd, kStepPdeathsig, errno);
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+    report_and_exit(plan.report_fd, kStepPdeathsig, errno);
   if (::getppid() != plan.parent) ::_exit(127);  // pollkill died before prctl took effect
   if (plan.join_fd >= 0 && ::write(plan.join_fd, "0", 1) != 1) {
     report_and_exit(plan.report_fd, kStepJoinCgroup, errno);
@@ -110,7 +111,9 @@ std::vector<char*> to_c_array(const std::vector<std::string>& strings) {
 
 }  // namespace
 
-Child::Child(Child&& other) noexcept { *this = std::move(other); }
+Child::Child(Child&& other) noexcept {
+  *this = std::move(other);
+}
 
 Child& Child::operator=(Child&& other) noexcept {
   if (this != &other) {
@@ -179,7 +182,8 @@ std::vector<std::string> exec_candidates(const std::string& program, const std::
   size_t start = 0;
   for (;;) {
     size_t colon = path_env.find(':', start);
-    std::string dir = path_env.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
+    std::string dir =
+        path_env.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
     out.push_back((dir.empty() ? std::string(".") : dir) + "/" + program);  // empty = cwd
     if (colon == std::string::npos) break;
     start = colon + 1;
@@ -204,8 +208,8 @@ Spawned spawn(const SpawnRequest& request) {
   UniqueFd report_read(pipe_fds[0]);
   UniqueFd report_write(pipe_fds[1]);
 
-  ChildPlan plan{argv.data(), envp.data(), cand.data(), cand.size(), report_write.get(), -1,
-                 ::getpid(), request.stdio};
+  ChildPlan plan{argv.data(),        envp.data(), cand.data(), cand.size(),
+                 report_write.get(), -1,          ::getpid(),  request.stdio};
   SpawnMethod method = request.method;
   pid_t pid = -1;
   int pidfd = -1;

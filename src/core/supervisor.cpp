@@ -80,8 +80,8 @@ UnkillableProcess describe_process(int pid) {
     p.comm = text.substr(open + 1, close - open - 1);
     char state = text[close + 2];
     static const std::pair<char, const char*> kNames[] = {
-        {'R', "running"}, {'S', "sleeping"}, {'D', "disk sleep"}, {'Z', "zombie"},
-        {'T', "stopped"}, {'t', "tracing stop"}, {'X', "dead"}, {'I', "idle"}};
+        {'R', "running"}, {'S', "sleeping"},     {'D', "disk sleep"}, {'Z', "zombie"},
+        {'T', "stopped"}, {'t', "tracing stop"}, {'X', "dead"},       {'I', "idle"}};
     p.state = std::string(1, state);
     for (auto [c, name] : kNames) {
       if (c == state) p.state += std::string(" (") + name + ")";
@@ -90,12 +90,21 @@ UnkillableProcess describe_process(int pid) {
   return p;
 }
 
-enum Tag : std::uint64_t { kSignal = 1, kPidfd, kEvents, kSampleTimer, kDeadlineTimer, kStdout, kStderr };
+enum Tag : std::uint64_t {
+  kSignal = 1,
+  kPidfd,
+  kEvents,
+  kSampleTimer,
+  kDeadlineTimer,
+  kWallTimer,
+  kStdout,
+  kStderr
+};
 
 // Blocks the signals pollkill handles through its signalfd for the lifetime of a run, and
 // restores the previous mask afterwards.
 class BlockedSignals {
-public:
+ public:
   BlockedSignals() {
     sigemptyset(&set_);
     for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set_, sig);
@@ -111,14 +120,14 @@ public:
   }
   const sigset_t& set() const { return set_; }
 
-private:
+ private:
   sigset_t set_;
   sigset_t old_;
 };
 
 // The state of one running task, driven by the epoll loop in run_task.
 class TaskWatch {
-public:
+ public:
   TaskWatch(const Policy& policy, CgroupDir dir, Child child, Clock::time_point start,
             std::uint64_t start_cpu)
       : policy_(policy),
@@ -201,9 +210,10 @@ public:
 
   /// Counts relayed output against the `output` limit.
   void on_output(std::uint64_t total) {
-    if (phase_ != Phase::running || !policy_.limits.output || total <= *policy_.limits.output) return;
-    verdict_ = Verdict{Status::output_limit, "output exceeded the " +
-                                                 format_size(*policy_.limits.output) + " limit"};
+    if (phase_ != Phase::running || !policy_.limits.output || total <= *policy_.limits.output)
+      return;
+    verdict_ = Verdict{Status::output_limit,
+                       "output exceeded the " + format_size(*policy_.limits.output) + " limit"};
     begin_termination(policy_.watchdog.kill_grace);
   }
 
@@ -245,7 +255,7 @@ public:
     result.wall_s = std::chrono::duration<double>(Clock::now() - started).count();
   }
 
-private:
+ private:
   enum class Phase { running, terminating, killed };
 
   std::uint64_t read_cpu_usage() const {
@@ -318,11 +328,11 @@ private:
 
 // Applies the limit writes to a fresh task cgroup. memory.swap.max is absent when the kernel
 // does not account swap; then an implicit swap limit of 0 cannot matter and is skipped.
-void apply_limits(const CgroupDir& dir, const std::vector<LimitWrite>& plan, const Limits& limits,
+void apply_limits(const CgroupDir& dir, const std::vector<LimitWrite>& plan,
                   std::vector<std::string>& not_enforced, MissingControllers missing) {
   for (const auto& w : plan) {
     if (w.attr == "memory.swap.max" && !dir.has(w.attr)) {
-      if (!limits.swap) continue;
+      if (w.implied) continue;
       if (missing == MissingControllers::error) {
         throw Error("the swap limit cannot be enforced: '" + (dir.path() / w.attr).string() +
                         "' does not exist (swap accounting is off)",
@@ -346,10 +356,10 @@ std::string missing_controller_message(const std::vector<std::string>& keys,
   for (const auto& c : missing) controllers += (controllers.empty() ? "'" : ", '") + c + "'";
   std::string avail;
   for (const auto& a : available) avail += (avail.empty() ? "" : " ") + a;
-  return "the " + limits + " limit" + (keys.size() > 1 ? "s need" : " needs") +
-         " the cgroup v2 " + controllers + " controller" + (missing.size() > 1 ? "s" : "") +
-         ", which '" + root.string() + "' does not offer (cgroup.controllers: " +
-         (avail.empty() ? "none" : avail) + ")";
+  return "the " + limits + " limit" + (keys.size() > 1 ? "s need" : " needs") + " the cgroup v2 " +
+         controllers + " controller" + (missing.size() > 1 ? "s" : "") + ", which '" +
+         root.string() +
+         "' does not offer (cgroup.controllers: " + (avail.empty() ? "none" : avail) + ")";
 }
 
 }  // namespace
@@ -375,14 +385,15 @@ Result run_task(const RunRequest& request) {
     }
     std::string message = missing_controller_message(not_enforced, missing, root.path, available);
     if (policy.runner.missing_controllers == MissingControllers::error) {
-      throw Error(message,
-                  host.mounts.layout == CgroupLayout::hybrid
-                      ? "this host mounts cgroup v2 beside v1 (hybrid) and keeps the controller in "
-                        "v1; boot with systemd.unified_cgroup_hierarchy=1 for a pure cgroup v2 "
-                        "host, or set runner.missing_controllers = \"warn\" to run without the limit"
-                      : "enable it in the parent's cgroup.subtree_control, run pollkill under "
-                        "`systemd-run --scope -p Delegate=yes`, or set runner.missing_controllers "
-                        "= \"warn\" to run without the limit");
+      throw Error(
+          message,
+          host.mounts.layout == CgroupLayout::hybrid
+              ? "this host mounts cgroup v2 beside v1 (hybrid) and keeps the controller in "
+                "v1; boot with systemd.unified_cgroup_hierarchy=1 for a pure cgroup v2 "
+                "host, or set runner.missing_controllers = \"warn\" to run without the limit"
+              : "enable it in the parent's cgroup.subtree_control, run pollkill under "
+                "`systemd-run --scope -p Delegate=yes`, or set runner.missing_controllers "
+                "= \"warn\" to run without the limit");
     }
     std::fprintf(stderr, "pollkill: warning: %s; running without %s\n", message.c_str(),
                  not_enforced.size() > 1 ? "these limits" : "this limit");
@@ -390,11 +401,13 @@ Result run_task(const RunRequest& request) {
   result.limits_not_enforced = not_enforced;
 
   BlockedSignals blocked;
-  RunCgroup run = RunCgroup::create(root, *host.mounts.cgroup2, controllers_for(enforceable));
+  // The guard exists before anything is created, so a SIGKILL at any moment leaves nothing.
+  RunCgroup run = RunCgroup::prepare(root, *host.mounts.cgroup2, controllers_for(enforceable));
   Guard guard = Guard::start(run);
+  run.realize(guard.pid());
   CgroupDir task_dir = run.create_child("task-" + request.id);
   result.cgroup = run.relative_path() + "/task-" + request.id;
-  apply_limits(task_dir, enforceable, policy.limits, result.limits_not_enforced,
+  apply_limits(task_dir, enforceable, result.limits_not_enforced,
                policy.runner.missing_controllers);
 
   UniqueFd sigfd(::signalfd(-1, &blocked.set(), SFD_CLOEXEC | SFD_NONBLOCK));
@@ -403,11 +416,13 @@ Result run_task(const RunRequest& request) {
   if (!epfd) throw_errno("epoll_create1");
   UniqueFd inotify(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
   if (!inotify) throw_errno("inotify_init1");
-  if (::inotify_add_watch(inotify.get(), (task_dir.path() / "cgroup.events").c_str(), IN_MODIFY) < 0) {
+  if (::inotify_add_watch(inotify.get(), (task_dir.path() / "cgroup.events").c_str(), IN_MODIFY) <
+      0) {
     throw_errno("watch '" + (task_dir.path() / "cgroup.events").string() + "'");
   }
   UniqueFd sample_timer = make_timerfd();
   UniqueFd deadline_timer = make_timerfd();
+  UniqueFd wall_timer = make_timerfd();
 
   // With an output limit the task writes into pipes that pollkill copies and counts;
   // otherwise it inherits pollkill's stdin, stdout and stderr.
@@ -430,8 +445,8 @@ Result run_task(const RunRequest& request) {
     auto cls = classify(base, result.command);
     result.status = cls.status;
     result.reason = cls.reason;
-    result.exit_code = spawned.failure->error == ENOENT ? exit_code::kNotFound
-                                                        : exit_code::kNotExecutable;
+    result.exit_code =
+        spawned.failure->error == ENOENT ? exit_code::kNotFound : exit_code::kNotExecutable;
     result.wall_s = std::chrono::duration<double>(Clock::now() - start).count();
     run.destroy();
     guard.stop();
@@ -450,6 +465,15 @@ Result run_task(const RunRequest& request) {
     epoll_add(epfd.get(), relay->read_end(1), kStderr);
   }
   arm_timer(sample_timer.get(), policy.watchdog.poll_interval, policy.watchdog.poll_interval);
+  if (policy.limits.wall_time) {
+    // The wall time is exact, not rounded up to the next sample.
+    epoll_add(epfd.get(), wall_timer.get(), kWallTimer);
+    arm_timer(wall_timer.get(),
+              std::max(*policy.limits.wall_time -
+                           std::chrono::duration_cast<Duration>(Clock::now() - start),
+                       Duration(1)),
+              Duration(0));
+  }
   watch.on_events();  // the task may already be gone
 
   bool pidfd_registered = true;
@@ -480,8 +504,9 @@ Result run_task(const RunRequest& request) {
           drain(inotify.get());
           watch.on_events();
           break;
+        case kWallTimer:
         case kSampleTimer:
-          drain(sample_timer.get());
+          drain(events[i].data.u64 == kWallTimer ? wall_timer.get() : sample_timer.get());
           watch.on_sample(Clock::now());
           watch.on_events();
           break;

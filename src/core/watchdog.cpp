@@ -103,8 +103,8 @@ std::optional<Verdict> Watchdog::observe(const Sample& sample) {
     }
   }
   if (config_.wall_time && reached(sample.at - start_, *config_.wall_time)) {
-    return Verdict{Status::timeout, "wall time " + format_duration(*config_.wall_time) +
-                                        " exceeded"};
+    return Verdict{Status::timeout,
+                   "wall time " + format_duration(*config_.wall_time) + " exceeded"};
   }
   if (config_.spin_after && spin_since_ && reached(sample.at - *spin_since_, *config_.spin_after)) {
     return Verdict{Status::spinning, "CPU busy (" + format_rate(last_rate_) + " CPU, at or above " +

@@ -43,8 +43,8 @@ TEST(Mountinfo, PureLayoutWithOptionalFieldsAndEscapes) {
 }
 
 TEST(Mountinfo, V1Only) {
-  CgroupMounts m = parse_mountinfo(
-      "32 31 0:29 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n");
+  CgroupMounts m =
+      parse_mountinfo("32 31 0:29 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n");
   EXPECT_FALSE(m.cgroup2);
   EXPECT_EQ(m.layout, CgroupLayout::v1_only);
 }
@@ -56,7 +56,8 @@ TEST(OwnCgroup, FindsTheUnifiedLine) {
 }
 
 TEST(Keyed, ParsesCpuStatAndMax) {
-  auto m = parse_keyed("usage_usec 1234\nuser_usec 1000\nsystem_usec 234\nbad line here\nlimit max\n");
+  auto m =
+      parse_keyed("usage_usec 1234\nuser_usec 1000\nsystem_usec 234\nbad line here\nlimit max\n");
   EXPECT_EQ(m.at("usage_usec"), 1234u);
   EXPECT_EQ(m.at("system_usec"), 234u);
   EXPECT_EQ(m.at("limit"), UINT64_MAX);
@@ -111,7 +112,8 @@ TEST(PlanLimits, EachKeyToItsFile) {
   };
   for (const auto& c : cases) {
     auto plan = plan_limits(c.limits);
-    auto it = std::find_if(plan.begin(), plan.end(), [&](const LimitWrite& w) { return w.attr == c.attr; });
+    auto it = std::find_if(plan.begin(), plan.end(),
+                           [&](const LimitWrite& w) { return w.attr == c.attr; });
     ASSERT_NE(it, plan.end()) << c.attr;
     EXPECT_EQ(it->value, c.value) << c.attr;
     EXPECT_EQ(it->controller, c.controller) << c.attr;
@@ -126,12 +128,16 @@ TEST(PlanLimits, SplitByAvailableControllers) {
   auto [ok, missing] = split_enforceable(plan_limits(limits), {"pids", "hugetlb"});
   ASSERT_EQ(ok.size(), 1u);
   EXPECT_EQ(ok[0].attr, "pids.max");
-  EXPECT_EQ(missing, (std::vector<std::string>{"memory", "swap"}));
+  // The implied swap limit is not reported as a limit of its own.
+  EXPECT_EQ(missing, (std::vector<std::string>{"memory"}));
+  limits.swap = 0;
+  EXPECT_EQ(split_enforceable(plan_limits(limits), {"pids"}).second,
+            (std::vector<std::string>{"memory", "swap"}));
 }
 
 // A fake cgroup2 mount: directories with a cgroup.procs file.
 class RunRootTest : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     char tmpl[] = "/tmp/pollkill-runroot-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
@@ -179,7 +185,8 @@ TEST_F(RunRootTest, ExplicitRootMustBeACgroup) {
     resolve_run_root(host_, "/not-a-cgroup", policy_, nullptr, false);
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("is not a cgroup v2 directory"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("is not a cgroup v2 directory"), std::string::npos)
+        << e.what();
   }
 }
 

@@ -2,8 +2,8 @@
 
 #include <gtest/gtest.h>
 
-#include <csignal>
 #include <cerrno>
+#include <csignal>
 #include <string>
 #include <vector>
 
@@ -147,12 +147,18 @@ TEST(ResultTest, ExitCodeFor) {
 
 TEST(ResultTest, StatusNamesRoundTrip) {
   const std::vector<std::pair<Status, std::string>> cases{
-      {Status::ok, "ok"},           {Status::failed, "failed"},
-      {Status::crashed, "crashed"}, {Status::oom, "oom"},
-      {Status::timeout, "timeout"}, {Status::cpu_limit, "cpu_limit"},
-      {Status::hung, "hung"},       {Status::spinning, "spinning"},
-      {Status::output_limit, "output_limit"}, {Status::blocked, "blocked"},
-      {Status::exec_error, "exec_error"},     {Status::cancelled, "cancelled"},
+      {Status::ok, "ok"},
+      {Status::failed, "failed"},
+      {Status::crashed, "crashed"},
+      {Status::oom, "oom"},
+      {Status::timeout, "timeout"},
+      {Status::cpu_limit, "cpu_limit"},
+      {Status::hung, "hung"},
+      {Status::spinning, "spinning"},
+      {Status::output_limit, "output_limit"},
+      {Status::blocked, "blocked"},
+      {Status::exec_error, "exec_error"},
+      {Status::cancelled, "cancelled"},
       {Status::error, "error"},
   };
   for (const auto& [status, name] : cases) {
@@ -167,12 +173,27 @@ TEST(ResultTest, JsonKeysInContractOrder) {
   Result result;
   result.unkillable.push_back({42, "D (disk sleep)", "dd"});
   const auto json = to_json(result);
-  const std::vector<std::string> expected{
-      "id",        "attempt",      "final",          "command",     "status",
-      "reason",    "exit_code",    "signal",         "started_at",  "wall_s",
-      "cpu_user_s", "cpu_system_s", "memory_peak_bytes", "oom_kills", "pids_peak",
-      "processes_reaped", "unkillable", "limits_not_enforced", "cgroup", "stdout",
-      "stderr"};
+  const std::vector<std::string> expected{"id",
+                                          "attempt",
+                                          "final",
+                                          "command",
+                                          "status",
+                                          "reason",
+                                          "exit_code",
+                                          "signal",
+                                          "started_at",
+                                          "wall_s",
+                                          "cpu_user_s",
+                                          "cpu_system_s",
+                                          "memory_peak_bytes",
+                                          "oom_kills",
+                                          "pids_peak",
+                                          "processes_reaped",
+                                          "unkillable",
+                                          "limits_not_enforced",
+                                          "cgroup",
+                                          "stdout",
+                                          "stderr"};
   std::vector<std::string> keys;
   for (const auto& item : json.items()) keys.push_back(item.key());
   EXPECT_EQ(keys, expected);
@@ -219,8 +240,7 @@ TEST(ResultTest, JsonNullsAndValues) {
   EXPECT_EQ(json["oom_kills"], 0u);
   EXPECT_EQ(json["stdout"], "out/build.stdout");
   const std::string line = dump_result_line(full);
-  EXPECT_NE(line.find(R"("wall_s":1.235,"cpu_user_s":0.0,"cpu_system_s":2.001)"),
-            std::string::npos)
+  EXPECT_NE(line.find(R"("wall_s":1.235,"cpu_user_s":0.0,"cpu_system_s":2.001)"), std::string::npos)
       << line;
 }
 
@@ -249,7 +269,7 @@ TEST(ResultTest, OddCommandStringsStayOneLineOfValidJson) {
       {"a\nb\tc", R"("a\nb\tc")"},
       {"back\\slash", R"("back\\slash")"},
       {std::string("nul\0byte", 8), R"("nul\u0000byte")"},
-      {"caf\xc3\xa9", "\"caf\xc3\xa9\""},                // valid UTF-8 passes through
+      {"caf\xc3\xa9", "\"caf\xc3\xa9\""},                  // valid UTF-8 passes through
       {"bad\xff\xfe", "\"bad\xef\xbf\xbd\xef\xbf\xbd\""},  // invalid bytes become U+FFFD
   };
   for (const auto& c : cases) {

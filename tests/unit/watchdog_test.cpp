@@ -50,8 +50,8 @@ TEST(WatchdogTest, HangDetectedWithinHangAfterPlusOneInterval) {
   struct Case {
     Clock::duration interval;
   };
-  for (const auto& c : std::vector<Case>{{milliseconds(250)}, {seconds(1)}, {milliseconds(700)},
-                                        {seconds(7)}}) {
+  for (const auto& c :
+       std::vector<Case>{{milliseconds(250)}, {seconds(1)}, {milliseconds(700)}, {seconds(7)}}) {
     Watchdog watchdog(hang_config(), kStart, kStartCpu);
     const Drive run = drive(watchdog, c.interval, 0.0, false, minutes(5));
     ASSERT_TRUE(run.verdict) << c.interval.count();
@@ -104,8 +104,7 @@ TEST(WatchdogTest, SpinnerDetected) {
   const Drive run = drive(watchdog, seconds(1), 0.98, false, std::chrono::hours(1));
   ASSERT_TRUE(run.verdict);
   EXPECT_EQ(run.verdict->status, Status::spinning);
-  EXPECT_EQ(run.verdict->reason,
-            "CPU busy (0.98 CPU, at or above 0.9) with no progress for 10m0s");
+  EXPECT_EQ(run.verdict->reason, "CPU busy (0.98 CPU, at or above 0.9) with no progress for 10m0s");
   EXPECT_GE(run.at, minutes(10));
   EXPECT_LT(run.at, minutes(10) + seconds(1));
 }

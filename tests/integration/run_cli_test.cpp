@@ -1,0 +1,168 @@
+// The command line's own errors and the other subcommands: usage errors (exit 125), missing
+// controllers (error or warn), `policy check` (0/1/2) and `doctor`.
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include "harness.h"
+
+namespace pollkill::testing {
+namespace {
+
+bool cgroup2_root_offers(const std::string& controller) {
+  auto mount = cgroup2_mount();
+  if (!mount) return false;
+  std::ifstream in(*mount / "cgroup.controllers");
+  std::string word;
+  while (in >> word) {
+    if (word == controller) return true;
+  }
+  return false;
+}
+
+// cgroup v1 hierarchies mounted beside cgroup2.
+bool host_is_hybrid() {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    auto sep = line.find(" - ");
+    if (sep != std::string::npos && line.compare(sep + 3, 7, "cgroup ") == 0) return true;
+  }
+  return false;
+}
+
+TEST(RunUsage, BadSizeIsExit125AndQuotesTheValue) {
+  const std::string marker = unique_marker();
+  RunOutput r = run_task_cli({"--memory", "12XB"}, {"sleep", long_sleep_arg(marker)});
+  ASSERT_FALSE(r.timed_out) << r.describe();
+  EXPECT_EQ(r.exit_code, 125) << r.describe();
+  EXPECT_NE(r.err.find("'12XB'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--memory"), std::string::npos) << r.err;
+  EXPECT_FALSE(r.json) << "a usage error must not write a result";
+  expect_nothing_left(r, marker);
+}
+
+TEST(RunUsage, NoCommandIsExit125) {
+  RunOutput r = run_pollkill({"run", "--wall-time", "1s"});
+  ASSERT_FALSE(r.timed_out) << r.describe();
+  EXPECT_EQ(r.exit_code, 125) << r.describe();
+  EXPECT_NE(r.err.find("no command"), std::string::npos) << r.err;
+}
+
+TEST(RunUsage, MissingMemoryControllerIsExit125NamingIt) {
+  PK_REQUIRE_CGROUP2();
+  if (cgroup2_root_offers("memory")) {
+    GTEST_SKIP() << "this host's cgroup2 root offers the memory controller (the VM suite tests it)";
+  }
+  const std::string marker = unique_marker();
+  RunOutput r = run_task_cli({"--memory", "64M"}, {"sleep", long_sleep_arg(marker)});
+  ASSERT_FALSE(r.timed_out) << r.describe();
+  EXPECT_EQ(r.exit_code, 125) << r.describe();
+  EXPECT_NE(r.err.find("'memory'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("missing_controllers"), std::string::npos) << "no remedy given: " << r.err;
+  if (host_is_hybrid()) {
+    EXPECT_NE(r.err.find("hybrid"), std::string::npos) << r.err;
+  }
+  EXPECT_FALSE(r.json) << "a setup error must not write a result";
+  EXPECT_TRUE(processes_matching(marker, "sleep").empty()) << "the task ran anyway";
+  expect_nothing_left(r, marker);
+}
+
+TEST(RunUsage, MissingMemoryControllerWithWarnRunsAndRecordsIt) {
+  PK_REQUIRE_CGROUP2();
+  if (cgroup2_root_offers("memory")) {
+    GTEST_SKIP() << "this host's cgroup2 root offers the memory controller (the VM suite tests it)";
+  }
+  RunOutput r =
+      run_task_cli({"--memory", "64M", "--missing-controllers", "warn"}, {"sh", "-c", "echo ran"});
+  ASSERT_FALSE(r.timed_out) << r.describe();
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_EQ(r.out, "ran\n");
+  EXPECT_NE(r.err.find("warning"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("'memory'"), std::string::npos) << r.err;
+  ASSERT_TRUE(r.json) << r.describe();
+  const auto& j = *r.json;
+  EXPECT_EQ(j["status"], "ok");
+  const auto& missing = j["limits_not_enforced"];
+  ASSERT_TRUE(missing.is_array());
+  EXPECT_NE(std::find(missing.begin(), missing.end(), "memory"), missing.end()) << missing.dump();
+  expect_nothing_left(r, "");
+}
+
+TEST(RunUsage, UnwritableResultFileIsExit125) {
+  PK_REQUIRE_CGROUP2();
+  const std::string where = "/nonexistent-dir-" + unique_marker() + "/result.json";
+  RunOutput r = run_pollkill({"run", "--result", where, "--", "/bin/true"});
+  ASSERT_FALSE(r.timed_out) << r.describe();
+  EXPECT_EQ(r.exit_code, 125) << r.describe();
+  EXPECT_NE(r.err.find(where), std::string::npos) << r.err;
+  expect_nothing_left(r, "");
+}
+
+class RunPolicyCheck : public ::testing::Test {
+ protected:
+  std::string write(const std::string& name, const std::string& text) {
+    auto path = dir_ / name;
+    std::ofstream(path) << text;
+    return path.string();
+  }
+  TempDir dir_;
+};
+
+TEST_F(RunPolicyCheck, ValidFilesExit0) {
+  const std::string good = write("good.toml", "version = 1\n[limits]\nwall_time = \"10s\"\n");
+  const std::string shipped = std::string(POLLKILL_SOURCE_DIR) + "/policies/default.toml";
+  RunOutput r = run_pollkill({"policy", "check", good, shipped});
+  ASSERT_FALSE(r.timed_out) << r.describe();
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_EQ(r.out, good + ": ok\n" + shipped + ": ok\n");
+}
+
+TEST_F(RunPolicyCheck, InvalidFileExit1WithFileLineColumn) {
+  const std::string good = write("good.toml", "version = 1\n");
+  const std::string bad = write("bad.toml", "version = 1\n[limits]\nwal_time = \"10s\"\n");
+  RunOutput r = run_pollkill({"policy", "check", good, bad});
+  ASSERT_FALSE(r.timed_out) << r.describe();
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  EXPECT_NE(r.err.find(bad + ":3:1:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("wall_time"), std::string::npos) << "no did-you-mean: " << r.err;
+}
+
+TEST_F(RunPolicyCheck, BadValueIsReportedAtItsLine) {
+  const std::string bad = write("bad.toml", "version = 1\n\n[watchdog]\nkill_grace = \"soon\"\n");
+  RunOutput r = run_pollkill({"policy", "check", bad});
+  ASSERT_FALSE(r.timed_out) << r.describe();
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  EXPECT_NE(r.err.find(bad + ":4:"), std::string::npos) << r.err;
+}
+
+TEST_F(RunPolicyCheck, UnreadableFileExit1) {
+  const std::string missing = (dir_ / "missing.toml").string();
+  RunOutput r = run_pollkill({"policy", "check", missing});
+  ASSERT_FALSE(r.timed_out) << r.describe();
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  EXPECT_NE(r.err.find(missing), std::string::npos) << r.err;
+}
+
+TEST_F(RunPolicyCheck, MissingArgumentsExit2) {
+  RunOutput r = run_pollkill({"policy", "check"});
+  ASSERT_FALSE(r.timed_out) << r.describe();
+  EXPECT_EQ(r.exit_code, 2) << r.describe();
+  EXPECT_FALSE(r.err.empty());
+}
+
+TEST(RunDoctor, ReadyHereAndNamesTheLayout) {
+  PK_REQUIRE_CGROUP2();
+  RunOutput r = run_pollkill({"doctor"});
+  ASSERT_FALSE(r.timed_out) << r.describe();
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_NE(r.out.find("ready"), std::string::npos) << r.out;
+  if (host_is_hybrid()) {
+    EXPECT_NE(r.out.find("hybrid"), std::string::npos) << r.out;
+  }
+  // doctor tries a real spawn in a cgroup of its own; it must not leave it behind.
+  expect_nothing_left(r, "");
+}
+
+}  // namespace
+}  // namespace pollkill::testing
