@@ -334,7 +334,7 @@ std::string RunOutput::describe() const {
 
 Pollkill::Pollkill(std::vector<std::string> args, LaunchOptions options) {
   std::vector<std::string> argv_store;
-  argv_store.push_back(POLLKILL_BINARY);
+  argv_store.push_back(options.program.value_or(POLLKILL_BINARY));
   for (auto& a : args) argv_store.push_back(std::move(a));
   std::vector<std::string> env_store;
   for (char** e = environ; e && *e; ++e) {

@@ -100,6 +100,9 @@ struct LaunchOptions {
   /// Environment variables set for pollkill (on top of this process's environment, from
   /// which every POLLKILL_* variable is removed so that the caller's shell cannot interfere).
   std::map<std::string, std::string> env;
+  /// Run this program with the arguments instead of pollkill (e.g. a shell that moves itself
+  /// into a cgroup and then execs pollkill).
+  std::optional<std::string> program;
 };
 
 /// What a finished pollkill invocation produced.

@@ -18,7 +18,7 @@ void PrintTo(const Method& m, std::ostream* os) {
 
 class RunReaping : public ::testing::TestWithParam<Method> {
  protected:
-  LaunchOptions options() const { return LaunchOptions{GetParam().env}; }
+  LaunchOptions options() const { return LaunchOptions{GetParam().env, std::nullopt}; }
   TempDir dir_;
 };
 

@@ -90,13 +90,14 @@ TEST(RunWatchdog, HeartbeatFileKeepsASleepingTaskFromHanging) {
   TempDir dir;
   const auto heartbeat = dir / "heartbeat";
   // 15 x 200 ms = 3 s of sleeping, touching the heartbeat file each time; no output.
-  // Forking touch and sleep 5 times a second costs about 0.013 CPU here, just above the
-  // default idle threshold (0.01): --hang-cpu-below 0.1 makes the task idle for certain, so
-  // that the heartbeat, not that noise, is what keeps it from hanging (see the control below).
+  // Forking sleep 5 times a second costs about 0.013 CPU natively, just above the
+  // default idle threshold (0.01), and about 0.4 CPU under the VM's software emulation:
+  // --hang-cpu-below 0.5 makes the task idle for certain in both, so that the heartbeat, not
+  // that noise, is what keeps it from hanging (see the control below).
   const std::vector<std::string> command = {
-      "sh", "-c", "i=0; while [ $i -lt 15 ]; do touch \"$1\"; sleep 0.2; i=$((i+1)); done",
+      "sh", "-c", "i=0; while [ $i -lt 15 ]; do : > \"$1\"; sleep 0.2; i=$((i+1)); done",
       "heartbeat-" + marker, heartbeat.string()};
-  RunOutput r = run_task_cli({"--hang-after", "1s", "--hang-cpu-below", "0.1", "--heartbeat",
+  RunOutput r = run_task_cli({"--hang-after", "1s", "--hang-cpu-below", "0.5", "--heartbeat",
                               heartbeat.string(), "--wall-time", "20s"},
                              command, Seconds(30));
   ASSERT_FALSE(r.timed_out) << r.describe();
@@ -114,10 +115,10 @@ TEST(RunWatchdog, SameSleepingTaskWithoutHeartbeatIsHung) {
   TempDir dir;
   const auto file = dir / "not-watched";
   const std::vector<std::string> command = {
-      "sh", "-c", "i=0; while [ $i -lt 15 ]; do touch \"$1\"; sleep 0.2; i=$((i+1)); done",
+      "sh", "-c", "i=0; while [ $i -lt 15 ]; do : > \"$1\"; sleep 0.2; i=$((i+1)); done",
       "heartbeat-" + marker, file.string()};
   RunOutput r =
-      run_task_cli({"--hang-after", "1s", "--hang-cpu-below", "0.1", "--wall-time", "20s"}, command,
+      run_task_cli({"--hang-after", "1s", "--hang-cpu-below", "0.5", "--wall-time", "20s"}, command,
                    Seconds(30));
   ASSERT_FALSE(r.timed_out) << r.describe();
   EXPECT_EQ(r.exit_code, 124) << r.describe();
