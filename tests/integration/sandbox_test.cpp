@@ -82,14 +82,16 @@ TEST_F(Sandbox, ForeignArchitectureCallsAreBlocked) {
   GTEST_SKIP() << "the i386 table only exists on x86_64";
 #endif
   PK_REQUIRE_CGROUP2();
-  // Without a filter the i386 getpid works (the control); with any filter it kills the task.
-  RunOutput control = run(policy("none", ""), {kProbe, "i386"});
-  ASSERT_TRUE(control.json) << control.describe();
-  EXPECT_EQ((*control.json)["status"], "ok") << control.describe();
+  // Without a filter the i386 and x32 getpid calls return (the control); with any filter
+  // they kill the task.
   const auto p = policy("deny", "[seccomp]\ndeny = [\"socket\"]\n");
-  RunOutput r = run(p, {kProbe, "i386"});
-  ASSERT_TRUE(r.json) << r.describe();
-  EXPECT_EQ((*r.json)["status"], "blocked") << r.describe();
+  for (const char* abi : {"i386", "x32"}) {
+    RunOutput unfiltered = run(policy("none", ""), {kProbe, abi});
+    EXPECT_EQ(unfiltered.exit_code, 0) << abi << unfiltered.describe();
+    RunOutput r = run(p, {kProbe, abi});
+    ASSERT_TRUE(r.json) << r.describe();
+    EXPECT_EQ((*r.json)["status"], "blocked") << abi << r.describe();
+  }
 }
 
 TEST_F(Sandbox, UnknownSyscallIsRejectedWithItsLine) {

@@ -1,12 +1,13 @@
 // Test workload for the sandbox: tries one thing the sandbox may forbid and prints what
 // happened. Usage: pk_sandbox_probe socket | connect PORT | escape FILE... | kill PID |
-//                   i386 | abort
+//                   i386 | x32 | abort
 // Exit status: 0 when the attempt succeeded, 1 when it failed (after printing the errno).
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -63,6 +64,16 @@ int main(int argc, char** argv) {
     return 0;
 #else
     std::printf("i386: not an x86_64 build\n");
+    return 2;
+#endif
+  }
+  if (what == "x32") {
+#if defined(__x86_64__)
+    // getpid (39) through the x32 table (0x40000000 | nr); ENOSYS where the kernel lacks x32.
+    std::printf("x32: returned %ld\n", ::syscall(0x40000000L + 39));
+    return 0;
+#else
+    std::printf("x32: not an x86_64 build\n");
     return 2;
 #endif
   }
