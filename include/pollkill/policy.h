@@ -45,10 +45,61 @@ struct RunnerPolicy {
   MissingControllers missing_controllers = MissingControllers::error;
 };
 
+/// What the seccomp filter does with a system call: let it through, fail it with an errno,
+/// kill the whole task (SIGSYS, status `blocked`) or let it through and log it to the kernel
+/// audit log.
+struct SeccompAction {
+  enum Kind { allow, error, kill, log };
+  Kind kind = allow;
+  int error_number = 1;  ///< for `error`: EPERM unless "errno:NAME" says otherwise
+};
+
+/// `[seccomp]`. No filter is installed when `default_action` is allow and `deny` is empty.
+struct SeccompPolicy {
+  SeccompAction default_action;                     ///< `default`
+  std::vector<std::string> allow;                   ///< syscalls allowed whatever the default
+  std::vector<std::string> deny;                    ///< syscalls that get `deny_action`
+  SeccompAction deny_action{SeccompAction::error};  ///< EPERM by default
+  bool active() const { return default_action.kind != SeccompAction::allow || !deny.empty(); }
+};
+
+/// Resource limits set with setrlimit in the task (soft = hard). kRlimitUnlimited = "unlimited".
+inline constexpr std::uint64_t kRlimitUnlimited = ~std::uint64_t{0};
+struct Rlimits {
+  std::optional<std::uint64_t> core, nofile, fsize, stack, as, nproc;
+  bool any() const { return core || nofile || fsize || stack || as || nproc; }
+};
+
+/// Namespaces the task gets of its own (`sandbox.namespaces`).
+struct Namespaces {
+  bool net = false, pid = false, ipc = false, uts = false, cgroup = false, mount = false;
+  bool any() const { return net || pid || ipc || uts || cgroup || mount; }
+};
+
+/// `[sandbox]`: who the task runs as and what it can see. Enforced between clone and exec.
+struct SandboxPolicy {
+  std::optional<std::string> user;   ///< name or number; needs root to change
+  std::optional<std::string> group;  ///< name or number; default: the user's primary group
+  bool no_new_privs = true;
+  std::vector<std::pair<std::string, std::string>> env;  ///< set on top (in name order)
+  bool clear_env = false;                                ///< start from an empty environment ...
+  std::vector<std::string> pass_env;  ///< ... except these variables of pollkill's own
+  std::optional<std::string> cwd;
+  std::optional<unsigned> umask;
+  Rlimits rlimits;
+  Namespaces namespaces;
+  std::optional<std::string> hostname;  ///< needs the uts namespace
+  bool private_tmp = false;             ///< needs the mount namespace
+  std::vector<std::string> read_only;   ///< needs the mount namespace
+  std::vector<std::string> hide;        ///< needs the mount namespace
+};
+
 struct Policy {
   Limits limits;
   WatchdogPolicy watchdog;
   RunnerPolicy runner;
+  SeccompPolicy seccomp;
+  SandboxPolicy sandbox;
 };
 
 /// A policy or flag value that is wrong, with where it came from. `what()` is the full
@@ -89,7 +140,15 @@ std::string to_toml(const Policy& policy);
 bool operator==(const Limits&, const Limits&);
 bool operator==(const WatchdogPolicy&, const WatchdogPolicy&);
 bool operator==(const RunnerPolicy&, const RunnerPolicy&);
+bool operator==(const SeccompAction&, const SeccompAction&);
+bool operator==(const SeccompPolicy&, const SeccompPolicy&);
+bool operator==(const Rlimits&, const Rlimits&);
+bool operator==(const Namespaces&, const Namespaces&);
+bool operator==(const SandboxPolicy&, const SandboxPolicy&);
 bool operator==(const Policy&, const Policy&);
+
+/// "allow", "errno", "errno:ENOSYS", "kill", "log": how an action is written in a policy.
+std::string to_string(const SeccompAction& action);
 
 /// Closest candidate to `word` by edit distance, when close enough to suggest
 /// (distance <= 2, or <= 1 for words up to 4 letters); empty otherwise.

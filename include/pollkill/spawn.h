@@ -21,6 +21,11 @@ class Child {
  public:
   Child() = default;
   Child(pid_t pid, UniqueFd pidfd) : pid_(pid), pidfd_(std::move(pidfd)) {}
+  /// With a pid namespace the process is pollkill's init, PID 1 there, which cannot die of
+  /// the task's signal (PID 1 ignores default-action signals); it writes the task's wait
+  /// status to `init_status` before it exits, and that status is what reaping returns.
+  Child(pid_t pid, UniqueFd pidfd, UniqueFd init_status)
+      : pid_(pid), pidfd_(std::move(pidfd)), init_status_(std::move(init_status)) {}
   Child(Child&& other) noexcept;
   Child& operator=(Child&& other) noexcept;
   Child(const Child&) = delete;
@@ -43,9 +48,14 @@ class Child {
   Exit reap();
 
  private:
+  Exit finish(int status);
+
   pid_t pid_ = -1;
   UniqueFd pidfd_;
+  UniqueFd init_status_;
 };
+
+struct SandboxPlan;
 
 /// Everything the child needs, prepared by the parent: the child itself only makes syscalls.
 struct SpawnRequest {
@@ -55,6 +65,8 @@ struct SpawnRequest {
   SpawnMethod method = SpawnMethod::clone3;
   /// Descriptors to become the child's stdin, stdout and stderr (-1: inherit pollkill's).
   int stdio[3] = {-1, -1, -1};
+  /// Namespaces, mounts, ids, rlimits and the seccomp filter (null: none of them).
+  const SandboxPlan* sandbox = nullptr;
 };
 
 /// Why the child could not become the program.

@@ -12,6 +12,7 @@
 #include <sstream>
 #include <utility>
 
+#include <seccomp.h>
 #include <toml++/toml.h>
 
 namespace pollkill {
@@ -45,6 +46,12 @@ class Reader {
   std::string choice(const toml::node& node, const std::string& key,
                      const std::vector<std::string_view>& options) const;
   std::uint64_t pids(const toml::node& node, const std::string& key) const;
+  bool boolean(const toml::node& node, const std::string& key) const;
+  std::vector<std::string> strings(const toml::node& node, const std::string& key) const;
+  std::vector<std::string> syscalls(const toml::node& node, const std::string& key) const;
+  std::vector<std::string> paths(const toml::node& node, const std::string& key) const;
+  SeccompAction action(const toml::node& node, const std::string& key, bool allow_ok) const;
+  std::string id(const toml::node& node, const std::string& key) const;
 
  private:
   const std::string& source_;
@@ -178,6 +185,193 @@ std::uint64_t Reader::pids(const toml::node& node, const std::string& key) const
   fail(node.source(), key + ": expected a positive integer or \"max\", got " + describe(node));
 }
 
+bool Reader::boolean(const toml::node& node, const std::string& key) const {
+  const auto* value = node.as_boolean();
+  if (!value) fail(node.source(), key + ": expected true or false, got " + describe(node));
+  return value->get();
+}
+
+std::vector<std::string> Reader::strings(const toml::node& node, const std::string& key) const {
+  const auto* array = node.as_array();
+  if (!array) fail(node.source(), key + ": expected an array of strings, got " + describe(node));
+  std::vector<std::string> out;
+  for (const toml::node& element : *array) {
+    out.push_back(string(element, key));
+    if (std::find(out.begin(), out.end() - 1, out.back()) != out.end() - 1) {
+      fail(element.source(), key + ": " + quoted(element) + " is listed twice");
+    }
+  }
+  return out;
+}
+
+// Names are checked against libseccomp's tables, so a typo is caught by `policy check` rather
+// than when the filter is built. Names of other architectures' calls resolve too (negative
+// pseudo numbers) and are accepted: the filter simply never meets them here.
+std::vector<std::string> Reader::syscalls(const toml::node& node, const std::string& key) const {
+  std::vector<std::string> names = strings(node, key);
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (seccomp_syscall_resolve_name(names[i].c_str()) == __NR_SCMP_ERROR) {
+      fail((*node.as_array())[i].source(),
+           key + ": unknown system call '" + names[i] + "' (libseccomp does not know it)");
+    }
+  }
+  return names;
+}
+
+std::vector<std::string> Reader::paths(const toml::node& node, const std::string& key) const {
+  std::vector<std::string> out = strings(node, key);
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if (out[i].front() != '/') {
+      fail((*node.as_array())[i].source(),
+           key + ": invalid path '" + out[i] + "': must be absolute");
+    }
+  }
+  return out;
+}
+
+SeccompAction Reader::action(const toml::node& node, const std::string& key, bool allow_ok) const {
+  const std::string use = allow_ok ? "\"allow\", \"errno\", \"errno:NAME\", \"kill\" or \"log\""
+                                   : "\"errno\", \"errno:NAME\", \"kill\" or \"log\"";
+  const auto* text = node.as_string();
+  if (!text) fail(node.source(), key + ": expected " + use + ", got " + describe(node));
+  const std::string& value = text->get();
+  if (value == "allow" && allow_ok) return {SeccompAction::allow, 1};
+  if (value == "errno") return {SeccompAction::error, EPERM};
+  if (value == "kill") return {SeccompAction::kill, 1};
+  if (value == "log") return {SeccompAction::log, 1};
+  if (value.rfind("errno:", 0) == 0) {
+    const int number = errno_from_name(value.substr(6));
+    if (number <= 0) {
+      fail(node.source(), key + ": invalid value " + quoted(node) + ": unknown errno name '" +
+                              value.substr(6) + "' (use a name such as EPERM or ENOSYS)");
+    }
+    return {SeccompAction::error, number};
+  }
+  std::vector<std::string_view> options{"errno", "kill", "log"};
+  if (allow_ok) options.push_back("allow");
+  std::string message = key + ": invalid value " + quoted(node) + " (use " + use + ")";
+  if (std::string near = did_you_mean(value, options); !near.empty()) {
+    message += "; did you mean '" + near + "'?";
+  }
+  fail(node.source(), message);
+}
+
+// A user or group: a name, or a number (as an integer or a string of digits).
+std::string Reader::id(const toml::node& node, const std::string& key) const {
+  if (const auto* integer = node.as_integer()) {
+    if (integer->get() < 0 || integer->get() > 0xfffffffe) {
+      fail(node.source(), key + ": invalid value " + quoted(node) + ": not a valid id");
+    }
+    return std::to_string(integer->get());
+  }
+  if (!node.is_string()) {
+    fail(node.source(), key + ": expected a name or a number, got " + describe(node));
+  }
+  return string(node, key);
+}
+
+// A byte-sized limit may be written as a size ("64MiB"); every limit as an integer or
+// "unlimited".
+std::uint64_t rlimit_value(const Reader& r, const toml::node& n, const std::string& k, bool bytes) {
+  if (const auto* text = n.as_string()) {
+    if (text->get() == "unlimited") return kRlimitUnlimited;
+    if (bytes) {
+      const std::uint64_t size = r.size(n, k);
+      return size == kSizeMax ? kRlimitUnlimited : size;
+    }
+  }
+  if (const auto* integer = n.as_integer(); integer && integer->get() >= 0) {
+    return static_cast<std::uint64_t>(integer->get());
+  }
+  r.fail(n.source(), k + ": expected a non-negative integer" +
+                         std::string(bytes ? ", a size" : "") + " or \"unlimited\", got " +
+                         describe(n));
+}
+
+void read_rlimits(const Reader& r, const toml::node& n, const std::string& k, Rlimits& out) {
+  const auto* table = n.as_table();
+  if (!table) {
+    r.fail(n.source(), k + ": expected a table such as { nofile = 1024 }, got " + describe(n));
+  }
+  struct Entry {
+    std::string_view name;
+    std::optional<std::uint64_t> Rlimits::*member;
+    bool bytes;
+  };
+  static const Entry kEntries[] = {
+      {"core", &Rlimits::core, true},   {"nofile", &Rlimits::nofile, false},
+      {"fsize", &Rlimits::fsize, true}, {"stack", &Rlimits::stack, true},
+      {"as", &Rlimits::as, true},       {"nproc", &Rlimits::nproc, false}};
+  std::vector<std::string_view> names;
+  for (const Entry& e : kEntries) names.push_back(e.name);
+  for (const auto& [key, node] : *table) {
+    const Entry* entry = nullptr;
+    for (const Entry& e : kEntries) {
+      if (e.name == key.str()) entry = &e;
+    }
+    if (!entry) {
+      std::string message = "unknown key '" + std::string(key.str()) + "' in " + k +
+                            " (use core, nofile, fsize, stack, as or nproc)";
+      if (std::string near = did_you_mean(key.str(), names); !near.empty()) {
+        message += "; did you mean '" + near + "'?";
+      }
+      r.fail(key.source(), message);
+    }
+    out.*(entry->member) = rlimit_value(r, node, k + "." + std::string(key.str()), entry->bytes);
+  }
+}
+
+void read_env(const Reader& r, const toml::node& n, const std::string& k,
+              std::vector<std::pair<std::string, std::string>>& out) {
+  const auto* table = n.as_table();
+  if (!table) {
+    r.fail(n.source(), k + ": expected a table such as { LANG = \"C.UTF-8\" }, got " + describe(n));
+  }
+  out.clear();
+  for (const auto& [key, node] : *table) {
+    const std::string name(key.str());
+    if (name.empty() || name.find('=') != std::string::npos) {
+      r.fail(key.source(), k + ": invalid variable name '" + name + "'");
+    }
+    const auto* text = node.as_string();
+    if (!text) r.fail(node.source(), k + "." + name + ": expected a string, got " + describe(node));
+    out.emplace_back(name, text->get());
+  }
+}
+
+void read_namespaces(const Reader& r, const toml::node& n, const std::string& k, Namespaces& out) {
+  out = Namespaces{};
+  const auto* array = n.as_array();
+  if (!array) r.fail(n.source(), k + ": expected an array of strings, got " + describe(n));
+  for (const toml::node& element : *array) {
+    const std::string name = r.choice(element, k, {"net", "pid", "ipc", "uts", "cgroup", "mount"});
+    bool* flag = name == "net"      ? &out.net
+                 : name == "pid"    ? &out.pid
+                 : name == "ipc"    ? &out.ipc
+                 : name == "uts"    ? &out.uts
+                 : name == "cgroup" ? &out.cgroup
+                                    : &out.mount;
+    if (*flag) r.fail(element.source(), k + ": " + quoted(element) + " is listed twice");
+    *flag = true;
+  }
+}
+
+unsigned read_umask(const Reader& r, const toml::node& n, const std::string& k) {
+  std::int64_t value = -1;
+  if (const auto* integer = n.as_integer()) value = integer->get();
+  if (const auto* text = n.as_string()) {
+    const std::string& t = text->get();
+    if (!t.empty() && t.size() <= 4 && t.find_first_not_of("01234567") == std::string::npos) {
+      value = std::stoll(t, nullptr, 8);
+    }
+  }
+  if (value < 0 || value > 0777) {
+    r.fail(n.source(),
+           k + ": invalid value " + quoted(n) + " (use an octal string such as \"022\", or 0o022)");
+  }
+  return static_cast<unsigned>(value);
+}
+
 // Limits and timeouts of zero are refused: they would stop every task at once, and leaving the
 // key out is how a policy says "no limit".
 void require_positive(const Reader& r, const toml::node& node, const std::string& key,
@@ -289,6 +483,53 @@ const std::vector<Section>& sections() {
                                                  : MissingControllers::warn;
             }},
        }},
+      {"seccomp",
+       {
+           {"default", [](Reader& r, const toml::node& n, const std::string& k,
+                          Policy& p) { p.seccomp.default_action = r.action(n, k, true); }},
+           {"allow", [](Reader& r, const toml::node& n, const std::string& k,
+                        Policy& p) { p.seccomp.allow = r.syscalls(n, k); }},
+           {"deny", [](Reader& r, const toml::node& n, const std::string& k,
+                       Policy& p) { p.seccomp.deny = r.syscalls(n, k); }},
+           {"deny_action", [](Reader& r, const toml::node& n, const std::string& k,
+                              Policy& p) { p.seccomp.deny_action = r.action(n, k, false); }},
+       }},
+      {"sandbox",
+       {
+           {"user", [](Reader& r, const toml::node& n, const std::string& k,
+                       Policy& p) { p.sandbox.user = r.id(n, k); }},
+           {"group", [](Reader& r, const toml::node& n, const std::string& k,
+                        Policy& p) { p.sandbox.group = r.id(n, k); }},
+           {"no_new_privs", [](Reader& r, const toml::node& n, const std::string& k,
+                               Policy& p) { p.sandbox.no_new_privs = r.boolean(n, k); }},
+           {"env", [](Reader& r, const toml::node& n, const std::string& k,
+                      Policy& p) { read_env(r, n, k, p.sandbox.env); }},
+           {"clear_env", [](Reader& r, const toml::node& n, const std::string& k,
+                            Policy& p) { p.sandbox.clear_env = r.boolean(n, k); }},
+           {"pass_env", [](Reader& r, const toml::node& n, const std::string& k,
+                           Policy& p) { p.sandbox.pass_env = r.strings(n, k); }},
+           {"cwd",
+            [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
+              p.sandbox.cwd = r.string(n, k);
+              if (p.sandbox.cwd->front() != '/') {
+                r.fail(n.source(), k + ": invalid path " + quoted(n) + ": must be absolute");
+              }
+            }},
+           {"umask", [](Reader& r, const toml::node& n, const std::string& k,
+                        Policy& p) { p.sandbox.umask = read_umask(r, n, k); }},
+           {"rlimits", [](Reader& r, const toml::node& n, const std::string& k,
+                          Policy& p) { read_rlimits(r, n, k, p.sandbox.rlimits); }},
+           {"namespaces", [](Reader& r, const toml::node& n, const std::string& k,
+                             Policy& p) { read_namespaces(r, n, k, p.sandbox.namespaces); }},
+           {"hostname", [](Reader& r, const toml::node& n, const std::string& k,
+                           Policy& p) { p.sandbox.hostname = r.string(n, k); }},
+           {"private_tmp", [](Reader& r, const toml::node& n, const std::string& k,
+                              Policy& p) { p.sandbox.private_tmp = r.boolean(n, k); }},
+           {"read_only", [](Reader& r, const toml::node& n, const std::string& k,
+                            Policy& p) { p.sandbox.read_only = r.paths(n, k); }},
+           {"hide", [](Reader& r, const toml::node& n, const std::string& k,
+                       Policy& p) { p.sandbox.hide = r.paths(n, k); }},
+       }},
   };
   return kSections;
 }
@@ -356,6 +597,41 @@ void check_watchdog_bands(const Reader& reader, const Policy& policy) {
               "watchdog.hang_cpu_below (" + toml_number(w.hang_cpu_below) +
                   ") must be less than watchdog.spin_cpu_above (" + toml_number(w.spin_cpu_above) +
                   ") when both hang and spin detection are on");
+}
+
+// Keys that only mean something together with a namespace, and lists that contradict each
+// other. Checked on the effective policy; the error points at the key in this text.
+void check_sandbox(const Reader& reader, const Policy& policy) {
+  const SandboxPolicy& s = policy.sandbox;
+  const auto fail_at = [&reader](const char* key, const std::string& message) {
+    const toml::source_region* where = reader.where(key);
+    if (!where) where = reader.where("sandbox.namespaces");
+    reader.fail(where ? *where : toml::source_region{}, message);
+  };
+  if (s.hostname && !s.namespaces.uts) {
+    fail_at("sandbox.hostname",
+            "sandbox.hostname needs the uts namespace (add \"uts\" to "
+            "sandbox.namespaces)");
+  }
+  for (auto [key, used] : {std::pair{"sandbox.private_tmp", s.private_tmp},
+                           std::pair{"sandbox.read_only", !s.read_only.empty()},
+                           std::pair{"sandbox.hide", !s.hide.empty()}}) {
+    if (used && !s.namespaces.mount) {
+      fail_at(key, std::string(key) +
+                       " needs the mount namespace (add \"mount\" to sandbox.namespaces)");
+    }
+  }
+  if (s.namespaces.pid && !s.namespaces.mount) {
+    fail_at("sandbox.namespaces",
+            "sandbox.namespaces: \"pid\" needs \"mount\" as well, so that /proc can show the "
+            "task's own namespace");
+  }
+  for (const std::string& name : policy.seccomp.deny) {
+    if (std::find(policy.seccomp.allow.begin(), policy.seccomp.allow.end(), name) !=
+        policy.seccomp.allow.end()) {
+      fail_at("seccomp.deny", "seccomp: '" + name + "' is in both allow and deny");
+    }
+  }
 }
 
 std::string toml_string(std::string_view text) {
@@ -441,6 +717,7 @@ Policy parse_policy(std::string_view text, const std::string& source, const Poli
     read_section(reader, *section, *node->as_table(), policy);
   }
   check_watchdog_bands(reader, policy);
+  check_sandbox(reader, policy);
   return policy;
 }
 
@@ -506,6 +783,64 @@ std::string to_toml(const Policy& policy) {
   line("cgroup_root", r.cgroup_root, string, "not set");
   out << "missing_controllers = \""
       << (r.missing_controllers == MissingControllers::error ? "error" : "warn") << "\"\n";
+  const auto list = [](const std::vector<std::string>& items) {
+    std::string text = "[";
+    for (const auto& item : items) text += (text.size() > 1 ? ", " : "") + toml_string(item);
+    return text + "]";
+  };
+  const SeccompPolicy& sc = policy.seccomp;
+  out << "\n[seccomp]\n";
+  out << "default = " << toml_string(to_string(sc.default_action)) << '\n';
+  out << "allow = " << list(sc.allow) << '\n';
+  out << "deny = " << list(sc.deny) << '\n';
+  out << "deny_action = " << toml_string(to_string(sc.deny_action)) << '\n';
+  const SandboxPolicy& sb = policy.sandbox;
+  out << "\n[sandbox]\n";
+  line("user", sb.user, string, "not set: pollkill's own");
+  line("group", sb.group, string, "not set: the user's primary group");
+  out << "no_new_privs = " << (sb.no_new_privs ? "true" : "false") << '\n';
+  out << "env = {";
+  for (std::size_t i = 0; i < sb.env.size(); ++i) {
+    out << (i ? ", " : " ") << toml_string(sb.env[i].first) << " = "
+        << toml_string(sb.env[i].second) << (i + 1 == sb.env.size() ? " " : "");
+  }
+  out << "}\n";
+  out << "clear_env = " << (sb.clear_env ? "true" : "false") << '\n';
+  out << "pass_env = " << list(sb.pass_env) << '\n';
+  line("cwd", sb.cwd, string, "not set: pollkill's own");
+  line(
+      "umask", sb.umask,
+      [](unsigned m) {
+        char text[8];
+        std::snprintf(text, sizeof text, "%03o", m);
+        return toml_string(text);
+      },
+      "not set: pollkill's own");
+  out << "rlimits = {";
+  bool first = true;
+  const std::pair<const char*, std::optional<std::uint64_t>> limits[] = {
+      {"core", sb.rlimits.core},   {"nofile", sb.rlimits.nofile}, {"fsize", sb.rlimits.fsize},
+      {"stack", sb.rlimits.stack}, {"as", sb.rlimits.as},         {"nproc", sb.rlimits.nproc}};
+  for (const auto& [name, value] : limits) {
+    if (!value) continue;
+    out << (first ? " " : ", ") << name << " = "
+        << (*value == kRlimitUnlimited ? toml_string("unlimited") : std::to_string(*value));
+    first = false;
+  }
+  out << (first ? "}\n" : " }\n");
+  std::vector<std::string> ns;
+  const Namespaces& n = sb.namespaces;
+  const std::pair<const char*, bool> names[] = {{"net", n.net},       {"pid", n.pid},
+                                                {"ipc", n.ipc},       {"uts", n.uts},
+                                                {"cgroup", n.cgroup}, {"mount", n.mount}};
+  for (const auto& [name, on] : names) {
+    if (on) ns.emplace_back(name);
+  }
+  out << "namespaces = " << list(ns) << '\n';
+  line("hostname", sb.hostname, string, "not set");
+  out << "private_tmp = " << (sb.private_tmp ? "true" : "false") << '\n';
+  out << "read_only = " << list(sb.read_only) << '\n';
+  out << "hide = " << list(sb.hide) << '\n';
   return out.str();
 }
 
@@ -526,8 +861,47 @@ bool operator==(const RunnerPolicy& a, const RunnerPolicy& b) {
   return a.cgroup_root == b.cgroup_root && a.missing_controllers == b.missing_controllers;
 }
 
+bool operator==(const SeccompAction& a, const SeccompAction& b) {
+  return a.kind == b.kind && (a.kind != SeccompAction::error || a.error_number == b.error_number);
+}
+
+bool operator==(const SeccompPolicy& a, const SeccompPolicy& b) {
+  return a.default_action == b.default_action && a.allow == b.allow && a.deny == b.deny &&
+         a.deny_action == b.deny_action;
+}
+
+bool operator==(const Rlimits& a, const Rlimits& b) {
+  return a.core == b.core && a.nofile == b.nofile && a.fsize == b.fsize && a.stack == b.stack &&
+         a.as == b.as && a.nproc == b.nproc;
+}
+
+bool operator==(const Namespaces& a, const Namespaces& b) {
+  return a.net == b.net && a.pid == b.pid && a.ipc == b.ipc && a.uts == b.uts &&
+         a.cgroup == b.cgroup && a.mount == b.mount;
+}
+
+bool operator==(const SandboxPolicy& a, const SandboxPolicy& b) {
+  return a.user == b.user && a.group == b.group && a.no_new_privs == b.no_new_privs &&
+         a.env == b.env && a.clear_env == b.clear_env && a.pass_env == b.pass_env &&
+         a.cwd == b.cwd && a.umask == b.umask && a.rlimits == b.rlimits &&
+         a.namespaces == b.namespaces && a.hostname == b.hostname &&
+         a.private_tmp == b.private_tmp && a.read_only == b.read_only && a.hide == b.hide;
+}
+
 bool operator==(const Policy& a, const Policy& b) {
-  return a.limits == b.limits && a.watchdog == b.watchdog && a.runner == b.runner;
+  return a.limits == b.limits && a.watchdog == b.watchdog && a.runner == b.runner &&
+         a.seccomp == b.seccomp && a.sandbox == b.sandbox;
+}
+
+std::string to_string(const SeccompAction& action) {
+  switch (action.kind) {
+    case SeccompAction::allow: return "allow";
+    case SeccompAction::kill: return "kill";
+    case SeccompAction::log: return "log";
+    case SeccompAction::error:
+      return action.error_number == EPERM ? "errno" : "errno:" + errno_name(action.error_number);
+  }
+  return "allow";
 }
 
 std::string did_you_mean(std::string_view word, const std::vector<std::string_view>& candidates) {

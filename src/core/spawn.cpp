@@ -2,8 +2,14 @@
 
 #include <fcntl.h>
 #include <linux/sched.h>
+#include <linux/seccomp.h>
+#include <net/if.h>
 #include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,27 +20,45 @@
 #include <cstring>
 
 #include "pollkill/error.h"
+#include "pollkill/sandbox.h"
 
 namespace pollkill {
 namespace {
 
 // Steps the child reports through the pipe; kept as numbers because the child may not
 // allocate, and turned into words by the parent.
-enum ChildStep : int { kStepPdeathsig = 1, kStepJoinCgroup = 2, kStepExecve = 3, kStepStdio = 4 };
-
-const char* step_name(int step) {
-  switch (step) {
-    case kStepPdeathsig: return "set the parent-death signal";
-    case kStepJoinCgroup: return "join the task cgroup";
-    case kStepExecve: return "execve";
-    case kStepStdio: return "set up stdin/stdout/stderr";
-  }
-  return "start";
-}
+enum ChildStep : int {
+  kStepPdeathsig = 1,
+  kStepJoinCgroup,
+  kStepExecve,
+  kStepStdio,
+  kStepCgroupNs,
+  kStepMount,
+  kStepHostname,
+  kStepLoopback,
+  kStepForkTask,
+  kStepRlimit,
+  kStepUmask,
+  kStepGroups,
+  kStepGid,
+  kStepUid,
+  kStepCwd,
+  kStepNoNewPrivs,
+  kStepSeccomp,
+};
 
 struct ChildReport {
   int step;
   int error;
+  int index;  // which mount or rlimit, for kStepMount and kStepRlimit
+};
+
+struct ChildMount {
+  const char* source;
+  const char* target;
+  const char* fstype;
+  unsigned long flags;
+  const char* data;
 };
 
 // Everything the child touches, built by the parent before the clone.
@@ -47,13 +71,79 @@ struct ChildPlan {
   int join_fd;  // cgroup.procs of the task cgroup (fork fallback only), else -1
   pid_t parent;
   const int* stdio;  // three descriptors, -1 = inherit
+  // The sandbox, in the order the child applies it (see docs/ARCHITECTURE.md).
+  bool new_pid_ns = false;
+  bool unshare_cgroup = false;
+  const ChildMount* mounts = nullptr;
+  size_t mount_count = 0;
+  const char* hostname = nullptr;
+  size_t hostname_length = 0;
+  bool loopback_up = false;
+  int init_status_fd = -1;  // with a pid namespace: where init writes the task's wait status
+  const std::pair<int, rlimit>* rlimits = nullptr;
+  size_t rlimit_count = 0;
+  int umask = -1;
+  bool set_ids = false;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  const char* cwd = nullptr;
+  bool no_new_privs = false;
+  const sock_fprog* seccomp = nullptr;
 };
 
-[[noreturn]] void report_and_exit(int fd, int step, int err) {
-  ChildReport report{step, err};
+[[noreturn]] void report_and_exit(int fd, int step, int err, int index = 0) {
+  ChildReport report{step, err, index};
   ssize_t ignored = ::write(fd, &report, sizeof report);
   (void)ignored;
   ::_exit(127);
+}
+
+// Brings up "lo" in a fresh network namespace (it starts down), so that the task can still
+// talk to itself over 127.0.0.1.
+int loopback_up() {
+  int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errno;
+  ifreq request;
+  std::memset(&request, 0, sizeof request);
+  std::memcpy(request.ifr_name, "lo", 3);
+  int err = 0;
+  if (::ioctl(fd, SIOCGIFFLAGS, &request) != 0) {
+    err = errno;
+  } else {
+    request.ifr_flags = static_cast<short>(request.ifr_flags | IFF_UP | IFF_RUNNING);
+    if (::ioctl(fd, SIOCSIFFLAGS, &request) != 0) err = errno;
+  }
+  ::close(fd);
+  return err;
+}
+
+// pollkill's init, PID 1 of the task's pid namespace. The kernel ignores every default-action
+// signal sent to PID 1 (and kills the whole namespace when it exits), so the task must not be
+// PID 1 itself: init forwards every catchable signal to it, reaps whatever is reparented to
+// it, and when the task ends writes the task's wait status to the status pipe and exits. init
+// cannot die of the task's signal, so the status pipe is how pollkill learns it. Syscalls only.
+[[noreturn]] void init_main(const ChildPlan& plan, pid_t task) {
+  ::close(plan.report_fd);  // the task's copy reports its exec; pollkill waits for that one
+  sigset_t all;
+  sigfillset(&all);
+  for (;;) {
+    siginfo_t info;
+    int sig = ::sigwaitinfo(&all, &info);
+    if (sig < 0) continue;
+    if (sig != SIGCHLD) {
+      ::kill(task, sig);
+      continue;
+    }
+    for (;;) {
+      int status = 0;
+      pid_t pid = ::waitpid(-1, &status, WNOHANG);
+      if (pid <= 0) break;
+      if (pid != task) continue;
+      ssize_t ignored = ::write(plan.init_status_fd, &status, sizeof status);
+      (void)ignored;
+      ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    }
+  }
 }
 
 // Runs in the child between clone and exec: syscalls only, no allocation, no locks.
@@ -66,7 +156,8 @@ struct ChildPlan {
   ::sigaction(SIGPIPE, &dfl, nullptr);  // pollkill ignores SIGPIPE; the task must not
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
     report_and_exit(plan.report_fd, kStepPdeathsig, errno);
-  if (::getppid() != plan.parent) ::_exit(127);  // pollkill died before prctl took effect
+  // In a new pid namespace the parent is outside it, so getppid() reads 0.
+  if (::getppid() != (plan.new_pid_ns ? 0 : plan.parent)) ::_exit(127);  // pollkill died
   if (plan.join_fd >= 0 && ::write(plan.join_fd, "0", 1) != 1) {
     report_and_exit(plan.report_fd, kStepJoinCgroup, errno);
   }
@@ -75,6 +166,57 @@ struct ChildPlan {
     if (plan.stdio[target] >= 0 && ::dup2(plan.stdio[target], target) < 0) {
       report_and_exit(plan.report_fd, kStepStdio, errno);
     }
+  }
+  // Now inside the task cgroup: that cgroup becomes the root of the new cgroup namespace.
+  if (plan.unshare_cgroup && ::unshare(CLONE_NEWCGROUP) != 0) {
+    report_and_exit(plan.report_fd, kStepCgroupNs, errno);
+  }
+  for (size_t i = 0; i < plan.mount_count; ++i) {
+    const ChildMount& m = plan.mounts[i];
+    if (::mount(m.source, m.target, m.fstype, m.flags, m.data) != 0) {
+      report_and_exit(plan.report_fd, kStepMount, errno, static_cast<int>(i));
+    }
+  }
+  if (plan.hostname && ::sethostname(plan.hostname, plan.hostname_length) != 0) {
+    report_and_exit(plan.report_fd, kStepHostname, errno);
+  }
+  if (plan.loopback_up) {
+    if (int err = loopback_up(); err != 0) report_and_exit(plan.report_fd, kStepLoopback, err);
+  }
+  if (plan.new_pid_ns) {
+    sigset_t all;
+    sigfillset(&all);
+    ::sigprocmask(SIG_SETMASK, &all, nullptr);  // init takes signals with sigwaitinfo
+    // The raw system call: glibc's fork() would run atfork handlers, which take locks.
+    pid_t task = static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0));
+    if (task < 0) report_and_exit(plan.report_fd, kStepForkTask, errno);
+    if (task > 0) init_main(plan, task);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::close(plan.init_status_fd);
+  }
+  for (size_t i = 0; i < plan.rlimit_count; ++i) {
+    if (::setrlimit(plan.rlimits[i].first, &plan.rlimits[i].second) != 0) {
+      report_and_exit(plan.report_fd, kStepRlimit, errno, static_cast<int>(i));
+    }
+  }
+  if (plan.umask >= 0) ::umask(static_cast<mode_t>(plan.umask));
+  if (plan.set_ids) {
+    // Raw system calls: glibc's wrappers may try to synchronise ids across threads.
+    if (::syscall(SYS_setgroups, 0, nullptr) != 0)
+      report_and_exit(plan.report_fd, kStepGroups, errno);
+    if (::syscall(SYS_setresgid, plan.gid, plan.gid, plan.gid) != 0)
+      report_and_exit(plan.report_fd, kStepGid, errno);
+    if (::syscall(SYS_setresuid, plan.uid, plan.uid, plan.uid) != 0)
+      report_and_exit(plan.report_fd, kStepUid, errno);
+  }
+  // After the user change, so that the task's own user must be able to enter the directory.
+  if (plan.cwd && ::chdir(plan.cwd) != 0) report_and_exit(plan.report_fd, kStepCwd, errno);
+  if (plan.no_new_privs && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+    report_and_exit(plan.report_fd, kStepNoNewPrivs, errno);
+  }
+  // Last: from here on every call the child makes passes the filter, execve included.
+  if (plan.seccomp && ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, plan.seccomp) != 0) {
+    report_and_exit(plan.report_fd, kStepSeccomp, errno);
   }
   // Like execvp: EACCES from any candidate wins over ENOENT; other errors stop the search.
   int result = ENOENT;
@@ -90,11 +232,39 @@ struct ChildPlan {
   report_and_exit(plan.report_fd, kStepExecve, result);
 }
 
+std::string step_name(const ChildReport& report, const SandboxPlan* sandbox) {
+  switch (report.step) {
+    case kStepPdeathsig: return "set the parent-death signal";
+    case kStepJoinCgroup: return "join the task cgroup";
+    case kStepExecve: return "execve";
+    case kStepStdio: return "set up stdin/stdout/stderr";
+    case kStepCgroupNs: return "unshare the cgroup namespace";
+    case kStepMount:
+      if (sandbox && report.index >= 0 &&
+          static_cast<size_t>(report.index) < sandbox->mounts.size()) {
+        return sandbox->mounts[static_cast<size_t>(report.index)].describe();
+      }
+      return "mount";
+    case kStepHostname: return "set the hostname";
+    case kStepLoopback: return "bring up the loopback interface";
+    case kStepForkTask: return "fork the task from the pid namespace's init";
+    case kStepRlimit: return "set an rlimit";
+    case kStepUmask: return "set the umask";
+    case kStepGroups: return "drop supplementary groups";
+    case kStepGid: return "set the group id";
+    case kStepUid: return "set the user id";
+    case kStepCwd: return "change to the working directory";
+    case kStepNoNewPrivs: return "set no_new_privs";
+    case kStepSeccomp: return "load the seccomp filter";
+  }
+  return "start";
+}
+
 std::atomic<bool> clone3_unsupported{false};
 
-pid_t clone3_into_cgroup(int cgroup_fd, int* pidfd) {
+pid_t clone3_into_cgroup(int cgroup_fd, int* pidfd, std::uint64_t namespaces) {
   struct clone_args args {};
-  args.flags = CLONE_INTO_CGROUP | CLONE_PIDFD;
+  args.flags = CLONE_INTO_CGROUP | CLONE_PIDFD | namespaces;
   args.pidfd = reinterpret_cast<std::uint64_t>(pidfd);
   args.exit_signal = SIGCHLD;
   args.cgroup = static_cast<std::uint64_t>(cgroup_fd);
@@ -123,6 +293,7 @@ Child& Child::operator=(Child&& other) noexcept {
     }
     pid_ = std::exchange(other.pid_, -1);
     pidfd_ = std::move(other.pidfd_);
+    init_status_ = std::move(other.init_status_);
   }
   return *this;
 }
@@ -152,8 +323,23 @@ std::optional<Child::Exit> Child::try_reap() {
   } while (r < 0 && errno == EINTR);
   if (r == 0) return std::nullopt;
   if (r < 0) throw_errno("wait for process " + std::to_string(pid_));
+  return finish(status);
+}
+
+Child::Exit Child::finish(int status) {
   pid_ = -1;
   pidfd_.reset();
+  if (init_status_) {
+    // init wrote the task's status before it exited, so it is in the pipe now (or init was
+    // killed first, and its own status is the answer).
+    int task_status = 0;
+    ssize_t n;
+    do {
+      n = ::read(init_status_.get(), &task_status, sizeof task_status);
+    } while (n < 0 && errno == EINTR);
+    init_status_.reset();
+    if (n == static_cast<ssize_t>(sizeof task_status)) status = task_status;
+  }
   return decode(status);
 }
 
@@ -163,10 +349,13 @@ Child::Exit Child::reap() {
   do {
     r = ::waitpid(pid_, &status, 0);
   } while (r < 0 && errno == EINTR);
-  pid_ = -1;
-  pidfd_.reset();
-  if (r < 0) return {};
-  return decode(status);
+  if (r < 0) {
+    pid_ = -1;
+    pidfd_.reset();
+    init_status_.reset();
+    return {};
+  }
+  return finish(status);
 }
 
 SpawnMethod default_spawn_method() {
@@ -210,12 +399,60 @@ Spawned spawn(const SpawnRequest& request) {
 
   ChildPlan plan{argv.data(),        envp.data(), cand.data(), cand.size(),
                  report_write.get(), -1,          ::getpid(),  request.stdio};
+  const SandboxPlan* sandbox = request.sandbox;
+  std::vector<ChildMount> mounts;
+  sock_fprog filter{};
+  UniqueFd status_read, status_write;
+  const auto c_str_or_null = [](const std::string& s) { return s.empty() ? nullptr : s.c_str(); };
+  if (sandbox) {
+    plan.new_pid_ns = sandbox->pid_init;
+    plan.unshare_cgroup = sandbox->new_cgroup_ns;
+    for (const MountStep& m : sandbox->mounts) {
+      mounts.push_back({c_str_or_null(m.source), m.target.c_str(), c_str_or_null(m.fstype), m.flags,
+                        c_str_or_null(m.data)});
+    }
+    plan.mounts = mounts.data();
+    plan.mount_count = mounts.size();
+    plan.hostname = c_str_or_null(sandbox->hostname);
+    plan.hostname_length = sandbox->hostname.size();
+    plan.loopback_up = sandbox->loopback_up;
+    plan.rlimits = sandbox->rlimits.data();
+    plan.rlimit_count = sandbox->rlimits.size();
+    plan.umask = sandbox->umask;
+    plan.set_ids = sandbox->uid.has_value();
+    plan.uid = sandbox->uid.value_or(0);
+    plan.gid = sandbox->gid.value_or(0);
+    plan.cwd = c_str_or_null(sandbox->cwd);
+    plan.no_new_privs = sandbox->no_new_privs;
+    if (!sandbox->seccomp.empty()) {
+      filter.len = static_cast<unsigned short>(sandbox->seccomp.size());
+      filter.filter = const_cast<sock_filter*>(sandbox->seccomp.data());
+      plan.seccomp = &filter;
+    }
+    if (sandbox->pid_init) {
+      int status_fds[2];
+      if (::pipe2(status_fds, O_CLOEXEC) != 0) throw_errno("create the init-status pipe");
+      status_read.reset(status_fds[0]);
+      status_write.reset(status_fds[1]);
+      // Never block the supervisor on it, even if a copy of the write end survived somewhere.
+      ::fcntl(status_read.get(), F_SETFL, O_NONBLOCK);
+      plan.init_status_fd = status_write.get();
+    }
+  }
+  const std::uint64_t namespaces = sandbox ? sandbox->clone_flags : 0;
   SpawnMethod method = request.method;
+  if (namespaces != 0 && method == SpawnMethod::fork) {
+    throw Error(
+        "sandbox.namespaces needs clone3 with CLONE_INTO_CGROUP (Linux 5.7), and this "
+        "run uses the fork fallback",
+        "unset POLLKILL_SPAWN_METHOD, or remove sandbox.namespaces from the policy");
+  }
   pid_t pid = -1;
   int pidfd = -1;
   if (method == SpawnMethod::clone3) {
-    pid = clone3_into_cgroup(request.cgroup_fd, &pidfd);
+    pid = clone3_into_cgroup(request.cgroup_fd, &pidfd, namespaces);
     if (pid == 0) child_main(plan);
+    if (pid < 0 && namespaces != 0) throw_errno("clone3 into the task cgroup with new namespaces");
     if (pid < 0 && (errno == ENOSYS || errno == E2BIG)) {
       // Kernel before 5.7: no clone3 or no cgroup field in clone_args.
       clone3_unsupported = true;
@@ -240,8 +477,9 @@ Spawned spawn(const SpawnRequest& request) {
       throw SystemError(err, "pidfd_open for the task's main process (needs Linux 5.3)");
     }
   }
-  Spawned spawned{Child(pid, UniqueFd(pidfd)), std::nullopt};
+  Spawned spawned{Child(pid, UniqueFd(pidfd), std::move(status_read)), std::nullopt};
   report_write.reset();
+  status_write.reset();
   join_fd.reset();
   ChildReport report{};
   ssize_t n;
@@ -249,7 +487,7 @@ Spawned spawn(const SpawnRequest& request) {
     n = ::read(report_read.get(), &report, sizeof report);
   } while (n < 0 && errno == EINTR);
   if (n == static_cast<ssize_t>(sizeof report)) {
-    spawned.failure = SpawnFailure{step_name(report.step), report.error};
+    spawned.failure = SpawnFailure{step_name(report, sandbox), report.error};
   }
   return spawned;
 }

@@ -19,6 +19,7 @@
 #include "pollkill/guard.h"
 #include "pollkill/output.h"
 #include "pollkill/progress.h"
+#include "pollkill/sandbox.h"
 #include "pollkill/spawn.h"
 #include "pollkill/watchdog.h"
 
@@ -370,6 +371,8 @@ Result run_task(const RunRequest& request) {
   result.id = request.id;
   result.command = request.command;
   result.started_at = std::chrono::system_clock::now();
+  // First, so that a policy this process cannot enforce fails before anything is created.
+  const SandboxPlan sandbox = prepare_sandbox(policy, current_environment());
 
   HostCgroups host = probe_host_cgroups();
   std::vector<LimitWrite> plan = plan_limits(policy.limits);
@@ -427,8 +430,8 @@ Result run_task(const RunRequest& request) {
   // With an output limit the task writes into pipes that pollkill copies and counts;
   // otherwise it inherits pollkill's stdin, stdout and stderr.
   std::optional<OutputRelay> relay;
-  SpawnRequest spawn_request{request.command, current_environment(), task_dir.fd(),
-                             default_spawn_method()};
+  SpawnRequest spawn_request{request.command, sandbox.env, task_dir.fd(), default_spawn_method()};
+  spawn_request.sandbox = &sandbox;
   if (policy.limits.output) {
     relay = OutputRelay::create(STDOUT_FILENO, STDERR_FILENO);
     spawn_request.stdio[1] = relay->child_end(0);

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -327,6 +329,156 @@ TEST(Policy, EqualityComparesEveryField) {
   b = a;
   b.runner.cgroup_root = "/x";
   EXPECT_NE(a, b);
+  b = a;
+  b.seccomp.deny = {"socket"};
+  EXPECT_NE(a, b);
+  b = a;
+  b.seccomp.deny_action.error_number = ENOSYS;
+  EXPECT_NE(a, b);
+  b = a;
+  b.sandbox.rlimits.nproc = 1;
+  EXPECT_NE(a, b);
+  b = a;
+  b.sandbox.namespaces.ipc = true;
+  EXPECT_NE(a, b);
+  b = a;
+  b.sandbox.hide = {"/x"};
+  EXPECT_NE(a, b);
+}
+
+TEST(Policy, ReadsSeccompAndSandbox) {
+  const Policy p = parse_policy(R"(version = 1
+[seccomp]
+default = "kill"
+allow = ["read", "write"]
+deny = ["socket"]
+deny_action = "errno:ENOSYS"
+[sandbox]
+user = 65534
+group = "nogroup"
+no_new_privs = false
+env = { A = "1", B = "two words" }
+clear_env = true
+pass_env = ["PATH"]
+cwd = "/tmp"
+umask = "027"
+namespaces = ["net", "pid", "mount", "uts"]
+hostname = "box"
+private_tmp = true
+read_only = ["/usr"]
+hide = ["/etc/shadow"]
+[sandbox.rlimits]
+core = 0
+nofile = 64
+fsize = "1MiB"
+stack = "unlimited"
+)",
+                                "t.toml");
+  EXPECT_EQ(p.seccomp.default_action, (SeccompAction{SeccompAction::kill, 1}));
+  EXPECT_EQ(p.seccomp.allow, (std::vector<std::string>{"read", "write"}));
+  EXPECT_EQ(p.seccomp.deny, std::vector<std::string>{"socket"});
+  EXPECT_EQ(p.seccomp.deny_action, (SeccompAction{SeccompAction::error, ENOSYS}));
+  EXPECT_EQ(p.sandbox.user, "65534");
+  EXPECT_EQ(p.sandbox.group, "nogroup");
+  EXPECT_FALSE(p.sandbox.no_new_privs);
+  EXPECT_EQ(p.sandbox.env.size(), 2u);
+  EXPECT_EQ(p.sandbox.env[1], (std::pair<std::string, std::string>{"B", "two words"}));
+  EXPECT_TRUE(p.sandbox.clear_env);
+  EXPECT_EQ(p.sandbox.umask, 027u);
+  EXPECT_EQ(p.sandbox.rlimits.core, 0u);
+  EXPECT_EQ(p.sandbox.rlimits.nofile, 64u);
+  EXPECT_EQ(p.sandbox.rlimits.fsize, 1u << 20);
+  EXPECT_EQ(p.sandbox.rlimits.stack, kRlimitUnlimited);
+  EXPECT_FALSE(p.sandbox.rlimits.as);
+  EXPECT_TRUE(p.sandbox.namespaces.net && p.sandbox.namespaces.pid && p.sandbox.namespaces.mount);
+  EXPECT_FALSE(p.sandbox.namespaces.ipc || p.sandbox.namespaces.cgroup);
+  EXPECT_EQ(p.sandbox.hostname, "box");
+  EXPECT_EQ(p.sandbox.hide, std::vector<std::string>{"/etc/shadow"});
+  // And the whole thing prints and reads back.
+  EXPECT_EQ(parse_policy(to_toml(p), "to_toml"), p) << to_toml(p);
+}
+
+TEST(Policy, RejectsBadSandboxAndSeccompAtTheirPosition) {
+  struct Case {
+    std::string text;
+    int line, column;
+    std::string message;
+  };
+  const Case cases[] = {
+      {"[seccomp]\ndeny = [\"read\", \"sockt\"]\n", 3, 17,
+       "seccomp.deny: unknown system call 'sockt' (libseccomp does not know it)"},
+      {"[seccomp]\nallow = [\"nosuchcall\"]\n", 3, 10,
+       "seccomp.allow: unknown system call 'nosuchcall' (libseccomp does not know it)"},
+      {"[seccomp]\ndefault = \"kil\"\n", 3, 11,
+       "seccomp.default: invalid value 'kil' (use \"allow\", \"errno\", \"errno:NAME\", "
+       "\"kill\" or \"log\"); did you mean 'kill'?"},
+      {"[seccomp]\ndeny_action = \"errno:EWHAT\"\n", 3, 15,
+       "seccomp.deny_action: invalid value 'errno:EWHAT': unknown errno name 'EWHAT' (use a "
+       "name such as EPERM or ENOSYS)"},
+      {"[seccomp]\ndeny_action = \"allow\"\n", 3, 15,
+       "seccomp.deny_action: invalid value 'allow' (use \"errno\", \"errno:NAME\", \"kill\" "
+       "or \"log\")"},
+      {"[seccomp]\nallow = [\"read\"]\ndeny = [\"read\"]\n", 4, 1,
+       "seccomp: 'read' is in both allow and deny"},
+      {"[sandbox]\nnamespaces = [\"net\", \"nett\"]\n", 3, 22,
+       "sandbox.namespaces: invalid value 'nett' (use \"net\" or \"pid\" or \"ipc\" or \"uts\" or "
+       "\"cgroup\" or \"mount\"); did you mean 'net'?"},
+      {"[sandbox]\nhostname = \"x\"\n", 3, 1,
+       "sandbox.hostname needs the uts namespace (add \"uts\" to sandbox.namespaces)"},
+      {"[sandbox]\nprivate_tmp = true\n", 3, 1,
+       "sandbox.private_tmp needs the mount namespace (add \"mount\" to sandbox.namespaces)"},
+      {"[sandbox]\nnamespaces = [\"pid\"]\n", 3, 1,
+       "sandbox.namespaces: \"pid\" needs \"mount\" as well, so that /proc can show the task's "
+       "own namespace"},
+      {"[sandbox]\nrlimits = { nofiles = 3 }\n", 3, 13,
+       "unknown key 'nofiles' in sandbox.rlimits (use core, nofile, fsize, stack, as or nproc); "
+       "did you mean 'nofile'?"},
+      {"[sandbox]\nrlimits = { nofile = -1 }\n", 3, 22,
+       "sandbox.rlimits.nofile: expected a non-negative integer or \"unlimited\", got integer -1"},
+      {"[sandbox]\numask = \"999\"\n", 3, 9,
+       "sandbox.umask: invalid value '999' (use an octal string such as \"022\", or 0o022)"},
+      {"[sandbox]\nread_only = [\"usr\"]\n", 3, 14,
+       "sandbox.read_only: invalid path 'usr': must be absolute"},
+      {"[sandbox]\nclear_env = 1\n", 3, 13,
+       "sandbox.clear_env: expected true or false, got integer 1"},
+      {"[sandbox]\nusr = \"nobody\"\n", 3, 1,
+       "unknown key 'usr' in [sandbox]; did you mean 'user'?"},
+  };
+  for (const Case& c : cases) {
+    const std::string text = "version = 1\n" + c.text;
+    try {
+      parse_policy(text, "t.toml");
+      ADD_FAILURE() << "accepted:\n" << text;
+    } catch (const PolicyError& e) {
+      EXPECT_EQ(e.message(), c.message) << text;
+      EXPECT_EQ(e.line(), c.line) << text << e.what();
+      EXPECT_EQ(e.column(), c.column) << text << e.what();
+    }
+  }
+}
+
+TEST(Policy, ShippedPoliciesParse) {
+  for (const char* name : {"default", "strict", "gmsh", "compute"}) {
+    const std::string path = std::string(POLLKILL_SOURCE_DIR) + "/policies/" + name + ".toml";
+    EXPECT_NO_THROW(load_policy_file(path)) << path;
+  }
+  const Policy strict =
+      load_policy_file(std::string(POLLKILL_SOURCE_DIR) + "/policies/strict.toml");
+  EXPECT_EQ(strict.sandbox.user, "nobody");
+  EXPECT_TRUE(strict.sandbox.namespaces.net && strict.sandbox.namespaces.pid &&
+              strict.sandbox.namespaces.ipc && strict.sandbox.namespaces.uts &&
+              strict.sandbox.namespaces.cgroup && strict.sandbox.namespaces.mount);
+  for (const char* call :
+       {"ptrace", "mount", "bpf", "kexec_load", "keyctl", "io_uring_setup", "userfaultfd"}) {
+    EXPECT_NE(std::find(strict.seccomp.deny.begin(), strict.seccomp.deny.end(), call),
+              strict.seccomp.deny.end())
+        << call;
+  }
+  const Policy gmsh = load_policy_file(std::string(POLLKILL_SOURCE_DIR) + "/policies/gmsh.toml");
+  ASSERT_TRUE(gmsh.limits.cpus);
+  const std::string threads = std::to_string(static_cast<int>(*gmsh.limits.cpus));
+  EXPECT_EQ(gmsh.sandbox.env,
+            (std::vector<std::pair<std::string, std::string>>{{"OMP_NUM_THREADS", threads}}));
 }
 
 TEST(DidYouMean, SuggestsOnlyCloseCandidates) {
