@@ -8,6 +8,7 @@
 
 #include "pollkill/cgroup.h"
 #include "pollkill/error.h"
+#include "pollkill/sandbox.h"
 #include "pollkill/spawn.h"
 
 namespace pollkill {
@@ -139,6 +140,14 @@ DoctorReport run_doctor(const std::optional<Policy>& policy,
         "run on a pure cgroup v2 host with the controllers delegated, or set "
         "runner.missing_controllers = \"warn\"",
         !allowed);
+    // The same preparation `run` does before anything is created: users, privileges for
+    // namespaces and user changes, rlimits, paths, the seccomp filter.
+    try {
+      prepare_sandbox(effective, {});
+      add("policy sandbox", true, "[sandbox] and [seccomp] can be set up with these privileges");
+    } catch (const Error& e) {
+      add("policy sandbox", false, e.what(), e.hint());
+    }
   }
   return report;
 }
