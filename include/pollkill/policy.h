@@ -24,6 +24,11 @@ struct Limits {
   std::optional<Duration> wall_time;         ///< wall-clock limit from the start of the task
   std::optional<Duration> cpu_time;          ///< CPU time of the whole tree (cpu.stat usage_usec)
   std::optional<std::uint64_t> output;       ///< bytes of captured stdout+stderr
+  /// Adaptive wall time (`wall_time = "300%"`, batch only): this percentage of the median
+  /// wall time of the tasks that ended ok so far, once at least five have; wall_time_max caps
+  /// it, and is the only limit before then. Excludes `wall_time`.
+  std::optional<double> wall_time_percent{};
+  std::optional<Duration> wall_time_max{};  ///< cap for the adaptive wall time
 };
 
 enum class OrphanPolicy { kill, wait };
@@ -45,10 +50,20 @@ struct RunnerPolicy {
   MissingControllers missing_controllers = MissingControllers::error;
 };
 
+/// Retries in `batch`: an attempt ending with a status in `on` is run again, up to
+/// `attempts` attempts in all, waiting `backoff` before the second attempt and twice as long
+/// before each later one.
+struct RetryPolicy {
+  int attempts = 1;
+  std::vector<std::string> on{"crashed", "hung", "spinning", "timeout", "oom"};
+  Duration backoff{0};
+};
+
 struct Policy {
   Limits limits;
   WatchdogPolicy watchdog;
   RunnerPolicy runner;
+  RetryPolicy retry;
 };
 
 /// A policy or flag value that is wrong, with where it came from. `what()` is the full
@@ -89,6 +104,7 @@ std::string to_toml(const Policy& policy);
 bool operator==(const Limits&, const Limits&);
 bool operator==(const WatchdogPolicy&, const WatchdogPolicy&);
 bool operator==(const RunnerPolicy&, const RunnerPolicy&);
+bool operator==(const RetryPolicy&, const RetryPolicy&);
 bool operator==(const Policy&, const Policy&);
 
 /// Closest candidate to `word` by edit distance, when close enough to suggest

@@ -55,6 +55,8 @@ struct SpawnRequest {
   SpawnMethod method = SpawnMethod::clone3;
   /// Descriptors to become the child's stdin, stdout and stderr (-1: inherit pollkill's).
   int stdio[3] = {-1, -1, -1};
+  /// The working directory of the new program; empty: pollkill's own.
+  std::string cwd{};
 };
 
 /// Why the child could not become the program.

@@ -20,7 +20,13 @@ namespace {
 
 // Steps the child reports through the pipe; kept as numbers because the child may not
 // allocate, and turned into words by the parent.
-enum ChildStep : int { kStepPdeathsig = 1, kStepJoinCgroup = 2, kStepExecve = 3, kStepStdio = 4 };
+enum ChildStep : int {
+  kStepPdeathsig = 1,
+  kStepJoinCgroup = 2,
+  kStepExecve = 3,
+  kStepStdio = 4,
+  kStepChdir = 5
+};
 
 const char* step_name(int step) {
   switch (step) {
@@ -28,6 +34,7 @@ const char* step_name(int step) {
     case kStepJoinCgroup: return "join the task cgroup";
     case kStepExecve: return "execve";
     case kStepStdio: return "set up stdin/stdout/stderr";
+    case kStepChdir: return "chdir";
   }
   return "start";
 }
@@ -47,6 +54,7 @@ struct ChildPlan {
   int join_fd;  // cgroup.procs of the task cgroup (fork fallback only), else -1
   pid_t parent;
   const int* stdio;  // three descriptors, -1 = inherit
+  const char* cwd;   // directory to change into, or nullptr
 };
 
 [[noreturn]] void report_and_exit(int fd, int step, int err) {
@@ -76,6 +84,7 @@ struct ChildPlan {
       report_and_exit(plan.report_fd, kStepStdio, errno);
     }
   }
+  if (plan.cwd && ::chdir(plan.cwd) != 0) report_and_exit(plan.report_fd, kStepChdir, errno);
   // Like execvp: EACCES from any candidate wins over ENOENT; other errors stop the search.
   int result = ENOENT;
   for (size_t i = 0; i < plan.candidate_count; ++i) {
@@ -208,8 +217,10 @@ Spawned spawn(const SpawnRequest& request) {
   UniqueFd report_read(pipe_fds[0]);
   UniqueFd report_write(pipe_fds[1]);
 
-  ChildPlan plan{argv.data(),        envp.data(), cand.data(), cand.size(),
-                 report_write.get(), -1,          ::getpid(),  request.stdio};
+  ChildPlan plan{
+      argv.data(), envp.data(),        cand.data(),
+      cand.size(), report_write.get(), -1,
+      ::getpid(),  request.stdio,      request.cwd.empty() ? nullptr : request.cwd.c_str()};
   SpawnMethod method = request.method;
   pid_t pid = -1;
   int pidfd = -1;
