@@ -246,10 +246,15 @@ int Batch::run() {
       if (errno == EINTR) continue;
       throw_errno("epoll_wait");
     }
+    // Signals first: a terminal's Ctrl-C reaches the tasks too, and a task that died of it
+    // must be recorded as cancelled, not as crashed.
+    for (int i = 0; i < n; ++i) {
+      if (events[i].data.u64 == kSignal) on_signal();
+    }
     for (int i = 0; i < n; ++i) {
       std::uint64_t tag = events[i].data.u64;
       if (tag == kSignal) {
-        on_signal();
+        continue;
       } else if (tag == kSample) {
         drain_fd(sample_timer_.get());
         auto now = Clock::now();

@@ -205,6 +205,30 @@ TEST(Batch, SigintCancelsRecordsAndExits130) {
   expect_nothing_left(r, marker);
 }
 
+TEST(Batch, CtrlCToTheProcessGroupCancelsAndSigtermExits143) {
+  PK_REQUIRE_CGROUP2();
+  for (int sig : {SIGINT, SIGTERM}) {
+    TempDir dir;
+    const std::string marker = unique_marker();
+    std::string tasks;
+    for (int i = 0; i < 3; ++i) tasks += "sleep " + long_sleep_arg(marker) + "\n";
+    write_file(dir / "tasks", tasks);
+    Pollkill p({"batch", "-j", "2", "--progress", "--results", (dir / "r.jsonl").string(),
+                (dir / "tasks").string()});
+    ASSERT_TRUE(
+        wait_until([&] { return processes_matching(marker, "sleep").size() == 2; }, Seconds(10)));
+    ::usleep(300000);     // let the progress line be drawn at least once
+    p.signal_group(sig);  // reaches the tasks as well, as a terminal's would
+    RunOutput r = p.wait(Seconds(20));
+    EXPECT_EQ(r.exit_code, 128 + sig) << r.describe();
+    auto records = read_records(dir / "r.jsonl");
+    ASSERT_EQ(records.size(), 2u) << r.describe();
+    for (const auto& rec : records) EXPECT_EQ(rec["status"], "cancelled") << rec.dump();
+    EXPECT_NE(r.err.find("0/3 done, 2 running"), std::string::npos) << r.err;
+    expect_nothing_left(r, marker);
+  }
+}
+
 TEST(Batch, SecondSigintSkipsTheGrace) {
   PK_REQUIRE_CGROUP2();
   TempDir dir;
