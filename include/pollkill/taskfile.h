@@ -61,6 +61,8 @@ class TaskFile {
   /// Parses every line; throws Error("FILE:LINE: message") on the first bad one or a
   /// duplicate id. Rewinds afterwards.
   Validation validate(const Policy& base);
+  /// Back to the first line (a second pass, e.g. the resume check).
+  void rewind();
   /// The next task, or nullopt at the end.
   std::optional<TaskSpec> next(const Policy& base);
   const std::string& name() const { return name_; }

@@ -25,7 +25,7 @@ using namespace pollkill;
 
 // Flag values as typed; applied on top of the policy so flags win.
 struct LimitFlags {
-  std::string memory, memory_high, swap, cpus, pids, wall_time, cpu_time, output;
+  std::string memory, memory_high, swap, cpus, pids, wall_time, wall_time_max, cpu_time, output;
   std::string poll_interval, hang_after, hang_cpu_below, spin_after, spin_cpu_above, heartbeat,
       kill_grace, orphans, missing_controllers;
 };
@@ -38,7 +38,11 @@ void add_limit_flags(CLI::App* app, LimitFlags& f) {
       ->group("Limits");
   app->add_option("--cpus", f.cpus, "CPU quota in CPUs, fractional (cpu.max)")->group("Limits");
   app->add_option("--pids", f.pids, "process and thread limit (pids.max)")->group("Limits");
-  app->add_option("--wall-time", f.wall_time, "wall-clock limit, e.g. 30s, 1h30m")->group("Limits");
+  app->add_option("--wall-time", f.wall_time,
+                  "wall-clock limit, e.g. 30s, 1h30m; in batch also 300% (of the median ok task)")
+      ->group("Limits");
+  app->add_option("--wall-time-max", f.wall_time_max, "cap of a percentage --wall-time")
+      ->group("Limits");
   app->add_option("--cpu-time", f.cpu_time, "CPU time limit of the whole tree")->group("Limits");
   app->add_option("--output", f.output, "limit on captured output")->group("Limits");
   app->add_option("--poll-interval", f.poll_interval, "sampling interval (default 250ms)")
@@ -109,7 +113,20 @@ void apply_flags(const LimitFlags& f, Policy& p) {
     if (pids == 0) throw PolicyError("--pids", 0, 0, "invalid pids limit '0': must be at least 1");
     p.limits.pids = pids;
   }
-  if (!f.wall_time.empty()) p.limits.wall_time = duration("--wall-time", f.wall_time);
+  if (!f.wall_time.empty()) {
+    if (f.wall_time.back() == '%') {
+      double percent = parse_number("--wall-time", f.wall_time.substr(0, f.wall_time.size() - 1));
+      if (percent <= 0)
+        throw PolicyError("--wall-time", 0, 0, "invalid percentage '" + f.wall_time + "'");
+      p.limits.wall_time_percent = percent;
+      p.limits.wall_time.reset();
+    } else {
+      p.limits.wall_time = duration("--wall-time", f.wall_time);
+      p.limits.wall_time_percent.reset();
+    }
+  }
+  if (!f.wall_time_max.empty())
+    p.limits.wall_time_max = duration("--wall-time-max", f.wall_time_max);
   if (!f.cpu_time.empty()) p.limits.cpu_time = duration("--cpu-time", f.cpu_time);
   if (!f.output.empty()) p.limits.output = size("--output", f.output);
   if (!f.poll_interval.empty()) {
@@ -268,6 +285,9 @@ int main(int argc, char** argv) {
       request.command = command;
       request.policy = policy_file.empty() ? default_policy() : load_policy_file(policy_file);
       apply_flags(flags, request.policy);
+      // One task has no median to adapt to: a percentage wall time leaves only its cap.
+      if (request.policy.limits.wall_time_percent)
+        request.policy.limits.wall_time = request.policy.limits.wall_time_max;
       if (!cgroup_root.empty()) request.cgroup_root = cgroup_root;
       result = run_task(request);
     } catch (const Error& e) {

@@ -161,8 +161,7 @@ int Batch::run() {
                     "new file");
       }
     }
-    file_ = TaskFile::open(request_.taskfile);
-    file_->validate(policy);
+    file_->rewind();  // not reopened: standard input was spooled once
   }
 
   std::string logs = request_.logs;

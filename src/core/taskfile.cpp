@@ -264,10 +264,14 @@ TaskFile::Validation TaskFile::validate(const Policy& base) {
     ++result.tasks;
   }
   if (std::ferror(file_.get())) throw_errno("read the task file '" + name_ + "'");
+  rewind();
+  return result;
+}
+
+void TaskFile::rewind() {
   std::rewind(file_.get());
   line_ = 0;
   seq_ = 0;
-  return result;
 }
 
 std::optional<TaskSpec> TaskFile::next(const Policy& base) {

@@ -275,6 +275,20 @@ TEST(Batch, ResumeIgnoresATornLastLineWithAWarning) {
   EXPECT_EQ(count["3"], 1);
 }
 
+TEST(Batch, TaskFileFromStandardInputResumes) {
+  PK_REQUIRE_CGROUP2();
+  TempDir dir;
+  write_file(dir / "tasks", "true\necho two\n");
+  const std::string results = (dir / "r.jsonl").string();
+  const std::string cmd = std::string(POLLKILL_BINARY) + " batch -q --resume --results " + results +
+                          " - < " + (dir / "tasks").string();
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  ASSERT_EQ(std::system(cmd.c_str()), 0);  // everything already done: nothing runs again
+  auto records = read_records(results);
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(slurp(records[1]["stdout"].get<std::string>()), "two\n");
+}
+
 TEST(Batch, ResumeWithADifferentCommandIsRefused) {
   PK_REQUIRE_CGROUP2();
   TempDir dir;
