@@ -3,6 +3,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "pollkill/policy.h"
 #include "pollkill/units.h"
@@ -26,6 +27,9 @@ struct BatchRequest {
 /// The CPUs this process may use: its affinity mask, lowered to the quota of its cgroup's
 /// cpu.max (rounded up) when there is one; at least 1.
 int default_jobs();
+/// The pure part of default_jobs: `affinity_cpus` lowered to ceil(quota / period) of a
+/// cpu.max text ("150000 100000" -> 2; "max 100000" or "" -> no change); at least 1.
+int jobs_for(int affinity_cpus, std::string_view cpu_max);
 
 /// Runs a batch to its end and returns the exit code: 0 every task's final status is ok,
 /// 1 some is not, 128+N when interrupted by signal N (130, 143). Throws Error for problems

@@ -460,9 +460,24 @@ bool Batch::start_attempt(Attempt what) {
     record(result, r->what);
     return false;
   }
+  // A task that cannot be started (no memory for the watch, clone3 failing under pressure) is
+  // recorded as `error`; the batch goes on.
+  auto give_up = [&](const Error& e) {
+    result.status = Status::error;
+    result.reason = e.what();
+    try {
+      remove_cgroup(r->cgroup_path);
+    } catch (const Error& again) {
+      std::fprintf(stderr, "pollkill: warning: %s\n", again.what());
+    }
+    record(result, r->what);
+    return false;
+  };
   r->events_wd =
       ::inotify_add_watch(inotify_.get(), (dir.path() / "cgroup.events").c_str(), IN_MODIFY);
-  if (r->events_wd < 0) throw_errno("watch '" + (dir.path() / "cgroup.events").string() + "'");
+  if (r->events_wd < 0) {
+    return give_up(SystemError(errno, "watch '" + (dir.path() / "cgroup.events").string() + "'"));
+  }
 
   std::vector<std::string> env = env_;
   for (const auto& e : task.env) {
@@ -477,7 +492,12 @@ bool Batch::start_attempt(Attempt what) {
   spawn_request.stdio[2] = r->err.get();
   spawn_request.cwd = task.cwd;
   r->start = Clock::now();
-  Spawned spawned = spawn(spawn_request);
+  Spawned spawned;
+  try {
+    spawned = spawn(spawn_request);
+  } catch (const Error& e) {
+    return give_up(e);
+  }
   if (spawned.failure) {
     spawned.child.reap();
     Outcome base_outcome;
@@ -588,30 +608,36 @@ void Batch::draw_progress(bool force) {
 
 }  // namespace
 
+int jobs_for(int affinity_cpus, std::string_view cpu_max) {
+  int cpus = std::max(1, affinity_cpus);
+  char quota[32] = {};
+  unsigned long long period = 0;
+  std::string text(cpu_max);
+  if (std::sscanf(text.c_str(), "%31s %llu", quota, &period) == 2 &&
+      std::string_view(quota) != "max" && period > 0) {
+    double q = std::strtod(quota, nullptr) / static_cast<double>(period);
+    if (q > 0) cpus = std::min(cpus, std::max(1, static_cast<int>(std::ceil(q))));
+  }
+  return cpus;
+}
+
 int default_jobs() {
   int cpus = 1;
   cpu_set_t set;
   CPU_ZERO(&set);
-  if (::sched_getaffinity(0, sizeof set, &set) == 0) cpus = std::max(1, CPU_COUNT(&set));
+  if (::sched_getaffinity(0, sizeof set, &set) == 0) cpus = CPU_COUNT(&set);
+  std::string cpu_max;
   try {
     CgroupMounts mounts = probe_cgroup_mounts();
     std::string own = probe_own_cgroup();
     if (mounts.cgroup2 && !own.empty()) {
-      std::FILE* f = std::fopen((*mounts.cgroup2 / own.substr(1) / "cpu.max").c_str(), "re");
-      if (f) {
-        char quota[32] = {};
-        unsigned long long period = 0;
-        if (std::fscanf(f, "%31s %llu", quota, &period) == 2 && std::string(quota) != "max" &&
-            period > 0) {
-          double q = std::strtod(quota, nullptr) / static_cast<double>(period);
-          cpus = std::min(cpus, std::max(1, static_cast<int>(std::ceil(q))));
-        }
-        std::fclose(f);
-      }
+      if (auto text = CgroupDir::open(*mounts.cgroup2 / own.substr(1)).try_read("cpu.max"))
+        cpu_max = *text;
     }
   } catch (const std::exception&) {
+    // No cgroup to read: the affinity mask alone decides.
   }
-  return cpus;
+  return jobs_for(cpus, cpu_max);
 }
 
 int run_batch(const BatchRequest& request) {

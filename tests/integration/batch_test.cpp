@@ -415,6 +415,15 @@ TEST(Batch, GcRemovesRunCgroupsOfDeadPollkills) {
   EXPECT_NE(r.out.find("removed " + stale.string()), std::string::npos) << r.out;
   EXPECT_FALSE(fs::exists(stale));
   EXPECT_TRUE(fs::exists(live)) << "the run cgroup of a live process was removed";
+  // batch does the same for its own run root at start.
+  fs::create_directories(stale);
+  TempDir dir;
+  write_file(dir / "tasks", "true\n");
+  RunOutput b = run_pollkill({"batch", "-q", "--cgroup-root", root.string(), "--results",
+                              (dir / "r.jsonl").string(), (dir / "tasks").string()});
+  EXPECT_EQ(b.exit_code, 0) << b.describe();
+  EXPECT_FALSE(fs::exists(stale)) << "batch did not gc its run root";
+  EXPECT_TRUE(fs::exists(live));
   int status = 0;
   EXPECT_EQ(::waitpid(sleeper, &status, 0), sleeper);
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "pollkill/batch.h"
 #include "pollkill/gc.h"
 #include "pollkill/report.h"
 #include "pollkill/results.h"
@@ -183,6 +184,16 @@ TEST(Summary, ByIdALaterFinalRecordReplacesAnEarlierOne) {
   summary.add(r);
   EXPECT_EQ(summary.finals(), 1u);
   EXPECT_EQ(summary.exit_code(), 0);
+}
+
+TEST(DefaultJobs, AffinityLoweredToTheCpuQuota) {
+  EXPECT_EQ(jobs_for(8, ""), 8);
+  EXPECT_EQ(jobs_for(8, "max 100000\n"), 8);
+  EXPECT_EQ(jobs_for(8, "150000 100000\n"), 2);
+  EXPECT_EQ(jobs_for(8, "50000 100000\n"), 1);
+  EXPECT_EQ(jobs_for(2, "400000 100000\n"), 2);
+  EXPECT_EQ(jobs_for(0, ""), 1);
+  EXPECT_GE(default_jobs(), 1);
 }
 
 TEST(Gc, RunCgroupNames) {
