@@ -118,7 +118,8 @@ class TaskWatch {
   ProgressProbe probe_;
   bool watch_progress_;
   KillMethod kill_method_;
-  UniqueFd cpu_stat_;  ///< kept open: one pread per sample instead of open/read/close
+  UniqueFd cpu_stat_;       ///< kept open: one pread per sample instead of open/read/close
+  UniqueFd cgroup_events_;  ///< likewise, for "populated"
   int deadline_fd_ = -1;
   Phase phase_ = Phase::running;
   bool populated_ = true;

@@ -294,11 +294,23 @@ void TaskWatch::track_memory() {
 }
 
 void TaskWatch::refresh_populated() {
-  try {
-    populated_ = dir_.populated();
-  } catch (const SystemError&) {
-    populated_ = false;
+  // Read after every cgroup.events notification and sample: kept open, pread at offset 0.
+  if (!cgroup_events_) {
+    cgroup_events_.reset(::openat(dir_.fd(), "cgroup.events", O_RDONLY | O_CLOEXEC));
+    if (!cgroup_events_) {
+      populated_ = false;
+      return;
+    }
   }
+  char buf[256];
+  ssize_t n = ::pread(cgroup_events_.get(), buf, sizeof buf - 1, 0);
+  if (n <= 0) {
+    populated_ = false;
+    return;
+  }
+  auto events = parse_keyed(std::string_view(buf, static_cast<size_t>(n)));
+  auto it = events.find("populated");
+  populated_ = it != events.end() && it->second != 0;
 }
 
 void TaskWatch::begin_termination(Duration grace) {
