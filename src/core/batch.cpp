@@ -173,7 +173,9 @@ int Batch::run() {
   std::error_code ec;
   fs::create_directories(logs, ec);
   if (ec) throw Error("create the log directory '" + logs + "': " + ec.message());
-  logs_dir_ = logs;
+  // Records name log files by absolute path, so `report` and people find them from anywhere.
+  logs_dir_ = fs::absolute(logs).lexically_normal().string();
+  if (!logs_dir_.empty() && logs_dir_.back() == '/') logs_dir_.pop_back();
 
   HostCgroups host = probe_host_cgroups();
   std::vector<std::string> wanted = controllers_for(validation.plan);
@@ -184,6 +186,12 @@ int Batch::run() {
   available_ = controllers_for(enforceable.enforceable);
 
   results_ = AppendFile::open(request_.results);
+  if (!request_.resume && results_->initial_size() > 0 && request_.verbosity > 0) {
+    std::fprintf(stderr,
+                 "pollkill: warning: appending to the existing results in '%s'; --resume would "
+                 "skip the tasks already done\n",
+                 request_.results.c_str());
+  }
   if (!request_.joblog.empty()) {
     joblog_ = AppendFile::open(request_.joblog);
     if (joblog_->initial_size() == 0) joblog_->append(joblog_header());

@@ -85,6 +85,7 @@ TEST(Batch, MixedOutcomesGetTheirStatusesAndExitOne) {
   EXPECT_EQ(finals["6"]["processes_reaped"], 1);
   EXPECT_EQ(finals["7"]["status"], "exec_error");
   EXPECT_EQ(finals["json"]["status"], "ok");
+  EXPECT_EQ(finals["json"]["stdout"], (dir / "r.logs" / "json.1.out").string());
   EXPECT_EQ(slurp(finals["json"]["stdout"].get<std::string>()), "out\n");
   EXPECT_EQ(slurp(finals["json"]["stderr"].get<std::string>()), "err\n");
   for (const auto& [id, rec] : finals) {
