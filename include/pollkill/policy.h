@@ -24,6 +24,11 @@ struct Limits {
   std::optional<Duration> wall_time;         ///< wall-clock limit from the start of the task
   std::optional<Duration> cpu_time;          ///< CPU time of the whole tree (cpu.stat usage_usec)
   std::optional<std::uint64_t> output;       ///< bytes of captured stdout+stderr
+  /// Adaptive wall time (`wall_time = "300%"`, batch only): this percentage of the median
+  /// wall time of the tasks that ended ok so far, once at least five have; wall_time_max caps
+  /// it, and is the only limit before then. Excludes `wall_time`.
+  std::optional<double> wall_time_percent{};
+  std::optional<Duration> wall_time_max{};  ///< cap for the adaptive wall time
 };
 
 enum class OrphanPolicy { kill, wait };
@@ -94,12 +99,22 @@ struct SandboxPolicy {
   std::vector<std::string> hide;        ///< needs the mount namespace
 };
 
+/// Retries in `batch`: an attempt ending with a status in `on` is run again, up to
+/// `attempts` attempts in all, waiting `backoff` before the second attempt and twice as long
+/// before each later one.
+struct RetryPolicy {
+  int attempts = 1;
+  std::vector<std::string> on{"crashed", "hung", "spinning", "timeout", "oom"};
+  Duration backoff{0};
+};
+
 struct Policy {
   Limits limits;
   WatchdogPolicy watchdog;
   RunnerPolicy runner;
   SeccompPolicy seccomp;
   SandboxPolicy sandbox;
+  RetryPolicy retry;
 };
 
 /// A policy or flag value that is wrong, with where it came from. `what()` is the full
@@ -145,6 +160,7 @@ bool operator==(const SeccompPolicy&, const SeccompPolicy&);
 bool operator==(const Rlimits&, const Rlimits&);
 bool operator==(const Namespaces&, const Namespaces&);
 bool operator==(const SandboxPolicy&, const SandboxPolicy&);
+bool operator==(const RetryPolicy&, const RetryPolicy&);
 bool operator==(const Policy&, const Policy&);
 
 /// "allow", "errno", "errno:ENOSYS", "kill", "log": how an action is written in a policy.

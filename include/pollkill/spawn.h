@@ -67,6 +67,8 @@ struct SpawnRequest {
   int stdio[3] = {-1, -1, -1};
   /// Namespaces, mounts, ids, rlimits and the seccomp filter (null: none of them).
   const SandboxPlan* sandbox = nullptr;
+  /// The working directory of the new program; empty: pollkill's own.
+  std::string cwd{};
 };
 
 /// Why the child could not become the program.

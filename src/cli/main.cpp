@@ -3,13 +3,18 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 
+#include "pollkill/batch.h"
+#include "pollkill/cgroup.h"
 #include "pollkill/doctor.h"
 #include "pollkill/error.h"
+#include "pollkill/gc.h"
 #include "pollkill/policy.h"
+#include "pollkill/report.h"
 #include "pollkill/result.h"
 #include "pollkill/supervisor.h"
 #include "pollkill/units.h"
@@ -20,7 +25,7 @@ using namespace pollkill;
 
 // Flag values as typed; applied on top of the policy so flags win.
 struct LimitFlags {
-  std::string memory, memory_high, swap, cpus, pids, wall_time, cpu_time, output;
+  std::string memory, memory_high, swap, cpus, pids, wall_time, wall_time_max, cpu_time, output;
   std::string poll_interval, hang_after, hang_cpu_below, spin_after, spin_cpu_above, heartbeat,
       kill_grace, orphans, missing_controllers;
 };
@@ -33,7 +38,11 @@ void add_limit_flags(CLI::App* app, LimitFlags& f) {
       ->group("Limits");
   app->add_option("--cpus", f.cpus, "CPU quota in CPUs, fractional (cpu.max)")->group("Limits");
   app->add_option("--pids", f.pids, "process and thread limit (pids.max)")->group("Limits");
-  app->add_option("--wall-time", f.wall_time, "wall-clock limit, e.g. 30s, 1h30m")->group("Limits");
+  app->add_option("--wall-time", f.wall_time,
+                  "wall-clock limit, e.g. 30s, 1h30m; in batch also 300% (of the median ok task)")
+      ->group("Limits");
+  app->add_option("--wall-time-max", f.wall_time_max, "cap of a percentage --wall-time")
+      ->group("Limits");
   app->add_option("--cpu-time", f.cpu_time, "CPU time limit of the whole tree")->group("Limits");
   app->add_option("--output", f.output, "limit on captured output")->group("Limits");
   app->add_option("--poll-interval", f.poll_interval, "sampling interval (default 250ms)")
@@ -104,7 +113,20 @@ void apply_flags(const LimitFlags& f, Policy& p) {
     if (pids == 0) throw PolicyError("--pids", 0, 0, "invalid pids limit '0': must be at least 1");
     p.limits.pids = pids;
   }
-  if (!f.wall_time.empty()) p.limits.wall_time = duration("--wall-time", f.wall_time);
+  if (!f.wall_time.empty()) {
+    if (f.wall_time.back() == '%') {
+      double percent = parse_number("--wall-time", f.wall_time.substr(0, f.wall_time.size() - 1));
+      if (percent <= 0)
+        throw PolicyError("--wall-time", 0, 0, "invalid percentage '" + f.wall_time + "'");
+      p.limits.wall_time_percent = percent;
+      p.limits.wall_time.reset();
+    } else {
+      p.limits.wall_time = duration("--wall-time", f.wall_time);
+      p.limits.wall_time_percent.reset();
+    }
+  }
+  if (!f.wall_time_max.empty())
+    p.limits.wall_time_max = duration("--wall-time-max", f.wall_time_max);
   if (!f.cpu_time.empty()) p.limits.cpu_time = duration("--cpu-time", f.cpu_time);
   if (!f.output.empty()) p.limits.output = size("--output", f.output);
   if (!f.poll_interval.empty()) {
@@ -179,6 +201,51 @@ int main(int argc, char** argv) {
       "timeout, cpu_limit, hung, spinning, output_limit; 125 pollkill's own errors; "
       "126/127 cannot execute / not found; 129/130/143 cancelled.");
 
+  // pollkill batch
+  CLI::App* batch = app.add_subcommand("batch", "run the tasks of a task file in parallel");
+  LimitFlags batch_flags;
+  BatchRequest batch_request;
+  std::string batch_policy, batch_root, sync_interval, retries_text;
+  int jobs = 0;
+  bool progress_on = false, progress_off = false, batch_quiet = false, batch_verbose = false;
+  add_limit_flags(batch, batch_flags);
+  batch->add_option("TASKFILE", batch_request.taskfile, "one task per line ('-': standard input)")
+      ->required();
+  batch->add_option("-j,--jobs", jobs, "tasks at once (default: the CPUs this process may use)")
+      ->check(CLI::PositiveNumber);
+  batch->add_option("--policy", batch_policy, "policy file (TOML)");
+  batch->add_option("--cgroup-root", batch_root, "cgroup under which to create task cgroups")
+      ->group("Runner");
+  batch->add_option("--results", batch_request.results,
+                    "results file, JSON Lines (default pollkill-results.jsonl)");
+  batch->add_option("--logs", batch_request.logs,
+                    "directory for per-attempt stdout/stderr logs (default: RESULTS.logs)");
+  batch->add_option("--joblog", batch_request.joblog, "also write a GNU parallel joblog");
+  batch->add_option("--retries", retries_text, "retry a task up to N times (retry.attempts = N+1)");
+  batch->add_flag("--resume", batch_request.resume,
+                  "skip tasks with a final record in the results file");
+  batch->add_option("--sync-interval", sync_interval,
+                    "most time between a record and its fdatasync (default 100ms)");
+  batch->add_flag("--progress", progress_on, "show a progress line even when not on a terminal");
+  batch->add_flag("--no-progress", progress_off, "no progress line");
+  batch->add_flag("-q,--quiet", batch_quiet, "print no summary");
+  batch->add_flag("-v,--verbose", batch_verbose, "print every attempt as it ends");
+  batch->footer(
+      "Exit status: 0 every task ended ok; 1 some did not; 2 usage, policy or task file errors "
+      "(or the batch could not start); 130/143 interrupted.");
+
+  // pollkill report
+  CLI::App* report = app.add_subcommand("report", "summarize a batch's results file");
+  std::string report_file;
+  bool report_json = false;
+  report->add_option("RESULTS", report_file, "results file (JSON Lines)")->required();
+  report->add_flag("--json", report_json, "print the summary as JSON");
+
+  // pollkill gc
+  CLI::App* gc = app.add_subcommand("gc", "remove run cgroups of pollkill processes that are gone");
+  std::string gc_root;
+  gc->add_option("--cgroup-root", gc_root, "the run root to clean");
+
   // pollkill policy check
   CLI::App* policy = app.add_subcommand("policy", "work with policy files");
   policy->require_subcommand(1);
@@ -200,7 +267,9 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
     if (code == 0) return 0;
-    return policy->parsed() ? 2 : exit_code::kInternal;
+    return (policy->parsed() || batch->parsed() || report->parsed() || gc->parsed())
+               ? 2
+               : exit_code::kInternal;
   }
 
   if (run->parsed()) {
@@ -216,6 +285,9 @@ int main(int argc, char** argv) {
       request.command = command;
       request.policy = policy_file.empty() ? default_policy() : load_policy_file(policy_file);
       apply_flags(flags, request.policy);
+      // One task has no median to adapt to: a percentage wall time leaves only its cap.
+      if (request.policy.limits.wall_time_percent)
+        request.policy.limits.wall_time = request.policy.limits.wall_time_max;
       if (!cgroup_root.empty()) request.cgroup_root = cgroup_root;
       result = run_task(request);
     } catch (const Error& e) {
@@ -239,6 +311,68 @@ int main(int argc, char** argv) {
       }
     }
     return code;
+  }
+
+  if (batch->parsed()) {
+    try {
+      batch_request.policy =
+          batch_policy.empty() ? default_policy() : load_policy_file(batch_policy);
+      apply_flags(batch_flags, batch_request.policy);
+      if (!retries_text.empty()) {
+        double n = parse_number("--retries", retries_text);
+        if (n != std::floor(n) || n > 999)
+          throw PolicyError("--retries", 0, 0, "invalid count '" + retries_text + "'");
+        batch_request.policy.retry.attempts = static_cast<int>(n) + 1;
+      }
+      if (!sync_interval.empty())
+        batch_request.sync_interval =
+            with_flag("--sync-interval", [&] { return parse_duration(sync_interval); });
+      if (!batch_root.empty()) batch_request.cgroup_root = batch_root;
+      batch_request.jobs = jobs;
+      if (progress_on) batch_request.progress = true;
+      if (progress_off) batch_request.progress = false;
+      batch_request.verbosity = batch_quiet ? 0 : batch_verbose ? 2 : 1;
+      return run_batch(batch_request);
+    } catch (const Error& e) {
+      report_error(e);
+      return 2;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "pollkill: error: %s\n", e.what());
+      return 2;
+    }
+  }
+
+  if (report->parsed()) {
+    try {
+      Summary summary = summarize_results_file(report_file);
+      if (report_json) {
+        std::printf("%s\n", summary.to_json().dump(2).c_str());
+      } else {
+        std::fputs(summary.format_text().c_str(), stdout);
+      }
+      return summary.exit_code();
+    } catch (const Error& e) {
+      report_error(e);
+      return 2;
+    }
+  }
+
+  if (gc->parsed()) {
+    try {
+      HostCgroups host = probe_host_cgroups();
+      RunRoot root = resolve_run_root(host, gc_root.empty() ? std::nullopt : std::optional(gc_root),
+                                      default_policy(), ::getenv("POLLKILL_CGROUP_ROOT"), false);
+      auto removed = gc_run_cgroups(root.path);
+      for (const auto& r : removed) {
+        std::printf("removed %s (pollkill %d is gone; %zu processes killed)\n", r.path.c_str(),
+                    r.owner, r.processes_killed);
+      }
+      if (removed.empty()) std::printf("nothing to remove under %s\n", root.path.c_str());
+      return 0;
+    } catch (const Error& e) {
+      report_error(e);
+      return 2;
+    }
   }
 
   if (check->parsed()) {
@@ -267,10 +401,10 @@ int main(int argc, char** argv) {
       report_error(e);
       return 2;
     }
-    DoctorReport report =
+    DoctorReport doctor_report =
         run_doctor(p, doctor_root.empty() ? std::nullopt : std::optional(doctor_root));
-    std::fputs(format_doctor(report).c_str(), stdout);
-    return report.ready() ? 0 : 1;
+    std::fputs(format_doctor(doctor_report).c_str(), stdout);
+    return doctor_report.ready() ? 0 : 1;
   }
   return exit_code::kInternal;
 }

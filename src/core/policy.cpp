@@ -1,5 +1,7 @@
 #include "pollkill/policy.h"
 
+#include "pollkill/status.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
@@ -417,8 +419,29 @@ const std::vector<Section>& sections() {
                        Policy& p) { p.limits.pids = r.pids(n, k); }},
            {"wall_time",
             [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
+              if (const auto* text = n.as_string();
+                  text && !text->get().empty() && text->get().back() == '%') {
+                const std::string number = text->get().substr(0, text->get().size() - 1);
+                double percent = 0;
+                try {
+                  size_t used = 0;
+                  percent = std::stod(number, &used);
+                  if (used != number.size()) percent = 0;
+                } catch (const std::exception&) {
+                }
+                require_positive(r, n, k, std::isfinite(percent) && percent > 0);
+                p.limits.wall_time_percent = percent;
+                p.limits.wall_time.reset();
+                return;
+              }
               p.limits.wall_time = r.duration(n, k);
               require_positive(r, n, k, p.limits.wall_time->count() > 0);
+              p.limits.wall_time_percent.reset();
+            }},
+           {"wall_time_max",
+            [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
+              p.limits.wall_time_max = r.duration(n, k);
+              require_positive(r, n, k, p.limits.wall_time_max->count() > 0);
             }},
            {"cpu_time",
             [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
@@ -471,6 +494,34 @@ const std::vector<Section>& sections() {
               p.watchdog.orphans = r.choice(n, k, {"kill", "wait"}) == "kill" ? OrphanPolicy::kill
                                                                               : OrphanPolicy::wait;
             }},
+       }},
+      {"retry",
+       {
+           {"attempts",
+            [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
+              const auto* integer = n.as_integer();
+              if (!integer || integer->get() < 1 || integer->get() > 1000) {
+                r.fail(n.source(), k + ": expected an integer from 1 to 1000, got " + describe(n));
+              }
+              p.retry.attempts = static_cast<int>(integer->get());
+            }},
+           {"on",
+            [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
+              const auto* array = n.as_array();
+              if (!array)
+                r.fail(n.source(), k + ": expected an array of statuses, got " + describe(n));
+              std::vector<std::string_view> names;
+              for (auto s = Status::ok; s <= Status::error;
+                   s = static_cast<Status>(static_cast<int>(s) + 1))
+                names.push_back(to_string(s));
+              p.retry.on.clear();
+              for (const auto& item : *array) {
+                std::string name = r.choice(item, k, names);
+                p.retry.on.push_back(name);
+              }
+            }},
+           {"backoff", [](Reader& r, const toml::node& n, const std::string& k,
+                          Policy& p) { p.retry.backoff = r.duration(n, k); }},
        }},
       {"runner",
        {
@@ -767,7 +818,10 @@ std::string to_toml(const Policy& policy) {
   line("swap", l.swap, size, "not set: 0 when memory is set");
   line("cpus", l.cpus, number, "no limit");
   line("pids", l.pids, pids, "no limit");
-  line("wall_time", l.wall_time, duration, "no limit");
+  if (!l.wall_time_percent) line("wall_time", l.wall_time, duration, "no limit");
+  if (l.wall_time_percent)
+    out << "wall_time = " << toml_string(toml_number(*l.wall_time_percent) + "%") << '\n';
+  line("wall_time_max", l.wall_time_max, duration, "no cap");
   line("cpu_time", l.cpu_time, duration, "no limit");
   line("output", l.output, size, "no limit");
   out << "\n[watchdog]\n";
@@ -779,6 +833,13 @@ std::string to_toml(const Policy& policy) {
   line("heartbeat", w.heartbeat, string, "off");
   out << "kill_grace = " << duration(w.kill_grace) << '\n';
   out << "orphans = \"" << (w.orphans == OrphanPolicy::kill ? "kill" : "wait") << "\"\n";
+  out << "\n[retry]\n";
+  out << "attempts = " << policy.retry.attempts << '\n';
+  out << "on = [";
+  for (size_t i = 0; i < policy.retry.on.size(); ++i)
+    out << (i ? ", " : "") << toml_string(policy.retry.on[i]);
+  out << "]\n";
+  out << "backoff = " << duration(policy.retry.backoff) << '\n';
   out << "\n[runner]\n";
   line("cgroup_root", r.cgroup_root, string, "not set");
   out << "missing_controllers = \""
@@ -847,7 +908,8 @@ std::string to_toml(const Policy& policy) {
 bool operator==(const Limits& a, const Limits& b) {
   return a.memory == b.memory && a.memory_high == b.memory_high && a.swap == b.swap &&
          a.cpus == b.cpus && a.pids == b.pids && a.wall_time == b.wall_time &&
-         a.cpu_time == b.cpu_time && a.output == b.output;
+         a.cpu_time == b.cpu_time && a.output == b.output &&
+         a.wall_time_percent == b.wall_time_percent && a.wall_time_max == b.wall_time_max;
 }
 
 bool operator==(const WatchdogPolicy& a, const WatchdogPolicy& b) {
@@ -888,9 +950,13 @@ bool operator==(const SandboxPolicy& a, const SandboxPolicy& b) {
          a.private_tmp == b.private_tmp && a.read_only == b.read_only && a.hide == b.hide;
 }
 
+bool operator==(const RetryPolicy& a, const RetryPolicy& b) {
+  return a.attempts == b.attempts && a.on == b.on && a.backoff == b.backoff;
+}
+
 bool operator==(const Policy& a, const Policy& b) {
   return a.limits == b.limits && a.watchdog == b.watchdog && a.runner == b.runner &&
-         a.seccomp == b.seccomp && a.sandbox == b.sandbox;
+         a.seccomp == b.seccomp && a.sandbox == b.sandbox && a.retry == b.retry;
 }
 
 std::string to_string(const SeccompAction& action) {

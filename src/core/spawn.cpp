@@ -439,6 +439,8 @@ Spawned spawn(const SpawnRequest& request) {
       plan.init_status_fd = status_write.get();
     }
   }
+  // A task's own directory (batch's per-task cwd) wins over the policy's.
+  if (!request.cwd.empty()) plan.cwd = request.cwd.c_str();
   const std::uint64_t namespaces = sandbox ? sandbox->clone_flags : 0;
   SpawnMethod method = request.method;
   if (namespaces != 0 && method == SpawnMethod::fork) {

@@ -21,6 +21,7 @@
 #include "pollkill/progress.h"
 #include "pollkill/sandbox.h"
 #include "pollkill/spawn.h"
+#include "pollkill/task.h"
 #include "pollkill/watchdog.h"
 
 extern char** environ;
@@ -28,67 +29,11 @@ extern char** environ;
 namespace pollkill {
 namespace {
 
-// How long to wait for a cgroup to empty after cgroup.kill before reporting what is left.
-constexpr Duration kKillWait{5000};
-
-UniqueFd make_timerfd() {
-  UniqueFd fd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
-  if (!fd) throw_errno("timerfd_create");
-  return fd;
-}
-
-void arm_timer(int fd, Duration first, Duration interval) {
-  itimerspec spec{};
-  auto to_ts = [](Duration d) {
-    timespec ts{};
-    ts.tv_sec = d.count() / 1000;
-    ts.tv_nsec = (d.count() % 1000) * 1000000;
-    return ts;
-  };
-  spec.it_value = to_ts(first);
-  if (first.count() == 0 && interval.count() == 0) spec.it_value.tv_nsec = 0;  // disarm
-  spec.it_interval = to_ts(interval);
-  if (::timerfd_settime(fd, 0, &spec, nullptr) != 0) throw_errno("timerfd_settime");
-}
-
-void drain(int fd) {
-  char buf[4096];
-  while (::read(fd, buf, sizeof buf) > 0) {
-  }
-}
-
 void epoll_add(int epfd, int fd, std::uint64_t tag) {
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = tag;
   if (::epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0) throw_errno("epoll_ctl ADD");
-}
-
-std::vector<std::string> current_environment() {
-  std::vector<std::string> env;
-  for (char** e = environ; e && *e; ++e) env.emplace_back(*e);
-  return env;
-}
-
-UnkillableProcess describe_process(int pid) {
-  UnkillableProcess p;
-  p.pid = pid;
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-  auto open = text.find('(');
-  auto close = text.rfind(')');
-  if (open != std::string::npos && close != std::string::npos && close + 2 < text.size()) {
-    p.comm = text.substr(open + 1, close - open - 1);
-    char state = text[close + 2];
-    static const std::pair<char, const char*> kNames[] = {
-        {'R', "running"}, {'S', "sleeping"},     {'D', "disk sleep"}, {'Z', "zombie"},
-        {'T', "stopped"}, {'t', "tracing stop"}, {'X', "dead"},       {'I', "idle"}};
-    p.state = std::string(1, state);
-    for (auto [c, name] : kNames) {
-      if (c == state) p.state += std::string(" (") + name + ")";
-    }
-  }
-  return p;
 }
 
 enum Tag : std::uint64_t {
@@ -101,267 +46,6 @@ enum Tag : std::uint64_t {
   kStdout,
   kStderr
 };
-
-// Blocks the signals pollkill handles through its signalfd for the lifetime of a run, and
-// restores the previous mask afterwards.
-class BlockedSignals {
- public:
-  BlockedSignals() {
-    sigemptyset(&set_);
-    for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set_, sig);
-    ::sigprocmask(SIG_BLOCK, &set_, &old_);
-  }
-  ~BlockedSignals() {
-    // Signals that arrived after the run ended are pollkill's own business: it exits with
-    // the task's status anyway, so drop them rather than die of them here.
-    timespec zero{};
-    while (::sigtimedwait(&set_, nullptr, &zero) > 0) {
-    }
-    ::sigprocmask(SIG_SETMASK, &old_, nullptr);
-  }
-  const sigset_t& set() const { return set_; }
-
- private:
-  sigset_t set_;
-  sigset_t old_;
-};
-
-// The state of one running task, driven by the epoll loop in run_task.
-class TaskWatch {
- public:
-  TaskWatch(const Policy& policy, CgroupDir dir, Child child, Clock::time_point start,
-            std::uint64_t start_cpu)
-      : policy_(policy),
-        dir_(std::move(dir)),
-        child_(std::move(child)),
-        watchdog_(WatchdogConfig::from(policy), start, start_cpu),
-        probe_(policy.watchdog.heartbeat),
-        watch_progress_(policy.watchdog.hang_after || policy.watchdog.spin_after),
-        kill_method_(choose_kill_method(dir_)) {}
-
-  bool finished() const { return done_; }
-  bool main_running() const { return child_.running(); }
-  int pidfd() const { return child_.pidfd(); }
-  const CgroupDir& dir() const { return dir_; }
-
-  void on_main_exit() {
-    auto exit = child_.try_reap();
-    if (!exit) return;
-    main_exit_ = *exit;
-    if (phase_ == Phase::running) {
-      refresh_populated();
-      if (populated_ && policy_.watchdog.orphans == OrphanPolicy::kill) {
-        // The task is over; whatever it left behind (daemons, setsid children) goes now.
-        for (int pid : kill_cgroup(dir_, kill_method_)) reaped_.insert(pid);
-        enter_killed();
-      }
-    }
-    check_done();
-  }
-
-  void on_events() {
-    refresh_populated();
-    check_done();
-  }
-
-  void on_sample(Clock::time_point now) {
-    if (phase_ != Phase::running) return;
-    auto cpu = read_cpu_usage();
-    Sample sample{now, cpu, false};
-    if (watch_progress_) {
-      std::vector<int> pids;
-      try {
-        pids = dir_.procs();
-      } catch (const SystemError&) {
-      }
-      sample.progress = probe_.observe(pids);
-    }
-    track_memory();
-    if (auto verdict = watchdog_.observe(sample)) {
-      verdict_ = *verdict;
-      begin_termination(policy_.watchdog.kill_grace);
-    }
-  }
-
-  void on_deadline() {
-    if (phase_ == Phase::terminating) {
-      kill_now();
-    } else if (phase_ == Phase::killed) {
-      // cgroup.kill was written kKillWait ago and the cgroup is still populated: report the
-      // survivors (usually uninterruptible sleep) instead of waiting forever.
-      try {
-        for (int pid : dir_.procs()) unkillable_.push_back(describe_process(pid));
-      } catch (const SystemError&) {
-      }
-      gave_up_ = true;
-      check_done();
-    }
-  }
-
-  void cancel(int sig) {
-    if (!cancel_signal_) {
-      cancel_signal_ = sig;
-      if (phase_ == Phase::running) begin_termination(policy_.watchdog.kill_grace);
-    } else if (phase_ == Phase::terminating) {
-      kill_now();  // a second signal skips the grace period
-    }
-  }
-
-  void set_deadline_fd(int fd) { deadline_fd_ = fd; }
-
-  /// Counts relayed output against the `output` limit.
-  void on_output(std::uint64_t total) {
-    if (phase_ != Phase::running || !policy_.limits.output || total <= *policy_.limits.output)
-      return;
-    verdict_ = Verdict{Status::output_limit,
-                       "output exceeded the " + format_size(*policy_.limits.output) + " limit"};
-    begin_termination(policy_.watchdog.kill_grace);
-  }
-
-  void fill(Result& result, const Outcome& base, Clock::time_point started) {
-    Outcome outcome = base;
-    if (verdict_) {
-      outcome.verdict = verdict_->status;
-      outcome.verdict_reason = verdict_->reason;
-    }
-    outcome.cancel_signal = cancel_signal_;
-    if (main_exit_) {
-      outcome.exit_code = main_exit_->exit_code;
-      outcome.signal = main_exit_->signal;
-    }
-    outcome.signal_sent_by_pollkill = !reaped_.empty();
-    auto stat = dir_.read_keyed("cpu.stat");
-    if (stat) {
-      result.cpu_user_s = static_cast<double>((*stat)["user_usec"]) / 1e6;
-      result.cpu_system_s = static_cast<double>((*stat)["system_usec"]) / 1e6;
-    }
-    if (auto peak = dir_.read_u64("memory.peak")) {
-      result.memory_peak_bytes = *peak;
-    } else {
-      result.memory_peak_bytes = memory_peak_sampled_;
-    }
-    if (auto events = dir_.read_keyed("memory.events")) {
-      result.oom_kills = (*events)["oom_kill"];
-      outcome.oom_kills_delta = *result.oom_kills;
-    }
-    if (auto peak = dir_.read_u64("pids.peak")) result.pids_peak = *peak;
-    auto cls = classify(outcome, result.command);
-    result.status = cls.status;
-    result.reason = cls.reason;
-    result.exit_code = outcome.exit_code;
-    result.signal = outcome.signal;
-    result.cancel_signal = cancel_signal_;
-    result.processes_reaped = reaped_.size();
-    result.unkillable = unkillable_;
-    result.wall_s = std::chrono::duration<double>(Clock::now() - started).count();
-  }
-
- private:
-  enum class Phase { running, terminating, killed };
-
-  std::uint64_t read_cpu_usage() const {
-    try {
-      auto stat = dir_.read_keyed("cpu.stat");
-      if (stat) return (*stat)["usage_usec"];
-    } catch (const SystemError&) {
-    }
-    return 0;
-  }
-
-  void track_memory() {
-    if (auto current = dir_.read_u64("memory.current")) {
-      memory_peak_sampled_ = std::max(memory_peak_sampled_.value_or(0), *current);
-    }
-  }
-
-  void refresh_populated() {
-    try {
-      populated_ = dir_.populated();
-    } catch (const SystemError&) {
-      populated_ = false;
-    }
-  }
-
-  void begin_termination(Duration grace) {
-    if (grace.count() == 0) {
-      kill_now();
-      return;
-    }
-    for (int pid : signal_cgroup(dir_, SIGTERM)) reaped_.insert(pid);
-    phase_ = Phase::terminating;
-    arm_timer(deadline_fd_, grace, Duration(0));
-  }
-
-  void kill_now() {
-    for (int pid : kill_cgroup(dir_, kill_method_)) reaped_.insert(pid);
-    enter_killed();
-  }
-
-  void enter_killed() {
-    phase_ = Phase::killed;
-    arm_timer(deadline_fd_, kKillWait, Duration(0));
-  }
-
-  void check_done() {
-    if (child_.running()) return;
-    if (!populated_ || gave_up_) done_ = true;
-  }
-
-  const Policy& policy_;
-  CgroupDir dir_;
-  Child child_;
-  Watchdog watchdog_;
-  ProgressProbe probe_;
-  bool watch_progress_;
-  KillMethod kill_method_;
-  int deadline_fd_ = -1;
-  Phase phase_ = Phase::running;
-  bool populated_ = true;
-  bool done_ = false;
-  bool gave_up_ = false;
-  std::optional<Child::Exit> main_exit_;
-  std::optional<Verdict> verdict_;
-  std::optional<int> cancel_signal_;
-  std::set<int> reaped_;
-  std::vector<UnkillableProcess> unkillable_;
-  std::optional<std::uint64_t> memory_peak_sampled_;
-};
-
-// Applies the limit writes to a fresh task cgroup. memory.swap.max is absent when the kernel
-// does not account swap; then an implicit swap limit of 0 cannot matter and is skipped.
-void apply_limits(const CgroupDir& dir, const std::vector<LimitWrite>& plan,
-                  std::vector<std::string>& not_enforced, MissingControllers missing) {
-  for (const auto& w : plan) {
-    if (w.attr == "memory.swap.max" && !dir.has(w.attr)) {
-      if (w.implied) continue;
-      if (missing == MissingControllers::error) {
-        throw Error("the swap limit cannot be enforced: '" + (dir.path() / w.attr).string() +
-                        "' does not exist (swap accounting is off)",
-                    "boot with swapaccount=1, remove the swap limit, or set "
-                    "runner.missing_controllers = \"warn\"");
-      }
-      not_enforced.push_back("swap");
-      continue;
-    }
-    dir.write(w.attr, w.value);
-  }
-}
-
-std::string missing_controller_message(const std::vector<std::string>& keys,
-                                       const std::vector<std::string>& missing,
-                                       const std::filesystem::path& root,
-                                       const std::vector<std::string>& available) {
-  std::string limits;
-  for (const auto& k : keys) limits += (limits.empty() ? "" : ", ") + k;
-  std::string controllers;
-  for (const auto& c : missing) controllers += (controllers.empty() ? "'" : ", '") + c + "'";
-  std::string avail;
-  for (const auto& a : available) avail += (avail.empty() ? "" : " ") + a;
-  return "the " + limits + " limit" + (keys.size() > 1 ? "s need" : " needs") + " the cgroup v2 " +
-         controllers + " controller" + (missing.size() > 1 ? "s" : "") + ", which '" +
-         root.string() +
-         "' does not offer (cgroup.controllers: " + (avail.empty() ? "none" : avail) + ")";
-}
 
 }  // namespace
 
@@ -379,28 +63,8 @@ Result run_task(const RunRequest& request) {
   std::vector<std::string> wanted = controllers_for(plan);
   RunRoot root = resolve_run_root(host, request.cgroup_root, policy,
                                   ::getenv("POLLKILL_CGROUP_ROOT"), !wanted.empty());
-  std::vector<std::string> available = CgroupDir::open(root.path).controllers();
-  auto [enforceable, not_enforced] = split_enforceable(plan, available);
-  if (!not_enforced.empty()) {
-    std::vector<std::string> missing;
-    for (const auto& c : wanted) {
-      if (std::find(available.begin(), available.end(), c) == available.end()) missing.push_back(c);
-    }
-    std::string message = missing_controller_message(not_enforced, missing, root.path, available);
-    if (policy.runner.missing_controllers == MissingControllers::error) {
-      throw Error(
-          message,
-          host.mounts.layout == CgroupLayout::hybrid
-              ? "this host mounts cgroup v2 beside v1 (hybrid) and keeps the controller in "
-                "v1; boot with systemd.unified_cgroup_hierarchy=1 for a pure cgroup v2 "
-                "host, or set runner.missing_controllers = \"warn\" to run without the limit"
-              : "enable it in the parent's cgroup.subtree_control, run pollkill under "
-                "`systemd-run --scope -p Delegate=yes`, or set runner.missing_controllers "
-                "= \"warn\" to run without the limit");
-    }
-    std::fprintf(stderr, "pollkill: warning: %s; running without %s\n", message.c_str(),
-                 not_enforced.size() > 1 ? "these limits" : "this limit");
-  }
+  auto [enforceable, not_enforced] =
+      check_controllers(host, root, plan, policy.runner.missing_controllers);
   result.limits_not_enforced = not_enforced;
 
   BlockedSignals blocked;
@@ -504,17 +168,17 @@ Result run_task(const RunRequest& request) {
           watch.on_main_exit();
           break;
         case kEvents:
-          drain(inotify.get());
+          drain_fd(inotify.get());
           watch.on_events();
           break;
         case kWallTimer:
         case kSampleTimer:
-          drain(events[i].data.u64 == kWallTimer ? wall_timer.get() : sample_timer.get());
+          drain_fd(events[i].data.u64 == kWallTimer ? wall_timer.get() : sample_timer.get());
           watch.on_sample(Clock::now());
           watch.on_events();
           break;
         case kDeadlineTimer:
-          drain(deadline_timer.get());
+          drain_fd(deadline_timer.get());
           watch.on_deadline();
           break;
         case kStdout:

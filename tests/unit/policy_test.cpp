@@ -505,3 +505,35 @@ TEST(DidYouMean, SuggestsOnlyCloseCandidates) {
 
 }  // namespace
 }  // namespace pollkill
+
+namespace pollkill {
+namespace {
+
+TEST(Policy, ReadsRetryAndAdaptiveWallTime) {
+  Policy p = parse_policy(
+      "version = 1\n[limits]\nwall_time = \"250%\"\nwall_time_max = \"1h\"\n"
+      "[retry]\nattempts = 3\non = [\"failed\", \"oom\"]\nbackoff = \"2s\"\n",
+      "p.toml");
+  EXPECT_EQ(p.limits.wall_time_percent, 250.0);
+  EXPECT_FALSE(p.limits.wall_time);
+  EXPECT_EQ(p.limits.wall_time_max, Duration(3600 * 1000));
+  EXPECT_EQ(p.retry.attempts, 3);
+  EXPECT_EQ(p.retry.on, (std::vector<std::string>{"failed", "oom"}));
+  EXPECT_EQ(p.retry.backoff, Duration(2000));
+  EXPECT_EQ(parse_policy(to_toml(p), "to_toml"), p) << to_toml(p);
+  // A fixed wall_time on top replaces the percentage.
+  Policy fixed = parse_policy("version = 1\n[limits]\nwall_time = \"5s\"\n", "f", p);
+  EXPECT_FALSE(fixed.limits.wall_time_percent);
+  EXPECT_EQ(fixed.limits.wall_time, Duration(5000));
+}
+
+TEST(Policy, RejectsBadRetryAndPercentages) {
+  for (const char* text : {"[retry]\nattempts = 0", "[retry]\nattempts = \"2\"",
+                           "[retry]\non = [\"crashd\"]", "[retry]\non = \"crashed\"",
+                           "[limits]\nwall_time = \"0%\"", "[limits]\nwall_time = \"x%\""}) {
+    EXPECT_THROW(parse_policy(std::string("version = 1\n") + text, "p"), PolicyError) << text;
+  }
+}
+
+}  // namespace
+}  // namespace pollkill

@@ -1,0 +1,77 @@
+// The end-of-batch summary, built from records as they are written or read back from a
+// results file (`pollkill report`).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "pollkill/result.h"
+
+namespace pollkill {
+
+/// The fields of a record the summary uses.
+struct SummaryRecord {
+  std::string id;
+  int attempt = 1;
+  bool final = true;
+  Status status = Status::error;
+  std::string reason;
+  double wall_s = 0;
+  std::uint64_t processes_reaped = 0;
+  std::string stdout_path;
+  std::string stderr_path;
+
+  static SummaryRecord from(const Result& result);
+  /// From a parsed record; nullopt when it lacks id or status.
+  static std::optional<SummaryRecord> from(const nlohmann::json& record);
+};
+
+/// Counts by final status, retries, processes reaped, the slowest tasks and the tasks that
+/// did not end ok. Memory is bounded: at most kSlowest slowest and kListed not-ok tasks are
+/// kept (the rest only counted), unless `by_id` asks to let a later final record of an id
+/// replace an earlier one (a results file with resumed runs), which keeps one entry per id.
+class Summary {
+ public:
+  static constexpr std::size_t kSlowest = 5;
+  static constexpr std::size_t kListed = 20;
+
+  explicit Summary(bool by_id = false) : by_id_(by_id) {}
+  void add(const SummaryRecord& record);
+  /// Tasks counted as done without a record in this run (skipped by --resume).
+  void add_skipped(Status final_status);
+
+  std::uint64_t finals() const;
+  std::uint64_t count(Status status) const;
+  std::uint64_t not_ok() const { return finals() - count(Status::ok); }
+  /// 0 when every final status is ok, else 1.
+  int exit_code() const { return not_ok() == 0 ? 0 : 1; }
+
+  std::string format_text() const;
+  nlohmann::ordered_json to_json() const;
+
+ private:
+  void count_final(const SummaryRecord& record, int sign);
+
+  bool by_id_;
+  std::map<Status, std::uint64_t> counts_;
+  std::uint64_t retries_ = 0;
+  std::uint64_t reaped_ = 0;
+  std::uint64_t skipped_ = 0;
+  std::vector<SummaryRecord> slowest_;
+  std::vector<SummaryRecord> listed_;
+  std::uint64_t not_ok_seen_ = 0;
+  std::unordered_map<std::string, SummaryRecord> finals_by_id_;
+};
+
+/// Reads a results file into a summary (a later final record of an id replaces an earlier
+/// one; lines that are not records are skipped with a warning to stderr). Throws Error when
+/// the file cannot be read.
+Summary summarize_results_file(const std::string& path);
+
+}  // namespace pollkill

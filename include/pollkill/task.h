@@ -1,0 +1,136 @@
+// One running task attempt as a state machine, independent of who drives the event loop:
+// `run` drives one of them, `batch` many. The loop owner registers the descriptors (pidfd,
+// cgroup.events inotify, timers) and calls the on_* handlers; the watch decides.
+#pragma once
+
+#include <signal.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "pollkill/cgroup.h"
+#include "pollkill/cgroupfs.h"
+#include "pollkill/fd.h"
+#include "pollkill/policy.h"
+#include "pollkill/progress.h"
+#include "pollkill/result.h"
+#include "pollkill/spawn.h"
+#include "pollkill/watchdog.h"
+
+namespace pollkill {
+
+/// How long to wait for a cgroup to empty after cgroup.kill before reporting what is left.
+inline constexpr Duration kKillWait{5000};
+
+/// A non-blocking, close-on-exec CLOCK_MONOTONIC timerfd.
+UniqueFd make_timerfd();
+/// Arms `fd` to fire after `first` and then every `interval` (0: once); both 0 disarms.
+void arm_timer(int fd, Duration first, Duration interval);
+/// Reads and discards everything readable on a non-blocking descriptor.
+void drain_fd(int fd);
+
+/// pollkill's environment as "NAME=value" strings.
+std::vector<std::string> current_environment();
+
+/// /proc/PID/stat's state and comm for a process that would not die.
+UnkillableProcess describe_process(int pid);
+
+/// Applies the limit writes to a fresh task cgroup. memory.swap.max is absent when the kernel
+/// does not account swap; then an implicit swap limit of 0 cannot matter and is skipped.
+void apply_limits(const CgroupDir& dir, const std::vector<LimitWrite>& plan,
+                  std::vector<std::string>& not_enforced, MissingControllers missing);
+
+/// Which limit writes the run root can enforce. When some cannot: with
+/// MissingControllers::error throws Error naming the controllers and the fix; with warn prints
+/// a warning and returns the keys in `not_enforced`.
+struct EnforceablePlan {
+  std::vector<LimitWrite> enforceable;
+  std::vector<std::string> not_enforced;
+};
+EnforceablePlan check_controllers(const HostCgroups& host, const RunRoot& root,
+                                  const std::vector<LimitWrite>& plan, MissingControllers missing);
+
+/// Blocks SIGINT, SIGTERM and SIGHUP (read through a signalfd instead) for its lifetime;
+/// signals still pending at destruction are dropped.
+class BlockedSignals {
+ public:
+  BlockedSignals();
+  ~BlockedSignals();
+  BlockedSignals(const BlockedSignals&) = delete;
+  BlockedSignals& operator=(const BlockedSignals&) = delete;
+  const sigset_t& set() const { return set_; }
+
+ private:
+  sigset_t set_;
+  sigset_t old_;
+};
+
+/// The state of one running task attempt: from spawn until its main process is reaped and
+/// its cgroup is empty (or the survivors were given up on after kKillWait).
+///
+/// The caller registers: the pidfd (call on_main_exit when readable, then stop watching it),
+/// an inotify IN_MODIFY watch on the cgroup's cgroup.events (on_events), a sampling timer
+/// (on_sample, then on_events) and the deadline timer given with set_deadline_fd
+/// (on_deadline). `policy` must outlive the watch.
+class TaskWatch {
+ public:
+  TaskWatch(const Policy& policy, CgroupDir dir, Child child, Clock::time_point start,
+            std::uint64_t start_cpu);
+
+  bool finished() const { return done_; }
+  bool main_running() const { return child_.running(); }
+  int pidfd() const { return child_.pidfd(); }
+  const CgroupDir& dir() const { return dir_; }
+
+  void on_main_exit();
+  void on_events();
+  void on_sample(Clock::time_point now);
+  void on_deadline();
+  /// pollkill was asked to stop: SIGTERM, grace, kill; a second call skips the grace.
+  void cancel(int sig);
+  void set_deadline_fd(int fd) { deadline_fd_ = fd; }
+  /// Counts output (relayed bytes or log file sizes) against the `output` limit.
+  void on_output(std::uint64_t total);
+  /// Stops the task with a verdict decided outside the watchdog (e.g. an adaptive limit).
+  void stop_with(Status status, std::string reason);
+  /// Fills the result's status, reason, exit, CPU, memory and reaping fields.
+  void fill(Result& result, const Outcome& base, Clock::time_point started);
+
+ private:
+  enum class Phase { running, terminating, killed };
+
+  std::uint64_t read_cpu_usage();
+  void track_memory();
+  void refresh_populated();
+  void begin_termination(Duration grace);
+  void kill_now();
+  void enter_killed();
+  void check_done();
+
+  const Policy& policy_;
+  CgroupDir dir_;
+  Child child_;
+  Watchdog watchdog_;
+  ProgressProbe probe_;
+  bool watch_progress_;
+  KillMethod kill_method_;
+  UniqueFd cpu_stat_;       ///< kept open: one pread per sample instead of open/read/close
+  UniqueFd cgroup_events_;  ///< likewise, for "populated"
+  int deadline_fd_ = -1;
+  Phase phase_ = Phase::running;
+  bool populated_ = true;
+  bool done_ = false;
+  bool gave_up_ = false;
+  std::optional<Child::Exit> main_exit_;
+  std::optional<Verdict> verdict_;
+  std::optional<int> cancel_signal_;
+  std::set<int> reaped_;
+  std::vector<UnkillableProcess> unkillable_;
+  std::optional<std::uint64_t> memory_peak_sampled_;
+};
+
+}  // namespace pollkill

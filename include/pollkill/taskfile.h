@@ -1,0 +1,82 @@
+// Task files for `pollkill batch`: one task per line, as shell-like words or as a JSON object.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "pollkill/cgroup.h"
+#include "pollkill/error.h"
+#include "pollkill/policy.h"
+
+namespace pollkill {
+
+/// One task of a batch.
+struct TaskSpec {
+  std::string id;          ///< given in JSON, else the line number
+  std::uint64_t seq = 0;   ///< 1-based position among the file's tasks (the joblog's Seq)
+  std::uint64_t line = 0;  ///< line in the task file
+  std::vector<std::string> command;
+  std::string cwd;               ///< empty: pollkill's own
+  std::vector<std::string> env;  ///< "NAME=value", set on top of pollkill's environment
+  /// Per-task overrides of [limits] keys as a policy text ("version = 1\n[limits]\n..."),
+  /// applied with parse_policy on top of the batch's policy; empty when there are none.
+  std::string limits_toml;
+};
+
+/// Splits a line into words the way a POSIX shell splits a simple command, without running
+/// one: blanks separate words; '...' is literal; "..." keeps blanks and takes backslash
+/// escapes of \ " $ ` and newline; a backslash outside quotes escapes the next character; a
+/// '#' that starts a word starts a comment. No expansion of any kind. Throws Error on an
+/// unterminated quote or a trailing backslash.
+std::vector<std::string> split_words(std::string_view line);
+
+/// Parses one line of a task file. nullopt for blank and comment lines. A line whose first
+/// non-blank character is '{' is a JSON object with `id` (string or integer), `cmd` (array
+/// of strings) or `sh` (string, run with /bin/sh -c), and optional `cwd` (string), `env`
+/// (object of strings) and limit keys (`memory`, `wall_time`, ... as in [limits]). Throws
+/// Error with the bare message (no file or line) on a bad line.
+std::optional<TaskSpec> parse_task_line(std::string_view text, std::uint64_t line_number,
+                                        const Policy& base);
+
+/// A task file read twice: `validate` reads it whole once (every line parsed, ids unique)
+/// so that a bad line stops the batch before anything runs, then `next` streams the tasks.
+/// Memory holds one line at a time plus the set of ids during validation. "-" reads standard
+/// input, spooled to an unlinked temporary file so that it can be read twice.
+class TaskFile {
+ public:
+  /// Opens the file; throws Error("FILE: cannot read ...").
+  static TaskFile open(const std::string& path);
+
+  struct Validation {
+    std::uint64_t tasks = 0;
+    /// The limit writes of every task's effective limits together (duplicates removed by
+    /// attribute): what the run cgroup's controllers must cover.
+    std::vector<LimitWrite> plan;
+  };
+  /// Parses every line; throws Error("FILE:LINE: message") on the first bad one or a
+  /// duplicate id. Rewinds afterwards.
+  Validation validate(const Policy& base);
+  /// Back to the first line (a second pass, e.g. the resume check).
+  void rewind();
+  /// The next task, or nullopt at the end.
+  std::optional<TaskSpec> next(const Policy& base);
+  const std::string& name() const { return name_; }
+
+ private:
+  bool read_line(std::string& line);
+
+  std::string name_;
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file_{nullptr, &std::fclose};
+  std::uint64_t line_ = 0;
+  std::uint64_t seq_ = 0;
+};
+
+/// The policy one task runs with: `base` with the task's limit overrides.
+Policy task_policy(const TaskSpec& task, const Policy& base);
+
+}  // namespace pollkill

@@ -1,0 +1,188 @@
+#include "pollkill/report.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <fstream>
+
+#include "pollkill/error.h"
+
+namespace pollkill {
+
+SummaryRecord SummaryRecord::from(const Result& r) {
+  SummaryRecord s;
+  s.id = r.id;
+  s.attempt = r.attempt;
+  s.final = r.final;
+  s.status = r.status;
+  s.reason = r.reason;
+  s.wall_s = r.wall_s;
+  s.processes_reaped = r.processes_reaped;
+  s.stdout_path = r.stdout_path.value_or("");
+  s.stderr_path = r.stderr_path.value_or("");
+  return s;
+}
+
+std::optional<SummaryRecord> SummaryRecord::from(const nlohmann::json& j) {
+  if (!j.is_object() || !j.contains("id") || !j["id"].is_string() || !j.contains("status") ||
+      !j["status"].is_string())
+    return std::nullopt;
+  auto status = status_from_string(j["status"].get<std::string>());
+  if (!status) return std::nullopt;
+  SummaryRecord s;
+  s.id = j["id"].get<std::string>();
+  s.status = *status;
+  s.attempt = j.value("attempt", 1);
+  s.final = j.value("final", true);
+  if (j.contains("reason") && j["reason"].is_string()) s.reason = j["reason"].get<std::string>();
+  if (j.contains("wall_s") && j["wall_s"].is_number()) s.wall_s = j["wall_s"].get<double>();
+  if (j.contains("processes_reaped") && j["processes_reaped"].is_number_unsigned())
+    s.processes_reaped = j["processes_reaped"].get<std::uint64_t>();
+  if (j.contains("stdout") && j["stdout"].is_string()) s.stdout_path = j["stdout"];
+  if (j.contains("stderr") && j["stderr"].is_string()) s.stderr_path = j["stderr"];
+  return s;
+}
+
+void Summary::count_final(const SummaryRecord& r, int sign) {
+  counts_[r.status] += static_cast<std::uint64_t>(sign);
+  if (sign < 0) {
+    std::erase_if(listed_, [&](const SummaryRecord& l) { return l.id == r.id; });
+    std::erase_if(slowest_, [&](const SummaryRecord& l) { return l.id == r.id; });
+    if (r.status != Status::ok && not_ok_seen_ > 0) --not_ok_seen_;
+    return;
+  }
+  if (r.status != Status::ok) {
+    ++not_ok_seen_;
+    if (listed_.size() < kListed) listed_.push_back(r);
+  }
+  slowest_.push_back(r);
+  std::sort(slowest_.begin(), slowest_.end(),
+            [](const SummaryRecord& a, const SummaryRecord& b) { return a.wall_s > b.wall_s; });
+  if (slowest_.size() > kSlowest) slowest_.pop_back();
+}
+
+void Summary::add(const SummaryRecord& r) {
+  reaped_ += r.processes_reaped;
+  if (r.attempt > 1) ++retries_;
+  if (!r.final) return;
+  if (by_id_) {
+    auto [it, inserted] = finals_by_id_.try_emplace(r.id, r);
+    if (!inserted) {
+      count_final(it->second, -1);
+      it->second = r;
+    }
+  }
+  count_final(r, +1);
+}
+
+void Summary::add_skipped(Status final_status) {
+  ++counts_[final_status];
+  ++skipped_;
+  if (final_status != Status::ok) ++not_ok_seen_;
+}
+
+std::uint64_t Summary::finals() const {
+  std::uint64_t n = 0;
+  for (const auto& [status, count] : counts_) n += count;
+  return n;
+}
+
+std::uint64_t Summary::count(Status status) const {
+  auto it = counts_.find(status);
+  return it == counts_.end() ? 0 : it->second;
+}
+
+std::string Summary::format_text() const {
+  std::string out;
+  char line[512];
+  std::snprintf(line, sizeof line, "%llu tasks: ", static_cast<unsigned long long>(finals()));
+  out += line;
+  bool first = true;
+  for (const auto& [status, count] : counts_) {
+    if (count == 0) continue;
+    out += (first ? "" : ", ") + std::to_string(count) + " " + std::string(to_string(status));
+    first = false;
+  }
+  if (first) out += "none";
+  out += "\n";
+  std::snprintf(line, sizeof line, "retries: %llu, processes reaped: %llu",
+                static_cast<unsigned long long>(retries_),
+                static_cast<unsigned long long>(reaped_));
+  out += line;
+  if (skipped_ > 0) out += ", already done (resumed): " + std::to_string(skipped_);
+  out += "\n";
+  if (!slowest_.empty()) {
+    out += "slowest:\n";
+    for (const auto& r : slowest_) {
+      std::snprintf(line, sizeof line, "  %-12s %8.3fs  %s\n", r.id.c_str(), r.wall_s,
+                    std::string(to_string(r.status)).c_str());
+      out += line;
+    }
+  }
+  if (!listed_.empty()) {
+    out += "not ok:\n";
+    for (const auto& r : listed_) {
+      out += "  " + r.id + ": " + std::string(to_string(r.status)) + ": " + r.reason + "\n";
+      if (!r.stderr_path.empty())
+        out += "      logs: " + r.stdout_path + " " + r.stderr_path + "\n";
+    }
+    if (not_ok_seen_ > listed_.size())
+      out += "  ... and " + std::to_string(not_ok_seen_ - listed_.size()) + " more\n";
+  }
+  return out;
+}
+
+nlohmann::ordered_json Summary::to_json() const {
+  nlohmann::ordered_json j;
+  j["tasks"] = finals();
+  nlohmann::ordered_json counts = nlohmann::ordered_json::object();
+  for (const auto& [status, count] : counts_)
+    if (count > 0) counts[std::string(to_string(status))] = count;
+  j["counts"] = counts;
+  j["not_ok"] = not_ok();
+  j["retries"] = retries_;
+  j["processes_reaped"] = reaped_;
+  j["resumed"] = skipped_;
+  auto entry = [](const SummaryRecord& r) {
+    nlohmann::ordered_json e;
+    e["id"] = r.id;
+    e["attempt"] = r.attempt;
+    e["status"] = std::string(to_string(r.status));
+    e["reason"] = r.reason;
+    e["wall_s"] = r.wall_s;
+    e["stdout"] = r.stdout_path;
+    e["stderr"] = r.stderr_path;
+    return e;
+  };
+  j["slowest"] = nlohmann::ordered_json::array();
+  for (const auto& r : slowest_) j["slowest"].push_back(entry(r));
+  j["failed"] = nlohmann::ordered_json::array();
+  for (const auto& r : listed_) j["failed"].push_back(entry(r));
+  return j;
+}
+
+Summary summarize_results_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw SystemError(errno, "read the results file '" + path + "'");
+  Summary summary(true);
+  std::string line;
+  std::uint64_t number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    if (line.empty()) continue;
+    std::optional<SummaryRecord> record;
+    try {
+      record = SummaryRecord::from(nlohmann::json::parse(line));
+    } catch (const nlohmann::json::exception&) {
+    }
+    if (!record) {
+      std::fprintf(stderr, "pollkill: warning: %s:%llu: not a record, skipped\n", path.c_str(),
+                   static_cast<unsigned long long>(number));
+      continue;
+    }
+    summary.add(*record);
+  }
+  return summary;
+}
+
+}  // namespace pollkill

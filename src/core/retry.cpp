@@ -1,0 +1,78 @@
+#include "pollkill/retry.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "pollkill/units.h"
+
+namespace pollkill {
+
+bool should_retry(const RetryPolicy& retry, Status status, int attempt) {
+  if (status == Status::cancelled || status == Status::ok) return false;
+  if (attempt >= retry.attempts) return false;
+  return std::find(retry.on.begin(), retry.on.end(), to_string(status)) != retry.on.end();
+}
+
+Duration retry_backoff(const RetryPolicy& retry, int attempt) {
+  constexpr Duration kDay{24 * 3600 * 1000};
+  if (retry.backoff.count() <= 0 || attempt < 1) return Duration(0);
+  Duration wait = retry.backoff;
+  for (int i = 1; i < attempt; ++i) {
+    if (wait >= kDay / 2) return kDay;
+    wait *= 2;
+  }
+  return std::min(wait, kDay);
+}
+
+void WallTimeStats::add(double seconds) {
+  ++count_;
+  if (values_.size() < kCapacity) {
+    values_.push_back(seconds);
+    return;
+  }
+  // Reservoir sampling (algorithm R) with a xorshift generator: replace a random slot with
+  // probability kCapacity / count.
+  rng_ ^= rng_ << 13;
+  rng_ ^= rng_ >> 7;
+  rng_ ^= rng_ << 17;
+  std::uint64_t slot = rng_ % count_;
+  if (slot < kCapacity) values_[slot] = seconds;
+}
+
+double WallTimeStats::median() const {
+  if (values_.empty()) return 0;
+  std::vector<double> sorted = values_;
+  auto mid = sorted.begin() + static_cast<std::ptrdiff_t>(sorted.size() / 2);
+  std::nth_element(sorted.begin(), mid, sorted.end());
+  double upper = *mid;
+  if (sorted.size() % 2 == 1) return upper;
+  double lower = *std::max_element(sorted.begin(), mid);
+  return (lower + upper) / 2;
+}
+
+WallTimeLimit effective_wall_time(const Limits& limits, const WallTimeStats& stats) {
+  if (!limits.wall_time_percent) {
+    if (limits.wall_time) return {limits.wall_time, "wall_time"};
+    return {};
+  }
+  char percent[32];
+  std::snprintf(percent, sizeof percent, "%g%%", *limits.wall_time_percent);
+  if (stats.count() < 5) {
+    if (limits.wall_time_max)
+      return {limits.wall_time_max,
+              "wall_time_max (fewer than 5 ok tasks for " + std::string(percent) + ")"};
+    return {};
+  }
+  double median = stats.median();
+  auto ms = static_cast<Duration::rep>(
+      std::max(1.0, std::ceil(median * 1000.0 * *limits.wall_time_percent / 100.0)));
+  Duration adaptive{ms};
+  std::string source = std::string(percent) + " of the median ok wall time " +
+                       format_duration(Duration(static_cast<Duration::rep>(median * 1000)));
+  if (limits.wall_time_max && *limits.wall_time_max < adaptive) {
+    return {limits.wall_time_max, "wall_time_max (" + source + " is more)"};
+  }
+  return {adaptive, source};
+}
+
+}  // namespace pollkill

@@ -1,0 +1,293 @@
+#include "pollkill/taskfile.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <unordered_set>
+
+namespace pollkill {
+namespace {
+
+const std::vector<std::string_view>& limit_keys() {
+  static const std::vector<std::string_view> kKeys{"memory",   "memory_high",   "swap",
+                                                   "cpus",     "pids",          "wall_time",
+                                                   "cpu_time", "wall_time_max", "output"};
+  return kKeys;
+}
+
+// A JSON scalar as a TOML value: strings as basic strings, numbers as they are.
+std::string toml_value(const nlohmann::json& value, const std::string& key) {
+  if (value.is_string()) {
+    std::string out = "\"";
+    for (char c : value.get<std::string>()) {
+      if (c == '"' || c == '\\') out += '\\';
+      if (static_cast<unsigned char>(c) < 0x20) throw Error(key + ": control character in value");
+      out += c;
+    }
+    return out + "\"";
+  }
+  if (value.is_number_integer() || value.is_number_float()) return value.dump();
+  throw Error(key + ": expected a string or a number, got " + std::string(value.type_name()));
+}
+
+std::string describe_json_error(const nlohmann::json::exception& e) {
+  std::string text = e.what();
+  // "[json.exception.parse_error.101] parse error at line 1, column 5: ..." -> after "]: "
+  auto pos = text.find("] ");
+  return "invalid JSON: " + (pos == std::string::npos ? text : text.substr(pos + 2));
+}
+
+std::optional<TaskSpec> parse_json_task(std::string_view text, std::uint64_t line_number) {
+  nlohmann::json object;
+  try {
+    object = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(describe_json_error(e));
+  }
+  if (!object.is_object()) throw Error("expected a JSON object");
+  TaskSpec task;
+  task.line = line_number;
+  task.id = std::to_string(line_number);
+  bool has_cmd = false, has_sh = false;
+  std::string limits;
+  for (const auto& [key, value] : object.items()) {
+    if (key == "id") {
+      if (value.is_string() && !value.get<std::string>().empty()) {
+        task.id = value.get<std::string>();
+      } else if (value.is_number_integer()) {
+        task.id = value.dump();
+      } else {
+        throw Error("id: expected a non-empty string or an integer");
+      }
+    } else if (key == "cmd") {
+      if (!value.is_array() || value.empty()) throw Error("cmd: expected a non-empty array");
+      for (const auto& word : value) {
+        if (!word.is_string()) throw Error("cmd: expected an array of strings");
+        task.command.push_back(word.get<std::string>());
+      }
+      has_cmd = true;
+    } else if (key == "sh") {
+      if (!value.is_string() || value.get<std::string>().empty())
+        throw Error("sh: expected a non-empty string");
+      task.command = {"/bin/sh", "-c", value.get<std::string>()};
+      has_sh = true;
+    } else if (key == "cwd") {
+      if (!value.is_string() || value.get<std::string>().empty())
+        throw Error("cwd: expected a non-empty string");
+      task.cwd = value.get<std::string>();
+    } else if (key == "env") {
+      if (!value.is_object()) throw Error("env: expected an object of strings");
+      for (const auto& [name, v] : value.items()) {
+        if (!v.is_string()) throw Error("env." + name + ": expected a string");
+        if (name.empty() || name.find('=') != std::string::npos)
+          throw Error("env: invalid variable name '" + name + "'");
+        task.env.push_back(name + "=" + v.get<std::string>());
+      }
+    } else if (std::find(limit_keys().begin(), limit_keys().end(), key) != limit_keys().end()) {
+      limits += key + " = " + toml_value(value, key) + "\n";
+    } else {
+      std::vector<std::string_view> known{"id", "cmd", "sh", "cwd", "env"};
+      known.insert(known.end(), limit_keys().begin(), limit_keys().end());
+      std::string message = "unknown key '" + key + "'";
+      if (std::string near = did_you_mean(key, known); !near.empty())
+        message += "; did you mean '" + near + "'?";
+      throw Error(message);
+    }
+  }
+  if (has_cmd && has_sh) throw Error("give either cmd or sh, not both");
+  if (!has_cmd && !has_sh) throw Error("missing cmd (an array) or sh (a string)");
+  if (!limits.empty()) task.limits_toml = "version = 1\n[limits]\n" + limits;
+  return task;
+}
+
+}  // namespace
+
+std::vector<std::string> split_words(std::string_view line) {
+  std::vector<std::string> words;
+  std::string word;
+  bool in_word = false;
+  size_t i = 0;
+  const size_t n = line.size();
+  while (i < n) {
+    char c = line[i];
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+      if (in_word) words.push_back(std::move(word));
+      word.clear();
+      in_word = false;
+      ++i;
+    } else if (c == '#' && !in_word) {
+      break;
+    } else if (c == '\\') {
+      if (i + 1 >= n) throw Error("trailing backslash");
+      word += line[i + 1];
+      in_word = true;
+      i += 2;
+    } else if (c == '\'') {
+      size_t end = line.find('\'', i + 1);
+      if (end == std::string_view::npos) throw Error("unterminated single quote");
+      word.append(line.substr(i + 1, end - i - 1));
+      in_word = true;
+      i = end + 1;
+    } else if (c == '"') {
+      ++i;
+      bool closed = false;
+      while (i < n) {
+        char d = line[i];
+        if (d == '"') {
+          closed = true;
+          ++i;
+          break;
+        }
+        if (d == '\\' && i + 1 < n &&
+            (line[i + 1] == '\\' || line[i + 1] == '"' || line[i + 1] == '$' ||
+             line[i + 1] == '`' || line[i + 1] == '\n')) {
+          if (line[i + 1] != '\n') word += line[i + 1];
+          i += 2;
+          continue;
+        }
+        word += d;
+        ++i;
+      }
+      if (!closed) throw Error("unterminated double quote");
+      in_word = true;
+    } else {
+      word += c;
+      in_word = true;
+      ++i;
+    }
+  }
+  if (in_word) words.push_back(std::move(word));
+  return words;
+}
+
+std::optional<TaskSpec> parse_task_line(std::string_view text, std::uint64_t line_number,
+                                        const Policy& base) {
+  size_t first = text.find_first_not_of(" \t\r");
+  if (first == std::string_view::npos || text[first] == '#') return std::nullopt;
+  std::optional<TaskSpec> task;
+  if (text[first] == '{') {
+    task = parse_json_task(text.substr(first), line_number);
+  } else {
+    auto words = split_words(text);
+    if (words.empty()) return std::nullopt;  // a comment after blanks
+    task = TaskSpec{};
+    task->line = line_number;
+    task->id = std::to_string(line_number);
+    task->command = std::move(words);
+  }
+  if (!task->limits_toml.empty()) task_policy(*task, base);  // validates the overrides
+  return task;
+}
+
+Policy task_policy(const TaskSpec& task, const Policy& base) {
+  if (task.limits_toml.empty()) return base;
+  try {
+    Policy policy = parse_policy(task.limits_toml, "task", base);
+    // A fixed wall_time in the task replaces an adaptive one of the batch, and vice versa;
+    // parse_policy already does that for the keys the task sets.
+    return policy;
+  } catch (const PolicyError& e) {
+    throw Error(e.message());
+  }
+}
+
+TaskFile TaskFile::open(const std::string& path) {
+  TaskFile file;
+  file.name_ = path == "-" ? "<stdin>" : path;
+  if (path == "-") {
+    // Standard input can be read only once: spool it into an unlinked temporary file.
+    std::FILE* spool = std::tmpfile();
+    if (!spool) throw_errno("create a temporary file for the task list on standard input");
+    char buffer[65536];
+    ssize_t n;
+    while ((n = ::read(STDIN_FILENO, buffer, sizeof buffer)) > 0) {
+      if (std::fwrite(buffer, 1, static_cast<size_t>(n), spool) != static_cast<size_t>(n)) {
+        std::fclose(spool);
+        throw_errno("spool the task list from standard input");
+      }
+    }
+    std::rewind(spool);
+    file.file_.reset(spool);
+    return file;
+  }
+  std::FILE* f = std::fopen(path.c_str(), "re");
+  if (!f) {
+    int err = errno;
+    throw Error(path + ": cannot read the task file: " + std::strerror(err) + " (" +
+                errno_name(err) + ")");
+  }
+  file.file_.reset(f);
+  return file;
+}
+
+bool TaskFile::read_line(std::string& line) {
+  line.clear();
+  char* buffer = nullptr;
+  size_t capacity = 0;
+  ssize_t n = ::getline(&buffer, &capacity, file_.get());
+  if (n < 0) {
+    std::free(buffer);
+    return false;
+  }
+  line.assign(buffer, static_cast<size_t>(n));
+  std::free(buffer);
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+  ++line_;
+  return true;
+}
+
+TaskFile::Validation TaskFile::validate(const Policy& base) {
+  Validation result;
+  std::unordered_set<std::string> ids;
+  std::unordered_set<std::string> attrs;
+  auto add_plan = [&](const Limits& limits) {
+    for (auto& w : plan_limits(limits)) {
+      if (attrs.insert(w.attr).second) result.plan.push_back(std::move(w));
+    }
+  };
+  add_plan(base.limits);
+  std::string line;
+  while (read_line(line)) {
+    std::optional<TaskSpec> task;
+    try {
+      task = parse_task_line(line, line_, base);
+    } catch (const Error& e) {
+      throw Error(name_ + ":" + std::to_string(line_) + ": " + e.what());
+    }
+    if (!task) continue;
+    if (!ids.insert(task->id).second) {
+      throw Error(name_ + ":" + std::to_string(line_) + ": duplicate task id '" + task->id + "'");
+    }
+    if (!task->limits_toml.empty()) add_plan(task_policy(*task, base).limits);
+    ++result.tasks;
+  }
+  if (std::ferror(file_.get())) throw_errno("read the task file '" + name_ + "'");
+  rewind();
+  return result;
+}
+
+void TaskFile::rewind() {
+  std::rewind(file_.get());
+  line_ = 0;
+  seq_ = 0;
+}
+
+std::optional<TaskSpec> TaskFile::next(const Policy& base) {
+  std::string line;
+  while (read_line(line)) {
+    std::optional<TaskSpec> task;
+    try {
+      task = parse_task_line(line, line_, base);
+    } catch (const Error& e) {
+      throw Error(name_ + ":" + std::to_string(line_) + ": " + e.what());
+    }
+    if (!task) continue;
+    task->seq = ++seq_;
+    return task;
+  }
+  return std::nullopt;
+}
+
+}  // namespace pollkill

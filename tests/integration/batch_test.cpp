@@ -1,0 +1,524 @@
+// `pollkill batch` against the real kernel: outcomes, retries, resume, cancellation, joblog,
+// adaptive limits, output limits, gc and a 10,000-task leak check.
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "harness.h"
+
+namespace pollkill::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::vector<json> read_records(const fs::path& path) {
+  std::vector<json> records;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    try {
+      records.push_back(json::parse(line));
+    } catch (const json::exception&) {
+    }
+  }
+  return records;
+}
+
+std::map<std::string, json> finals_by_id(const std::vector<json>& records) {
+  std::map<std::string, json> finals;
+  for (const auto& r : records) {
+    if (r["final"] == true) finals[r["id"].get<std::string>()] = r;
+  }
+  return finals;
+}
+
+void write_file(const fs::path& path, const std::string& text) {
+  std::ofstream(path) << text;
+}
+
+std::string slurp(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+TEST(Batch, MixedOutcomesGetTheirStatusesAndExitOne) {
+  PK_REQUIRE_CGROUP2();
+  TempDir dir;
+  const std::string marker = unique_marker();
+  write_file(
+      dir / "tasks",
+      "# one of each\n"
+      "true\n"
+      "sh -c 'exit 3'\n"
+      "sh -c 'kill -SEGV $$'\n"
+      "sleep " +
+          long_sleep_arg(marker) +
+          "\n"
+          "sh -c 'sleep " +
+          long_sleep_arg(marker) +
+          " & exit 0'\n"
+          "/nonexistent/pollkill-test-program\n"
+          "{\"id\": \"json\", \"sh\": \"echo out; echo err >&2\", \"env\": {\"PKX\": \"1\"}}\n");
+  RunOutput r = run_pollkill({"batch", "-j", "3", "--hang-after", "1s", "--kill-grace", "0",
+                              "--results", (dir / "r.jsonl").string(), dir / "tasks"},
+                             Seconds(30));
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  auto records = read_records(dir / "r.jsonl");
+  auto finals = finals_by_id(records);
+  ASSERT_EQ(records.size(), 7u) << r.describe();
+  EXPECT_EQ(finals["2"]["status"], "ok");
+  EXPECT_EQ(finals["3"]["status"], "failed");
+  EXPECT_EQ(finals["3"]["exit_code"], 3);
+  EXPECT_EQ(finals["4"]["status"], "crashed");
+  EXPECT_EQ(finals["5"]["status"], "hung");
+  EXPECT_EQ(finals["6"]["status"], "ok");
+  EXPECT_EQ(finals["6"]["processes_reaped"], 1);
+  EXPECT_EQ(finals["7"]["status"], "exec_error");
+  EXPECT_EQ(finals["json"]["status"], "ok");
+  EXPECT_EQ(finals["json"]["stdout"], (dir / "r.logs" / "json.1.out").string());
+  EXPECT_EQ(slurp(finals["json"]["stdout"].get<std::string>()), "out\n");
+  EXPECT_EQ(slurp(finals["json"]["stderr"].get<std::string>()), "err\n");
+  for (const auto& [id, rec] : finals) {
+    EXPECT_EQ(rec["attempt"], 1) << id;
+    std::vector<std::string> keys;
+    for (const auto& [k, v] : rec.items()) keys.push_back(k);
+    EXPECT_EQ(keys.size(), result_contract_keys().size()) << id;
+  }
+  EXPECT_NE(r.err.find("7 tasks: 3 ok, 1 failed, 1 crashed, 1 hung, 1 exec_error"),
+            std::string::npos)
+      << r.err;
+  expect_nothing_left(r, marker);
+}
+
+TEST(Batch, BadTaskFileLineStopsBeforeAnythingRuns) {
+  TempDir dir;
+  write_file(dir / "tasks", "true\n{\"cmd\": \"not an array\"}\ntrue\n");
+  RunOutput r =
+      run_pollkill({"batch", "--results", (dir / "r.jsonl").string(), (dir / "tasks").string()});
+  EXPECT_EQ(r.exit_code, 2) << r.describe();
+  EXPECT_NE(r.err.find((dir / "tasks").string() + ":2: cmd: expected a non-empty array"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(dir / "r.jsonl"));
+}
+
+TEST(Batch, RetriesWithDoublingBackoff) {
+  PK_REQUIRE_CGROUP2();
+  TempDir dir;
+  write_file(dir / "policy.toml", "version = 1\n[retry]\nattempts = 4\nbackoff = \"300ms\"\n");
+  // Crashes on the first two attempts, succeeds on the third.
+  const std::string counter = (dir / "count").string();
+  write_file(dir / "tasks", "sh -c 'n=$(cat " + counter +
+                                " 2>/dev/null || echo 0); n=$((n+1)); echo $n > " + counter +
+                                "; [ $n -ge 3 ] || kill -SEGV $$'\nfalse\n");
+  RunOutput r = run_pollkill({"batch", "-j", "2", "--policy", (dir / "policy.toml").string(),
+                              "--results", (dir / "r.jsonl").string(), (dir / "tasks").string()},
+                             Seconds(30));
+  EXPECT_EQ(r.exit_code, 1) << r.describe();  // `false` is failed, not retried
+  auto records = read_records(dir / "r.jsonl");
+  std::vector<json> first;
+  for (const auto& rec : records)
+    if (rec["id"] == "1") first.push_back(rec);
+  ASSERT_EQ(first.size(), 3u) << r.describe();
+  EXPECT_EQ(first[0]["status"], "crashed");
+  EXPECT_EQ(first[0]["final"], false);
+  EXPECT_EQ(first[1]["attempt"], 2);
+  EXPECT_EQ(first[1]["final"], false);
+  EXPECT_EQ(first[2]["attempt"], 3);
+  EXPECT_EQ(first[2]["status"], "ok");
+  EXPECT_EQ(first[2]["final"], true);
+  EXPECT_NE(first[0]["stdout"], first[1]["stdout"]);  // a log file per attempt
+  EXPECT_GE(r.elapsed.count(), 0.3 + 0.6 - 0.05) << "backoff 300ms then 600ms";
+  auto finals = finals_by_id(records);
+  EXPECT_EQ(finals["2"]["status"], "failed");
+  EXPECT_EQ(finals["2"]["attempt"], 1);
+  EXPECT_NE(r.err.find("retries: 2"), std::string::npos) << r.err;
+}
+
+TEST(Batch, ResumeAfterSigkillRecordsEveryTaskOkExactlyOnce) {
+  PK_REQUIRE_CGROUP2();
+  TempDir dir;
+  const std::string marker = unique_marker();
+  std::string tasks;
+  for (int i = 0; i < 12; ++i) tasks += "sleep 0.3" + marker.substr(0, 0) + "\n";
+  // The marker makes the sleeps findable: sleep 0.3 and a marker-named no-op argument.
+  tasks.clear();
+  for (int i = 0; i < 12; ++i) tasks += "sh -c 'sleep 0.4' " + marker + "\n";
+  write_file(dir / "tasks", tasks);
+  const std::vector<std::string> args{
+      "batch", "-j", "2", "-q", "--results", (dir / "r.jsonl").string(), (dir / "tasks").string()};
+  auto first = std::make_unique<Pollkill>(args);
+  ASSERT_TRUE(wait_until([&] { return read_records(dir / "r.jsonl").size() >= 4; }, Seconds(20)));
+  first->signal(SIGKILL);
+  RunOutput killed = first->wait(Seconds(10));
+  EXPECT_EQ(killed.term_signal, SIGKILL);
+  EXPECT_TRUE(wait_until([&] { return processes_matching(marker).empty(); }, Seconds(1.5)))
+      << "tasks outlived pollkill";
+  const std::size_t before = read_records(dir / "r.jsonl").size();
+  EXPECT_LT(before, 12u);
+
+  std::vector<std::string> resume = args;
+  resume.insert(resume.begin() + 1, "--resume");
+  RunOutput r = run_pollkill(resume, Seconds(30));
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  auto records = read_records(dir / "r.jsonl");
+  std::map<std::string, int> finals;
+  for (const auto& rec : records) {
+    EXPECT_EQ(rec["status"], "ok") << rec.dump();
+    if (rec["final"] == true) ++finals[rec["id"].get<std::string>()];
+  }
+  EXPECT_EQ(finals.size(), 12u);
+  for (const auto& [id, n] : finals) EXPECT_EQ(n, 1) << id;
+  EXPECT_EQ(records.size(), 12u) << "the resumed run reran a task that was already recorded";
+  cleanup(marker, {killed.pid, r.pid});
+}
+
+TEST(Batch, SigintCancelsRecordsAndExits130) {
+  PK_REQUIRE_CGROUP2();
+  TempDir dir;
+  const std::string marker = unique_marker();
+  std::string tasks;
+  for (int i = 0; i < 4; ++i) tasks += "sleep " + long_sleep_arg(marker) + "\n";
+  write_file(dir / "tasks", tasks);
+  Pollkill p(
+      {"batch", "-j", "2", "--results", (dir / "r.jsonl").string(), (dir / "tasks").string()});
+  ASSERT_TRUE(
+      wait_until([&] { return processes_matching(marker, "sleep").size() == 2; }, Seconds(10)));
+  p.signal(SIGINT);
+  RunOutput r = p.wait(Seconds(20));
+  EXPECT_EQ(r.exit_code, 130) << r.describe();
+  auto records = read_records(dir / "r.jsonl");
+  ASSERT_EQ(records.size(), 2u) << r.describe();
+  for (const auto& rec : records) {
+    EXPECT_EQ(rec["status"], "cancelled");
+    EXPECT_EQ(rec["final"], true);
+  }
+  expect_nothing_left(r, marker);
+}
+
+TEST(Batch, CtrlCToTheProcessGroupCancelsAndSigtermExits143) {
+  PK_REQUIRE_CGROUP2();
+  for (int sig : {SIGINT, SIGTERM}) {
+    TempDir dir;
+    const std::string marker = unique_marker();
+    std::string tasks;
+    for (int i = 0; i < 3; ++i) tasks += "sleep " + long_sleep_arg(marker) + "\n";
+    write_file(dir / "tasks", tasks);
+    Pollkill p({"batch", "-j", "2", "--progress", "--results", (dir / "r.jsonl").string(),
+                (dir / "tasks").string()});
+    ASSERT_TRUE(
+        wait_until([&] { return processes_matching(marker, "sleep").size() == 2; }, Seconds(10)));
+    ::usleep(300000);     // let the progress line be drawn at least once
+    p.signal_group(sig);  // reaches the tasks as well, as a terminal's would
+    RunOutput r = p.wait(Seconds(20));
+    EXPECT_EQ(r.exit_code, 128 + sig) << r.describe();
+    auto records = read_records(dir / "r.jsonl");
+    ASSERT_EQ(records.size(), 2u) << r.describe();
+    for (const auto& rec : records) EXPECT_EQ(rec["status"], "cancelled") << rec.dump();
+    EXPECT_NE(r.err.find("0/3 done, 2 running"), std::string::npos) << r.err;
+    expect_nothing_left(r, marker);
+  }
+}
+
+TEST(Batch, SecondSigintSkipsTheGrace) {
+  PK_REQUIRE_CGROUP2();
+  TempDir dir;
+  const std::string marker = unique_marker();
+  write_file(dir / "tasks", "sh -c 'trap \"\" TERM; sleep " + long_sleep_arg(marker) + "; :'\n");
+  Pollkill p({"batch", "-j", "1", "--kill-grace", "60s", "--results", (dir / "r.jsonl").string(),
+              (dir / "tasks").string()});
+  ASSERT_TRUE(
+      wait_until([&] { return processes_matching(marker, "sleep").size() == 1; }, Seconds(10)));
+  p.signal(SIGINT);
+  ::usleep(300000);
+  p.signal(SIGINT);
+  RunOutput r = p.wait(Seconds(20));
+  EXPECT_EQ(r.exit_code, 130) << r.describe();
+  EXPECT_LT(r.elapsed.count(), 10.0);
+  auto records = read_records(dir / "r.jsonl");
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0]["status"], "cancelled");
+  expect_nothing_left(r, marker);
+}
+
+TEST(Batch, ResumeIgnoresATornLastLineWithAWarning) {
+  PK_REQUIRE_CGROUP2();
+  TempDir dir;
+  write_file(dir / "tasks", "true\ntrue\ntrue\n");
+  const std::vector<std::string> args{"batch", "--resume", "--results", (dir / "r.jsonl").string(),
+                                      (dir / "tasks").string()};
+  ASSERT_EQ(run_pollkill(args).exit_code, 0);
+  // Keep the first record, tear the second one in half, drop the third.
+  std::string text = slurp(dir / "r.jsonl");
+  auto first_end = text.find('\n');
+  write_file(dir / "r.jsonl", text.substr(0, first_end + 1) + text.substr(first_end + 1, 40));
+  RunOutput r = run_pollkill(args);
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_NE(r.err.find("r.jsonl:2: ignoring a line that is not a complete record"),
+            std::string::npos)
+      << r.err;
+  auto finals = finals_by_id(read_records(dir / "r.jsonl"));
+  EXPECT_EQ(finals.size(), 3u);
+  std::map<std::string, int> count;
+  for (const auto& rec : read_records(dir / "r.jsonl")) ++count[rec["id"].get<std::string>()];
+  EXPECT_EQ(count["1"], 1);
+  EXPECT_EQ(count["2"], 1);
+  EXPECT_EQ(count["3"], 1);
+}
+
+TEST(Batch, TaskFileFromStandardInputResumes) {
+  PK_REQUIRE_CGROUP2();
+  TempDir dir;
+  write_file(dir / "tasks", "true\necho two\n");
+  const std::string results = (dir / "r.jsonl").string();
+  const std::string cmd = std::string(POLLKILL_BINARY) + " batch -q --resume --results " + results +
+                          " - < " + (dir / "tasks").string();
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  ASSERT_EQ(std::system(cmd.c_str()), 0);  // everything already done: nothing runs again
+  auto records = read_records(results);
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(slurp(records[1]["stdout"].get<std::string>()), "two\n");
+}
+
+TEST(Batch, ResumeWithADifferentCommandIsRefused) {
+  PK_REQUIRE_CGROUP2();
+  TempDir dir;
+  write_file(dir / "tasks", "true\necho a\n");
+  const std::string results = (dir / "r.jsonl").string();
+  ASSERT_EQ(run_pollkill({"batch", "--results", results, (dir / "tasks").string()}).exit_code, 0);
+  write_file(dir / "tasks", "true\necho b\n");
+  RunOutput r = run_pollkill({"batch", "--resume", "--results", results, (dir / "tasks").string()});
+  EXPECT_EQ(r.exit_code, 2) << r.describe();
+  EXPECT_NE(r.err.find((dir / "tasks").string() + ":2: task '2' runs [\"echo\",\"b\"]"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(read_records(results).size(), 2u);
+}
+
+TEST(Batch, JoblogIsReadByGnuParallelResume) {
+  PK_REQUIRE_CGROUP2();
+  if (::access("/usr/bin/parallel", X_OK) != 0) GTEST_SKIP() << "GNU parallel is not installed";
+  TempDir dir;
+  write_file(dir / "tasks", "echo a\nsh -c 'exit 2'\necho c\n");
+  const std::string joblog = (dir / "jobs.log").string();
+  RunOutput r = run_pollkill({"batch", "-j", "1", "--joblog", joblog, "--results",
+                              (dir / "r.jsonl").string(), (dir / "tasks").string()});
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  std::string log = slurp(joblog);
+  EXPECT_EQ(log.substr(0, log.find('\n')),
+            "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand");
+  EXPECT_NE(log.find("\t0\t0\t2\t0\tsh -c 'exit 2'\n"), std::string::npos) << log;
+  // GNU parallel skips the jobs whose Seq the joblog lists: only the fourth one runs.
+  const std::string out = (dir / "parallel.out").string();
+  std::string cmd = "parallel --will-cite --joblog " + joblog +
+                    " --resume -j1 echo ::: 1 2 3 4 > " + out + " 2>&1";
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << slurp(out);
+  EXPECT_EQ(slurp(out), "4\n");
+  // --resume-failed reruns Seq 2, whose Exitval is not 0.
+  std::string again = "parallel --will-cite --joblog " + joblog +
+                      " --resume-failed -j1 echo ::: 1 2 3 4 > " + out + " 2>&1";
+  EXPECT_EQ(std::system(again.c_str()), 0) << slurp(out);
+  EXPECT_EQ(slurp(out), "2\n");
+}
+
+TEST(Batch, AdaptiveWallTimeStopsTheOutlier) {
+  PK_REQUIRE_CGROUP2();
+  TempDir dir;
+  write_file(dir / "policy.toml",
+             "version = 1\n[limits]\nwall_time = \"300%\"\nwall_time_max = \"20s\"\n");
+  std::string tasks;
+  for (int i = 0; i < 5; ++i) tasks += "sleep 0.2\n";
+  tasks += "sleep 30\n";
+  write_file(dir / "tasks", tasks);
+  RunOutput r = run_pollkill(
+      {"batch", "-j", "1", "--kill-grace", "0", "--policy", (dir / "policy.toml").string(),
+       "--results", (dir / "r.jsonl").string(), (dir / "tasks").string()},
+      Seconds(40));
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  auto finals = finals_by_id(read_records(dir / "r.jsonl"));
+  ASSERT_EQ(finals.size(), 6u);
+  EXPECT_EQ(finals["6"]["status"], "timeout");
+  EXPECT_LT(finals["6"]["wall_s"].get<double>(), 5.0);
+  EXPECT_NE(finals["6"]["reason"].get<std::string>().find("300% of the median ok wall time"),
+            std::string::npos)
+      << finals["6"]["reason"];
+}
+
+TEST(Batch, OutputOverTheLimitIsReaped) {
+  PK_REQUIRE_CGROUP2();
+  TempDir dir;
+  write_file(dir / "tasks",
+             "sh -c 'while :; do head -c 20000 /dev/zero; sleep 0.01; done'\necho small\n");
+  RunOutput r =
+      run_pollkill({"batch", "--output", "200KiB", "--poll-interval", "50ms", "--kill-grace", "0",
+                    "--results", (dir / "r.jsonl").string(), (dir / "tasks").string()},
+                   Seconds(30));
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  auto finals = finals_by_id(read_records(dir / "r.jsonl"));
+  EXPECT_EQ(finals["1"]["status"], "output_limit");
+  EXPECT_EQ(finals["2"]["status"], "ok");
+  EXPECT_LT(fs::file_size(finals["1"]["stdout"].get<std::string>()), 4u * 1024 * 1024);
+}
+
+TEST(Batch, ReportPrintsTheSummaryFromAResultsFile) {
+  PK_REQUIRE_CGROUP2();
+  TempDir dir;
+  write_file(dir / "tasks", "true\nfalse\n");
+  const std::string results = (dir / "r.jsonl").string();
+  RunOutput b = run_pollkill({"batch", "--results", results, (dir / "tasks").string()});
+  ASSERT_EQ(b.exit_code, 1) << b.describe();
+  RunOutput text = run_pollkill({"report", results});
+  EXPECT_EQ(text.exit_code, 1);
+  EXPECT_NE(text.out.find("2 tasks: 1 ok, 1 failed"), std::string::npos) << text.out;
+  RunOutput j = run_pollkill({"report", "--json", results});
+  auto summary = json::parse(j.out);
+  EXPECT_EQ(summary["tasks"], 2);
+  EXPECT_EQ(summary["counts"]["failed"], 1);
+  EXPECT_EQ(summary["failed"][0]["id"], "2");
+}
+
+TEST(Batch, GcRemovesRunCgroupsOfDeadPollkills) {
+  PK_REQUIRE_CGROUP2();
+  auto mount = cgroup2_mount();
+  const fs::path root = *mount / ("pk-gc-test-" + std::to_string(::getpid()));
+  fs::create_directories(root);
+  // A pid that is certainly gone: a child that has exited and been reaped.
+  pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  ::waitpid(dead, nullptr, 0);
+  const fs::path stale = root / ("pollkill-" + std::to_string(dead) + "-deadbeef");
+  const fs::path live = root / ("pollkill-" + std::to_string(::getpid()) + "-0badf00d");
+  fs::create_directories(stale / "task-1-1");
+  fs::create_directories(live);
+  const std::string marker = unique_marker();
+  pid_t sleeper = ::fork();
+  if (sleeper == 0) {
+    std::ofstream(stale / "task-1-1" / "cgroup.procs") << "0";
+    std::string arg = long_sleep_arg(marker);
+    ::execlp("sleep", "sleep", arg.c_str(), nullptr);
+    ::_exit(127);
+  }
+  ASSERT_TRUE(wait_until([&] { return !processes_matching(marker, "sleep").empty(); }, Seconds(5)));
+  ASSERT_TRUE(wait_until([&] { return slurp(stale / "task-1-1" / "cgroup.procs").size() > 0; },
+                         Seconds(5)));
+  RunOutput r = run_pollkill({"gc", "--cgroup-root", root.string()});
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_NE(r.out.find("removed " + stale.string()), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(stale));
+  EXPECT_TRUE(fs::exists(live)) << "the run cgroup of a live process was removed";
+  // batch does the same for its own run root at start.
+  fs::create_directories(stale);
+  TempDir dir;
+  write_file(dir / "tasks", "true\n");
+  RunOutput b = run_pollkill({"batch", "-q", "--cgroup-root", root.string(), "--results",
+                              (dir / "r.jsonl").string(), (dir / "tasks").string()});
+  EXPECT_EQ(b.exit_code, 0) << b.describe();
+  EXPECT_FALSE(fs::exists(stale)) << "batch did not gc its run root";
+  EXPECT_TRUE(fs::exists(live));
+  int status = 0;
+  EXPECT_EQ(::waitpid(sleeper, &status, 0), sleeper);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  ::rmdir(live.c_str());
+  ::rmdir(root.c_str());
+}
+
+// Reads the runner's open descriptors and resident memory from /proc.
+std::size_t fd_count_of(pid_t pid) {
+  std::error_code ec;
+  std::size_t n = 0;
+  for (auto it = fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec);
+       !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    ++n;
+  }
+  return n;
+}
+
+long rss_kib_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+std::size_t task_cgroups_of(pid_t pid) {
+  std::size_t n = 0;
+  for (const auto& run : find_leftover_cgroups(pid)) {
+    std::error_code ec;
+    for (auto it = fs::directory_iterator(run, ec); !ec && it != fs::directory_iterator();
+         it.increment(ec)) {
+      if (it->is_directory()) ++n;
+    }
+  }
+  return n;
+}
+
+TEST(BatchScale, TenThousandShortTasksKeepFdsCgroupsAndMemoryFlat) {
+  PK_REQUIRE_CGROUP2();
+  constexpr int kTasks = 10000;
+  TempDir dir;
+  {
+    std::ofstream tasks(dir / "tasks");
+    for (int i = 0; i < kTasks; ++i) tasks << "/bin/true\n";
+  }
+  const std::string results = (dir / "r.jsonl").string();
+  Pollkill p({"batch", "-j", "2", "-q", "--results", results, (dir / "tasks").string()});
+  // Sample the runner while it works: after a warm-up, then until it is done.
+  std::size_t max_fds = 0, max_cgroups = 0, first_fds = 0;
+  long first_rss = 0, max_rss = 0;
+  int samples = 0;
+  while (true) {
+    std::size_t done = 0;
+    {
+      std::ifstream in(results);
+      std::string line;
+      while (std::getline(in, line)) ++done;
+    }
+    if (done >= kTasks || ::kill(p.pid(), 0) != 0) break;
+    if (done >= 500) {
+      std::size_t fds = fd_count_of(p.pid());
+      long rss = rss_kib_of(p.pid());
+      std::size_t cgroups = task_cgroups_of(p.pid());
+      if (fds == 0 || rss < 0) break;  // exited meanwhile
+      if (samples++ == 0) {
+        first_fds = fds;
+        first_rss = rss;
+      }
+      max_fds = std::max(max_fds, fds);
+      max_rss = std::max(max_rss, rss);
+      max_cgroups = std::max(max_cgroups, cgroups);
+    }
+    ::usleep(200000);
+  }
+  RunOutput r = p.wait(Seconds(180));
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  ASSERT_GE(samples, 3) << "the batch ended too fast to sample it";
+  EXPECT_LE(max_fds, first_fds + 6) << "descriptors grew from " << first_fds;
+  EXPECT_LE(max_cgroups, 2u) << "more task cgroups than running tasks";
+  EXPECT_LE(max_rss, first_rss + 2048) << "RSS grew from " << first_rss << " KiB";
+  auto records = read_records(results);
+  ASSERT_EQ(records.size(), static_cast<std::size_t>(kTasks));
+  std::set<std::string> ids;
+  for (const auto& rec : records) {
+    EXPECT_EQ(rec["final"], true);
+    ids.insert(rec["id"].get<std::string>());
+  }
+  EXPECT_EQ(ids.size(), static_cast<std::size_t>(kTasks));
+  EXPECT_TRUE(find_leftover_cgroups(r.pid).empty());
+  std::fprintf(stderr, "[ info     ] %d tasks in %.1f s; runner fds %zu..%zu, RSS %ld..%ld KiB\n",
+               kTasks, r.elapsed.count(), first_fds, max_fds, first_rss, max_rss);
+}
+
+}  // namespace
+}  // namespace pollkill::testing

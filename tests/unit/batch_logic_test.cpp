@@ -1,0 +1,210 @@
+// Pure pieces of batch: retry decisions, backoff, adaptive wall time, joblog lines, results
+// files, the summary and gc's name parsing.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "pollkill/batch.h"
+#include "pollkill/gc.h"
+#include "pollkill/report.h"
+#include "pollkill/results.h"
+#include "pollkill/retry.h"
+
+namespace pollkill {
+namespace {
+
+TEST(Retry, DefaultRetriesCrashesButNotFailures) {
+  RetryPolicy retry;
+  retry.attempts = 3;
+  EXPECT_TRUE(should_retry(retry, Status::crashed, 1));
+  EXPECT_TRUE(should_retry(retry, Status::hung, 2));
+  EXPECT_FALSE(should_retry(retry, Status::hung, 3));
+  EXPECT_FALSE(should_retry(retry, Status::failed, 1));
+  EXPECT_FALSE(should_retry(retry, Status::ok, 1));
+  EXPECT_FALSE(should_retry(retry, Status::cancelled, 1));
+  retry.on = {"failed", "cancelled"};
+  EXPECT_TRUE(should_retry(retry, Status::failed, 1));
+  EXPECT_FALSE(should_retry(retry, Status::cancelled, 1));
+  EXPECT_FALSE(should_retry(RetryPolicy{}, Status::crashed, 1));  // attempts = 1
+}
+
+TEST(Retry, BackoffDoubles) {
+  RetryPolicy retry;
+  retry.backoff = Duration(500);
+  EXPECT_EQ(retry_backoff(retry, 1), Duration(500));
+  EXPECT_EQ(retry_backoff(retry, 2), Duration(1000));
+  EXPECT_EQ(retry_backoff(retry, 4), Duration(4000));
+  EXPECT_EQ(retry_backoff(retry, 200), Duration(24 * 3600 * 1000));
+  EXPECT_EQ(retry_backoff(RetryPolicy{}, 3), Duration(0));
+}
+
+TEST(AdaptiveWallTime, CapOnlyUntilFiveOkThenPercentOfMedian) {
+  Limits limits;
+  limits.wall_time_percent = 300;
+  limits.wall_time_max = Duration(10000);
+  WallTimeStats stats;
+  EXPECT_EQ(effective_wall_time(limits, stats).limit, Duration(10000));
+  for (double s : {1.0, 2.0, 3.0, 4.0}) stats.add(s);
+  EXPECT_EQ(effective_wall_time(limits, stats).limit, Duration(10000));
+  stats.add(0.5);  // five: 0.5 1 2 3 4 -> median 2
+  auto limit = effective_wall_time(limits, stats);
+  EXPECT_EQ(limit.limit, Duration(6000));
+  EXPECT_NE(limit.source.find("300% of the median ok wall time 2s"), std::string::npos)
+      << limit.source;
+  for (int i = 0; i < 10; ++i) stats.add(8);  // median 8 -> 24s, capped at 10s
+  EXPECT_EQ(effective_wall_time(limits, stats).limit, Duration(10000));
+  EXPECT_NE(effective_wall_time(limits, stats).source.find("wall_time_max"), std::string::npos);
+  Limits fixed;
+  fixed.wall_time = Duration(2000);
+  EXPECT_EQ(effective_wall_time(fixed, stats).limit, Duration(2000));
+  Limits uncapped;
+  uncapped.wall_time_percent = 200;
+  EXPECT_FALSE(effective_wall_time(uncapped, WallTimeStats{}).limit);
+}
+
+TEST(AdaptiveWallTime, MemoryIsBounded) {
+  WallTimeStats stats;
+  for (int i = 0; i < 100000; ++i) stats.add(1.0);
+  EXPECT_EQ(stats.count(), 100000u);
+  EXPECT_DOUBLE_EQ(stats.median(), 1.0);
+}
+
+TEST(Joblog, LinesAreGnuParallelFormat) {
+  EXPECT_EQ(joblog_header(),
+            "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand");
+  JoblogEntry e{3, 1700000000.25, 1.5, 1, 0, "sh -c 'exit 1'"};
+  EXPECT_EQ(format_joblog_line(e), "3\t:\t1700000000.250\t   1.500\t0\t0\t1\t0\tsh -c 'exit 1'");
+  EXPECT_EQ(shell_join({"echo", "a b", "it's", "x=1"}), "echo 'a b' 'it'\\''s' x=1");
+  Result r;
+  r.command = {"sleep", "9"};
+  r.status = Status::timeout;
+  r.signal = 9;
+  JoblogEntry t = joblog_entry(r, 4);
+  EXPECT_EQ(t.exitval, 124);
+  EXPECT_EQ(t.signal, 9);
+}
+
+class ResultsFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = (std::filesystem::temp_directory_path() /
+             ("pk-results-" + std::to_string(::getpid()) + ".jsonl"))
+                .string();
+    std::filesystem::remove(path_);
+  }
+  void TearDown() override { std::filesystem::remove(path_); }
+  std::string path_;
+};
+
+Result make(const std::string& id, int attempt, bool final, Status status) {
+  Result r;
+  r.id = id;
+  r.attempt = attempt;
+  r.final = final;
+  r.status = status;
+  r.command = {"task", id};
+  return r;
+}
+
+TEST_F(ResultsFileTest, AppendsAndReadsBack) {
+  {
+    AppendFile file = AppendFile::open(path_);
+    file.append(dump_result_line(make("a", 1, false, Status::crashed)));
+    file.append(dump_result_line(make("a", 2, true, Status::ok)));
+    file.append(dump_result_line(make("b", 1, true, Status::cancelled)));
+    EXPECT_TRUE(file.dirty());
+    file.sync();
+    EXPECT_FALSE(file.dirty());
+  }
+  ResumeState state = read_results(path_);
+  EXPECT_TRUE(state.warnings.empty());
+  ASSERT_EQ(state.tasks.count("a"), 1u);
+  EXPECT_TRUE(state.tasks["a"].final);
+  EXPECT_EQ(state.tasks["a"].attempts, 2);
+  EXPECT_EQ(state.tasks["a"].command, command_json({"task", "a"}));
+  EXPECT_FALSE(state.tasks["b"].final);  // cancelled tasks run again on resume
+}
+
+TEST_F(ResultsFileTest, TornLastLineIsSkippedWithAWarningAndNotExtended) {
+  std::string full = dump_result_line(make("a", 1, true, Status::ok));
+  std::ofstream(path_) << full << "\n" << full.substr(0, 20);
+  ResumeState state = read_results(path_);
+  ASSERT_EQ(state.warnings.size(), 1u);
+  EXPECT_NE(state.warnings[0].find(":2: "), std::string::npos) << state.warnings[0];
+  EXPECT_TRUE(state.tasks["a"].final);
+  {
+    AppendFile file = AppendFile::open(path_);  // puts the next record on a line of its own
+    file.append(dump_result_line(make("b", 1, true, Status::ok)));
+  }
+  state = read_results(path_);
+  EXPECT_EQ(state.warnings.size(), 1u);
+  EXPECT_TRUE(state.tasks["b"].final);
+}
+
+TEST(Summary, CountsFinalsRetriesAndKeepsBoundedLists) {
+  Summary summary;
+  SummaryRecord r;
+  r.id = "x";
+  r.status = Status::crashed;
+  r.final = false;
+  summary.add(r);
+  r.attempt = 2;
+  r.final = true;
+  r.status = Status::ok;
+  summary.add(r);
+  for (int i = 0; i < 100; ++i) {
+    SummaryRecord f;
+    f.id = std::to_string(i);
+    f.status = Status::failed;
+    f.wall_s = i;
+    summary.add(f);
+  }
+  EXPECT_EQ(summary.finals(), 101u);
+  EXPECT_EQ(summary.count(Status::ok), 1u);
+  EXPECT_EQ(summary.not_ok(), 100u);
+  EXPECT_EQ(summary.exit_code(), 1);
+  auto j = summary.to_json();
+  EXPECT_EQ(j["retries"], 1);
+  EXPECT_EQ(j["slowest"].size(), Summary::kSlowest);
+  EXPECT_EQ(j["slowest"][0]["id"], "99");
+  EXPECT_EQ(j["failed"].size(), Summary::kListed);
+  EXPECT_NE(summary.format_text().find("and 80 more"), std::string::npos);
+}
+
+TEST(Summary, ByIdALaterFinalRecordReplacesAnEarlierOne) {
+  Summary summary(true);
+  SummaryRecord r;
+  r.id = "t";
+  r.status = Status::cancelled;
+  summary.add(r);
+  r.status = Status::ok;
+  r.attempt = 2;
+  summary.add(r);
+  EXPECT_EQ(summary.finals(), 1u);
+  EXPECT_EQ(summary.exit_code(), 0);
+}
+
+TEST(DefaultJobs, AffinityLoweredToTheCpuQuota) {
+  EXPECT_EQ(jobs_for(8, ""), 8);
+  EXPECT_EQ(jobs_for(8, "max 100000\n"), 8);
+  EXPECT_EQ(jobs_for(8, "150000 100000\n"), 2);
+  EXPECT_EQ(jobs_for(8, "50000 100000\n"), 1);
+  EXPECT_EQ(jobs_for(2, "400000 100000\n"), 2);
+  EXPECT_EQ(jobs_for(0, ""), 1);
+  EXPECT_GE(default_jobs(), 1);
+}
+
+TEST(Gc, RunCgroupNames) {
+  EXPECT_EQ(run_cgroup_owner("pollkill-123-0a1b2c3d"), 123);
+  EXPECT_FALSE(run_cgroup_owner("pollkill-123-0a1b2c3"));
+  EXPECT_FALSE(run_cgroup_owner("pollkill-123-0A1B2C3D"));
+  EXPECT_FALSE(run_cgroup_owner("pollkill-runner.123"));
+  EXPECT_FALSE(run_cgroup_owner("pollkill--0a1b2c3d"));
+  EXPECT_FALSE(run_cgroup_owner("task-1-1"));
+  EXPECT_FALSE(run_cgroup_owner("pollkill-x1-0a1b2c3d"));
+}
+
+}  // namespace
+}  // namespace pollkill

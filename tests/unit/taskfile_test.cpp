@@ -1,0 +1,158 @@
+#include "pollkill/taskfile.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+namespace pollkill {
+namespace {
+
+struct SplitCase {
+  std::string line;
+  std::vector<std::string> words;
+};
+
+TEST(SplitWords, FollowsShellQuoting) {
+  const SplitCase cases[] = {
+      {"", {}},
+      {"   ", {}},
+      {"true", {"true"}},
+      {"  echo  a   b ", {"echo", "a", "b"}},
+      {"echo 'a b' c", {"echo", "a b", "c"}},
+      {"echo \"a  b\"", {"echo", "a  b"}},
+      {"echo \"a\\\"b\"", {"echo", "a\"b"}},
+      {"echo \"a\\nb\"", {"echo", "a\\nb"}},
+      {"echo a\\ b", {"echo", "a b"}},
+      {"echo 'it'\\''s'", {"echo", "it's"}},
+      {"echo ''", {"echo", ""}},
+      {"echo a#b # comment", {"echo", "a#b"}},
+      {"# only a comment", {}},
+      {"sh -c 'echo $HOME; exit 3'", {"sh", "-c", "echo $HOME; exit 3"}},
+      {"a\tb", {"a", "b"}},
+  };
+  for (const auto& c : cases) EXPECT_EQ(split_words(c.line), c.words) << c.line;
+}
+
+TEST(SplitWords, RefusesUnterminatedQuotes) {
+  for (const char* line : {"echo 'a", "echo \"a", "echo a\\"}) {
+    EXPECT_THROW(split_words(line), Error) << line;
+  }
+}
+
+TEST(ParseTaskLine, PlainLineIdIsTheLineNumber) {
+  auto task = parse_task_line("sleep 1", 7, default_policy());
+  ASSERT_TRUE(task);
+  EXPECT_EQ(task->id, "7");
+  EXPECT_EQ(task->line, 7u);
+  EXPECT_EQ(task->command, (std::vector<std::string>{"sleep", "1"}));
+  EXPECT_FALSE(parse_task_line("", 1, default_policy()));
+  EXPECT_FALSE(parse_task_line("   # note", 1, default_policy()));
+}
+
+TEST(ParseTaskLine, JsonObject) {
+  auto task = parse_task_line(
+      R"({"id": "a1", "cmd": ["ls", "-l"], "cwd": "/tmp", "env": {"X": "1"}, "wall_time": "5s"})",
+      3, default_policy());
+  ASSERT_TRUE(task);
+  EXPECT_EQ(task->id, "a1");
+  EXPECT_EQ(task->command, (std::vector<std::string>{"ls", "-l"}));
+  EXPECT_EQ(task->cwd, "/tmp");
+  EXPECT_EQ(task->env, (std::vector<std::string>{"X=1"}));
+  EXPECT_EQ(task_policy(*task, default_policy()).limits.wall_time, Duration(5000));
+
+  auto sh = parse_task_line(R"({"id": 12, "sh": "echo hi | wc -c"})", 4, default_policy());
+  ASSERT_TRUE(sh);
+  EXPECT_EQ(sh->id, "12");
+  EXPECT_EQ(sh->command, (std::vector<std::string>{"/bin/sh", "-c", "echo hi | wc -c"}));
+}
+
+TEST(ParseTaskLine, BadJsonLinesSayWhy) {
+  struct Case {
+    std::string line;
+    std::string message;
+  };
+  const Case cases[] = {
+      {R"({"cmd": ["a"], "sh": "b"})", "either cmd or sh"},
+      {R"({"id": "x"})", "missing cmd"},
+      {R"({"cmd": []})", "cmd: expected a non-empty array"},
+      {R"({"cmd": ["a", 1]})", "array of strings"},
+      {R"({"cmd": ["a"], "wall_tme": "1s"})", "did you mean 'wall_time'"},
+      {R"({"cmd": ["a"], "memory": "lots"})", "memory"},
+      {R"({"cmd": ["a"], "wall_time": 0})", "greater than 0"},
+      {R"({"cmd": ["a"])", "invalid JSON"},
+      {R"({"cmd": ["a"], "env": {"A": 1}})", "env.A"},
+  };
+  for (const auto& c : cases) {
+    try {
+      parse_task_line(c.line, 1, default_policy());
+      ADD_FAILURE() << "accepted: " << c.line;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(c.message), std::string::npos)
+          << c.line << " -> " << e.what();
+    }
+  }
+}
+
+class TaskFileTest : public ::testing::Test {
+ protected:
+  std::string write(const std::string& text) {
+    path_ = std::filesystem::temp_directory_path() /
+            ("pk-taskfile-" + std::to_string(::getpid()) + ".txt");
+    std::ofstream(path_) << text;
+    return path_.string();
+  }
+  void TearDown() override { std::filesystem::remove(path_); }
+  std::filesystem::path path_;
+};
+
+TEST_F(TaskFileTest, ValidatesThenStreams) {
+  std::string path = write("# tasks\ntrue\n\nfalse\n{\"id\": \"j\", \"sh\": \"exit 0\"}\n");
+  TaskFile file = TaskFile::open(path);
+  auto v = file.validate(default_policy());
+  EXPECT_EQ(v.tasks, 3u);
+  std::vector<std::string> ids;
+  std::vector<std::uint64_t> seqs;
+  while (auto t = file.next(default_policy())) {
+    ids.push_back(t->id);
+    seqs.push_back(t->seq);
+  }
+  EXPECT_EQ(ids, (std::vector<std::string>{"2", "4", "j"}));
+  EXPECT_EQ(seqs, (std::vector<std::uint64_t>{1, 2, 3}));
+}
+
+TEST_F(TaskFileTest, BadLineIsFileColonLine) {
+  std::string path = write("true\n\necho 'oops\n");
+  TaskFile file = TaskFile::open(path);
+  try {
+    file.validate(default_policy());
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), path + ":3: unterminated single quote");
+  }
+}
+
+TEST_F(TaskFileTest, DuplicateIdsAreRefused) {
+  std::string path =
+      write("{\"id\": \"a\", \"sh\": \"true\"}\n{\"id\": \"a\", \"sh\": \"false\"}\n");
+  TaskFile file = TaskFile::open(path);
+  try {
+    file.validate(default_policy());
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), path + ":2: duplicate task id 'a'");
+  }
+}
+
+TEST_F(TaskFileTest, PlanCoversPerTaskLimits) {
+  std::string path = write("{\"sh\": \"true\", \"memory\": \"64MiB\"}\ntrue\n");
+  TaskFile file = TaskFile::open(path);
+  auto v = file.validate(default_policy());
+  bool memory = false;
+  for (const auto& w : v.plan) memory = memory || w.attr == "memory.max";
+  EXPECT_TRUE(memory);
+}
+
+}  // namespace
+}  // namespace pollkill
