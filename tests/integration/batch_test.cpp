@@ -370,6 +370,23 @@ TEST(Batch, OutputOverTheLimitIsReaped) {
   EXPECT_LT(fs::file_size(finals["1"]["stdout"].get<std::string>()), 4u * 1024 * 1024);
 }
 
+// A batch is shut in exactly as `run` is: the policy's [seccomp] applies to every task.
+TEST(Batch, SeccompPolicyAppliesToEveryTask) {
+  PK_REQUIRE_CGROUP2();
+  TempDir dir;
+  write_file(dir / "policy.toml",
+             "version = 1\n[seccomp]\ndeny = [\"socket\"]\ndeny_action = \"kill\"\n");
+  write_file(dir / "tasks", std::string(POLLKILL_SANDBOX_PROBE) + " socket\ntrue\n");
+  RunOutput r = run_pollkill({"batch", "--policy", (dir / "policy.toml").string(), "--results",
+                              (dir / "r.jsonl").string(), (dir / "tasks").string()},
+                             Seconds(30));
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  auto finals = finals_by_id(read_records(dir / "r.jsonl"));
+  EXPECT_EQ(finals["1"]["status"], "blocked") << finals["1"].dump();
+  EXPECT_EQ(finals["1"]["signal"], 31) << finals["1"].dump();
+  EXPECT_EQ(finals["2"]["status"], "ok") << finals["2"].dump();
+}
+
 TEST(Batch, ReportPrintsTheSummaryFromAResultsFile) {
   PK_REQUIRE_CGROUP2();
   TempDir dir;
