@@ -10,6 +10,7 @@
 #include "pollkill/doctor.h"
 #include "pollkill/error.h"
 #include "pollkill/policy.h"
+#include "pollkill/policy_path.h"
 #include "pollkill/result.h"
 #include "pollkill/supervisor.h"
 #include "pollkill/units.h"
@@ -130,6 +131,13 @@ void apply_flags(const LimitFlags& f, Policy& p) {
   }
 }
 
+// `--policy ARG`: a bare name is looked up in /etc/pollkill, then the shipped policies
+// (or POLLKILL_POLICY_PATH); anything else is a path.
+Policy load_policy(const std::string& arg) {
+  return load_policy_file(
+      resolve_policy(arg, policy_search_path(::getenv("POLLKILL_POLICY_PATH"))));
+}
+
 void report_error(const Error& e) {
   std::fprintf(stderr, "pollkill: error: %s\n", e.what());
   if (!e.hint().empty()) std::fprintf(stderr, "pollkill: hint: %s\n", e.hint().c_str());
@@ -164,7 +172,8 @@ int main(int argc, char** argv) {
   std::string policy_file, cgroup_root, result_path;
   bool quiet = false, verbose = false;
   add_limit_flags(run, flags);
-  run->add_option("--policy", policy_file, "policy file (TOML)");
+  run->add_option("--policy", policy_file,
+                  "policy file (TOML), or a policy name such as 'strict' (see pollkill-policy(5))");
   run->add_option("--cgroup-root", cgroup_root, "cgroup under which to create task cgroups")
       ->group("Runner");
   run->add_option("--result", result_path, "write the JSON result to FILE ('-' for stdout)");
@@ -186,13 +195,14 @@ int main(int argc, char** argv) {
       policy->add_subcommand("check", "validate policy files (exit 0 valid, 1 invalid)");
   std::vector<std::string> check_files;
   bool print = false;
-  check->add_option("FILE", check_files, "policy files")->required();
+  check->add_option("FILE", check_files, "policy files or policy names")->required();
   check->add_flag("--print", print, "print the effective policy");
 
   // pollkill doctor
   CLI::App* doctor = app.add_subcommand("doctor", "check what this host offers pollkill");
   std::string doctor_policy, doctor_root;
-  doctor->add_option("--policy", doctor_policy, "also check whether this policy can be enforced");
+  doctor->add_option("--policy", doctor_policy,
+                     "also check whether this policy (file or name) can be enforced");
   doctor->add_option("--cgroup-root", doctor_root, "the run root to check");
 
   try {
@@ -214,7 +224,7 @@ int main(int argc, char** argv) {
     try {
       RunRequest request;
       request.command = command;
-      request.policy = policy_file.empty() ? default_policy() : load_policy_file(policy_file);
+      request.policy = policy_file.empty() ? default_policy() : load_policy(policy_file);
       apply_flags(flags, request.policy);
       if (!cgroup_root.empty()) request.cgroup_root = cgroup_root;
       result = run_task(request);
@@ -245,7 +255,7 @@ int main(int argc, char** argv) {
     int status = 0;
     for (const auto& file : check_files) {
       try {
-        Policy p = load_policy_file(file);
+        Policy p = load_policy(file);
         if (print) {
           std::printf("# %s\n%s", file.c_str(), to_toml(p).c_str());
         } else {
@@ -262,7 +272,7 @@ int main(int argc, char** argv) {
   if (doctor->parsed()) {
     std::optional<Policy> p;
     try {
-      if (!doctor_policy.empty()) p = load_policy_file(doctor_policy);
+      if (!doctor_policy.empty()) p = load_policy(doctor_policy);
     } catch (const Error& e) {
       report_error(e);
       return 2;
