@@ -14,6 +14,7 @@
 #include "pollkill/error.h"
 #include "pollkill/gc.h"
 #include "pollkill/policy.h"
+#include "pollkill/policy_path.h"
 #include "pollkill/report.h"
 #include "pollkill/result.h"
 #include "pollkill/supervisor.h"
@@ -152,6 +153,13 @@ void apply_flags(const LimitFlags& f, Policy& p) {
   }
 }
 
+// `--policy ARG`: a bare name is looked up in /etc/pollkill, then the shipped policies
+// (or POLLKILL_POLICY_PATH); anything else is a path.
+Policy load_policy(const std::string& arg) {
+  return load_policy_file(
+      resolve_policy(arg, policy_search_path(::getenv("POLLKILL_POLICY_PATH"))));
+}
+
 void report_error(const Error& e) {
   std::fprintf(stderr, "pollkill: error: %s\n", e.what());
   if (!e.hint().empty()) std::fprintf(stderr, "pollkill: hint: %s\n", e.hint().c_str());
@@ -186,7 +194,8 @@ int main(int argc, char** argv) {
   std::string policy_file, cgroup_root, result_path;
   bool quiet = false, verbose = false;
   add_limit_flags(run, flags);
-  run->add_option("--policy", policy_file, "policy file (TOML)");
+  run->add_option("--policy", policy_file,
+                  "policy file (TOML), or a policy name such as 'strict' (see pollkill-policy(5))");
   run->add_option("--cgroup-root", cgroup_root, "cgroup under which to create task cgroups")
       ->group("Runner");
   run->add_option("--result", result_path, "write the JSON result to FILE ('-' for stdout)");
@@ -253,13 +262,14 @@ int main(int argc, char** argv) {
       policy->add_subcommand("check", "validate policy files (exit 0 valid, 1 invalid)");
   std::vector<std::string> check_files;
   bool print = false;
-  check->add_option("FILE", check_files, "policy files")->required();
+  check->add_option("FILE", check_files, "policy files or policy names")->required();
   check->add_flag("--print", print, "print the effective policy");
 
   // pollkill doctor
   CLI::App* doctor = app.add_subcommand("doctor", "check what this host offers pollkill");
   std::string doctor_policy, doctor_root;
-  doctor->add_option("--policy", doctor_policy, "also check whether this policy can be enforced");
+  doctor->add_option("--policy", doctor_policy,
+                     "also check whether this policy (file or name) can be enforced");
   doctor->add_option("--cgroup-root", doctor_root, "the run root to check");
 
   try {
@@ -283,7 +293,7 @@ int main(int argc, char** argv) {
     try {
       RunRequest request;
       request.command = command;
-      request.policy = policy_file.empty() ? default_policy() : load_policy_file(policy_file);
+      request.policy = policy_file.empty() ? default_policy() : load_policy(policy_file);
       apply_flags(flags, request.policy);
       // One task has no median to adapt to: a percentage wall time leaves only its cap.
       if (request.policy.limits.wall_time_percent)
@@ -315,8 +325,7 @@ int main(int argc, char** argv) {
 
   if (batch->parsed()) {
     try {
-      batch_request.policy =
-          batch_policy.empty() ? default_policy() : load_policy_file(batch_policy);
+      batch_request.policy = batch_policy.empty() ? default_policy() : load_policy(batch_policy);
       apply_flags(batch_flags, batch_request.policy);
       if (!retries_text.empty()) {
         double n = parse_number("--retries", retries_text);
@@ -379,7 +388,7 @@ int main(int argc, char** argv) {
     int status = 0;
     for (const auto& file : check_files) {
       try {
-        Policy p = load_policy_file(file);
+        Policy p = load_policy(file);
         if (print) {
           std::printf("# %s\n%s", file.c_str(), to_toml(p).c_str());
         } else {
@@ -396,7 +405,7 @@ int main(int argc, char** argv) {
   if (doctor->parsed()) {
     std::optional<Policy> p;
     try {
-      if (!doctor_policy.empty()) p = load_policy_file(doctor_policy);
+      if (!doctor_policy.empty()) p = load_policy(doctor_policy);
     } catch (const Error& e) {
       report_error(e);
       return 2;

@@ -136,6 +136,26 @@ TEST_F(RunPolicyCheck, BadValueIsReportedAtItsLine) {
   EXPECT_NE(r.err.find(bad + ":4:"), std::string::npos) << r.err;
 }
 
+TEST_F(RunPolicyCheck, ABareNameIsLookedUpInPollkillPolicyPath) {
+  // The first directory shadows the second, as /etc/pollkill shadows the shipped policies.
+  std::filesystem::create_directories(dir_ / "etc");
+  std::ofstream(dir_ / "etc" / "strict.toml") << "version = 1\n[limits]\nwall_time = \"7s\"\n";
+  LaunchOptions options;
+  options.env["POLLKILL_POLICY_PATH"] =
+      (dir_ / "etc").string() + ":" + std::string(POLLKILL_SOURCE_DIR) + "/policies";
+  RunOutput r =
+      run_pollkill({"policy", "check", "--print", "strict", "gmsh"}, Seconds(30), options);
+  ASSERT_FALSE(r.timed_out) << r.describe();
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_NE(r.out.find("wall_time = \"7s\""), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("OMP_NUM_THREADS"), std::string::npos) << "gmsh not found: " << r.out;
+
+  r = run_pollkill({"run", "--policy", "strictt", "--", "/bin/true"}, Seconds(30), options);
+  EXPECT_EQ(r.exit_code, 125) << r.describe();
+  EXPECT_NE(r.err.find((dir_ / "etc" / "strictt.toml").string()), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("did you mean 'strict'?"), std::string::npos) << r.err;
+}
+
 TEST_F(RunPolicyCheck, UnreadableFileExit1) {
   const std::string missing = (dir_ / "missing.toml").string();
   RunOutput r = run_pollkill({"policy", "check", missing});

@@ -1,0 +1,75 @@
+# bash completion for pollkill                                        -*- shell-script -*-
+
+# Policy names: *.toml in the directories `--policy NAME` searches.
+_pollkill_policies() {
+  local IFS=: dir f
+  for dir in ${POLLKILL_POLICY_PATH-/etc/pollkill:/usr/share/pollkill/policies}; do
+    for f in "$dir"/*.toml; do
+      [[ -e $f ]] && f=${f##*/} && printf '%s\n' "${f%.toml}"
+    done
+  done
+}
+
+_pollkill() {
+  local cur prev words cword
+  _init_completion -s || return
+
+  local limits='--memory --memory-high --swap --cpus --pids --wall-time --cpu-time --output
+    --poll-interval --hang-after --hang-cpu-below --spin-after --spin-cpu-above --heartbeat
+    --kill-grace --orphans --missing-controllers --policy --cgroup-root'
+  local cmd='' sub='' i
+  for ((i = 1; i < cword; i++)); do
+    case ${words[i]} in
+      --) [[ $cmd == run ]] && { _command_offset $((i + 1)); return; } ;;
+      -*) ;;
+      *) if [[ -z $cmd ]]; then cmd=${words[i]}; elif [[ $cmd == policy && -z $sub ]]; then sub=${words[i]}; fi ;;
+    esac
+  done
+
+  case $prev in
+    --policy)
+      COMPREPLY=($(compgen -W "$(_pollkill_policies)" -- "$cur"))
+      _filedir toml
+      return ;;
+    --orphans) COMPREPLY=($(compgen -W 'kill wait' -- "$cur")); return ;;
+    --missing-controllers) COMPREPLY=($(compgen -W 'error warn' -- "$cur")); return ;;
+    --heartbeat | --result | --results | --joblog) _filedir; return ;;
+    --logs | --cgroup-root) _filedir -d; return ;;
+    --memory | --memory-high | --swap | --cpus | --pids | --wall-time | --wall-time-max | \
+      --cpu-time | --output | --poll-interval | --hang-after | --hang-cpu-below | --spin-after | \
+      --spin-cpu-above | --kill-grace | --jobs | -j | --retries | --sync-interval)
+      return ;;
+  esac
+
+  case $cmd in
+    '') COMPREPLY=($(compgen -W 'run batch report policy doctor gc --version --help' -- "$cur")) ;;
+    run)
+      if [[ $cur == -* ]]; then
+        COMPREPLY=($(compgen -W "$limits --result --quiet --verbose --help --" -- "$cur"))
+      else
+        COMPREPLY=($(compgen -W '--' -- "$cur"))
+      fi ;;
+    batch)
+      if [[ $cur == -* ]]; then
+        COMPREPLY=($(compgen -W "$limits --wall-time-max --jobs --results --logs --joblog
+          --retries --resume --sync-interval --progress --no-progress --quiet --verbose --help" -- "$cur"))
+      else
+        _filedir
+      fi ;;
+    report)
+      if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--json --help' -- "$cur")); else _filedir jsonl; fi ;;
+    policy)
+      if [[ -z $sub ]]; then
+        COMPREPLY=($(compgen -W 'check' -- "$cur"))
+      elif [[ $cur == -* ]]; then
+        COMPREPLY=($(compgen -W '--print --help' -- "$cur"))
+      else
+        COMPREPLY=($(compgen -W "$(_pollkill_policies)" -- "$cur"))
+        _filedir toml
+      fi ;;
+    doctor) COMPREPLY=($(compgen -W '--policy --cgroup-root --help' -- "$cur")) ;;
+    gc) COMPREPLY=($(compgen -W '--cgroup-root --help' -- "$cur")) ;;
+  esac
+} && complete -F _pollkill pollkill
+
+# ex: filetype=sh
