@@ -69,6 +69,8 @@ class TaskFile {
 
  private:
   bool read_line(std::string& line);
+  /// The next task line parsed (comments and blank lines skipped), errors as FILE:LINE.
+  std::optional<TaskSpec> read_task(const Policy& base);
 
   std::string name_;
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> file_{nullptr, &std::fclose};

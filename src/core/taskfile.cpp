@@ -248,15 +248,7 @@ TaskFile::Validation TaskFile::validate(const Policy& base) {
     }
   };
   add_plan(base.limits);
-  std::string line;
-  while (read_line(line)) {
-    std::optional<TaskSpec> task;
-    try {
-      task = parse_task_line(line, line_, base);
-    } catch (const Error& e) {
-      throw Error(name_ + ":" + std::to_string(line_) + ": " + e.what());
-    }
-    if (!task) continue;
+  while (std::optional<TaskSpec> task = read_task(base)) {
     if (!ids.insert(task->id).second) {
       throw Error(name_ + ":" + std::to_string(line_) + ": duplicate task id '" + task->id + "'");
     }
@@ -274,7 +266,7 @@ void TaskFile::rewind() {
   seq_ = 0;
 }
 
-std::optional<TaskSpec> TaskFile::next(const Policy& base) {
+std::optional<TaskSpec> TaskFile::read_task(const Policy& base) {
   std::string line;
   while (read_line(line)) {
     std::optional<TaskSpec> task;
@@ -283,11 +275,15 @@ std::optional<TaskSpec> TaskFile::next(const Policy& base) {
     } catch (const Error& e) {
       throw Error(name_ + ":" + std::to_string(line_) + ": " + e.what());
     }
-    if (!task) continue;
-    task->seq = ++seq_;
-    return task;
+    if (task) return task;
   }
   return std::nullopt;
+}
+
+std::optional<TaskSpec> TaskFile::next(const Policy& base) {
+  std::optional<TaskSpec> task = read_task(base);
+  if (task) task->seq = ++seq_;
+  return task;
 }
 
 }  // namespace pollkill

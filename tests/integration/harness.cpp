@@ -308,6 +308,39 @@ std::string cgroup_v2_path(const std::string& text) {
   return "";
 }
 
+namespace {
+class SharedCopies {
+ public:
+  ~SharedCopies() {
+    std::error_code ec;
+    if (!dir_.empty()) fs::remove_all(dir_, ec);
+  }
+  std::string copy(const std::string& path) {
+    constexpr auto kOpen = fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                           fs::perms::others_read | fs::perms::others_exec;
+    if (dir_.empty()) {
+      dir_ = "/var/tmp/pollkill-it-" + std::to_string(::getpid());
+      fs::create_directories(dir_);
+      fs::permissions(dir_, kOpen);
+    }
+    fs::path target = dir_ / fs::path(path).filename();
+    if (!fs::exists(target)) {
+      fs::copy_file(path, target);
+      fs::permissions(target, kOpen);
+    }
+    return target.string();
+  }
+
+ private:
+  fs::path dir_;
+};
+SharedCopies shared_copies;
+}  // namespace
+
+std::string world_readable_copy(const std::string& path) {
+  return shared_copies.copy(path);
+}
+
 TempDir::TempDir() {
   std::string templ = (fs::temp_directory_path() / "pollkill-it-XXXXXX").string();
   if (!::mkdtemp(templ.data()))

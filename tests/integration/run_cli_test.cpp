@@ -189,13 +189,14 @@ TEST(RunDoctor, PolicyNeedingRootIsNotReadyForAnOrdinaryUser) {
   if (::geteuid() != 0 || ::access("/usr/bin/setpriv", X_OK) != 0) {
     GTEST_SKIP() << "needs root and setpriv to run pollkill as another user";
   }
-  const std::string strict = std::string(POLLKILL_SOURCE_DIR) + "/policies/strict.toml";
+  const std::string strict =
+      world_readable_copy(std::string(POLLKILL_SOURCE_DIR) + "/policies/strict.toml");
   RunOutput as_root = run_pollkill({"doctor", "--policy", strict});
   EXPECT_NE(as_root.out.find("[ok] policy sandbox"), std::string::npos) << as_root.out;
   LaunchOptions nobody;
   nobody.program = "/usr/bin/setpriv";
-  RunOutput r = run_pollkill({"--reuid=65534", "--regid=65534", "--clear-groups", POLLKILL_BINARY,
-                              "doctor", "--policy", strict},
+  RunOutput r = run_pollkill({"--reuid=65534", "--regid=65534", "--clear-groups",
+                              world_readable_copy(POLLKILL_BINARY), "doctor", "--policy", strict},
                              Seconds(30), nobody);
   EXPECT_EQ(r.exit_code, 1) << r.describe();
   EXPECT_NE(r.out.find("[!!] policy sandbox"), std::string::npos) << r.out;

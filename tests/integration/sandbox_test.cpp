@@ -114,9 +114,10 @@ TEST_F(Sandbox, UserChangeWithoutRootIsAClearErrorBeforeAnythingRuns) {
                   fs::perm_options::add);
   LaunchOptions options;
   options.program = "/usr/bin/setpriv";
-  RunOutput r = run_pollkill({"--reuid=65534", "--regid=65534", "--clear-groups", POLLKILL_BINARY,
-                              "run", "--policy", p, "--", "/bin/true"},
-                             Seconds(30), options);
+  RunOutput r =
+      run_pollkill({"--reuid=65534", "--regid=65534", "--clear-groups",
+                    world_readable_copy(POLLKILL_BINARY), "run", "--policy", p, "--", "/bin/true"},
+                   Seconds(30), options);
   EXPECT_EQ(r.exit_code, 125) << r.describe();
   EXPECT_NE(r.err.find("needs root"), std::string::npos) << r.describe();
 }
@@ -282,8 +283,8 @@ TEST_F(Sandbox, StrictContainsTheCgroupEscapeAttempt) {
   const fs::path root = *cgroup2_mount();
   RunOutput r = run(kPolicies + "strict.toml",
                     {"sh", "-c",
-                     "cat /proc/self/cgroup | grep '^0::'; " + kProbe + " escape " +
-                         (root / "cgroup.procs").string() + " ../cgroup.procs"});
+                     "cat /proc/self/cgroup | grep '^0::'; " + world_readable_copy(kProbe) +
+                         " escape " + (root / "cgroup.procs").string() + " ../cgroup.procs"});
   ASSERT_TRUE(r.json) << r.describe();
   EXPECT_EQ((*r.json)["status"], "failed") << r.describe();
   EXPECT_EQ(r.exit_code, 1) << r.describe();
@@ -307,7 +308,7 @@ TEST_F(Sandbox, StrictCannotReachAServerOnTheHostsLoopback) {
   // The control: without the policy the probe connects.
   RunOutput control = run(policy("none", ""), {kProbe, "connect", port});
   EXPECT_EQ(control.out, "connect: ok\n") << control.describe();
-  RunOutput r = run(kPolicies + "strict.toml", {kProbe, "connect", port});
+  RunOutput r = run(kPolicies + "strict.toml", {world_readable_copy(kProbe), "connect", port});
   ::close(server);
   ASSERT_TRUE(r.json) << r.describe();
   EXPECT_EQ((*r.json)["status"], "failed") << r.describe();
