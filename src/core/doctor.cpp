@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
 
 #include "pollkill/cgroup.h"
 #include "pollkill/error.h"
@@ -27,37 +28,27 @@ bool DoctorReport::ready() const {
                      [](const DoctorCheck& c) { return c.ok || !c.required; });
 }
 
-DoctorReport run_doctor(const std::optional<Policy>& policy,
-                        const std::optional<std::string>& cgroup_root) {
-  DoctorReport report;
+namespace {
+
+using AddCheck = std::function<void(std::string, bool, std::string, std::string, bool)>;
+
+// The run root, its controllers and a real trial in it. Returns the controllers the run root
+// offers (empty when there is none).
+std::vector<std::string> check_cgroups(const HostCgroups& host,
+                                       const std::optional<std::string>& cgroup_root,
+                                       const Policy& effective, bool needs_controllers,
+                                       const AddCheck& add_check) {
   auto add = [&](std::string name, bool ok, std::string detail, std::string fix = {},
                  bool required = true) {
-    report.checks.push_back({std::move(name), ok, required, std::move(detail), std::move(fix)});
+    add_check(std::move(name), ok, std::move(detail), std::move(fix), required);
   };
-  HostCgroups host = probe_host_cgroups();
-  add("PID 1 is systemd", true,
-      host.systemd_pid1 ? "yes: pollkill's cgroup must be delegated" : "no", {}, false);
-  if (!host.mounts.cgroup2) {
-    add("cgroup2 mount", false, "none (layout: v1-only)",
-        "mount cgroup2 (`mount -t cgroup2 none /sys/fs/cgroup/unified`) or boot with "
-        "systemd.unified_cgroup_hierarchy=1");
-    return report;
-  }
-  add("cgroup2 mount", true,
-      host.mounts.cgroup2->string() + " (" + std::string(to_string(host.mounts.layout)) + ")");
-  add("own cgroup", !host.own_cgroup.empty(),
-      host.own_cgroup.empty() ? "unknown" : host.own_cgroup);
-
-  Policy effective = policy.value_or(default_policy());
-  std::vector<LimitWrite> plan = plan_limits(effective.limits);
-  std::vector<std::string> wanted = controllers_for(plan);
   RunRoot root;
   try {
     root = resolve_run_root(host, cgroup_root, effective, ::getenv("POLLKILL_CGROUP_ROOT"),
-                            !wanted.empty());
+                            needs_controllers);
   } catch (const Error& e) {
     add("run root", false, e.what(), e.hint());
-    return report;
+    return {};
   }
   bool writable = ::access(root.path.c_str(), W_OK) == 0;
   add("run root", writable,
@@ -122,6 +113,36 @@ DoctorReport run_doctor(const std::optional<Policy>& policy,
         e.hint().empty() ? "see the run root above" : e.hint());
   }
 
+  return available;
+}
+
+}  // namespace
+
+DoctorReport run_doctor(const std::optional<Policy>& policy,
+                        const std::optional<std::string>& cgroup_root) {
+  DoctorReport report;
+  auto add = [&](std::string name, bool ok, std::string detail, std::string fix = {},
+                 bool required = true) {
+    report.checks.push_back({std::move(name), ok, required, std::move(detail), std::move(fix)});
+  };
+  HostCgroups host = probe_host_cgroups();
+  add("PID 1 is systemd", true,
+      host.systemd_pid1 ? "yes: pollkill's cgroup must be delegated" : "no", {}, false);
+  Policy effective = policy.value_or(default_policy());
+  std::vector<LimitWrite> plan = plan_limits(effective.limits);
+  std::vector<std::string> available;
+  if (!host.mounts.cgroup2) {
+    add("cgroup2 mount", false, "none (layout: v1-only)",
+        "mount cgroup2 (`mount -t cgroup2 none /sys/fs/cgroup/unified`) or boot with "
+        "systemd.unified_cgroup_hierarchy=1");
+  } else {
+    add("cgroup2 mount", true,
+        host.mounts.cgroup2->string() + " (" + std::string(to_string(host.mounts.layout)) + ")");
+    add("own cgroup", !host.own_cgroup.empty(),
+        host.own_cgroup.empty() ? "unknown" : host.own_cgroup);
+    // The policy checks below still run when the cgroup part fails: a user learns both.
+    available = check_cgroups(host, cgroup_root, effective, !controllers_for(plan).empty(), add);
+  }
   const unsigned seccomp_mode = static_cast<unsigned>(::prctl(PR_GET_SECCOMP));
   const scmp_version* v = seccomp_version();
   add("seccomp", seccomp_mode != static_cast<unsigned>(-1),
