@@ -131,6 +131,7 @@ class TaskWatch {
   std::set<int> reaped_;
   std::vector<UnkillableProcess> unkillable_;
   std::optional<std::uint64_t> memory_peak_sampled_;
+  bool memory_current_absent_ = false;  ///< no memory controller: stop looking for the file
 };
 
 }  // namespace pollkill
