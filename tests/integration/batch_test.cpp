@@ -387,6 +387,46 @@ TEST(Batch, SeccompPolicyAppliesToEveryTask) {
   EXPECT_EQ(finals["2"]["status"], "ok") << finals["2"].dump();
 }
 
+// Distributions give a process 1024 open files; each running task holds about a dozen.
+// pollkill raises its own soft limit for the batch and gives the tasks the original one back.
+TEST(Batch, ManyTasksUnderALowSoftOpenFileLimitAllRun) {
+  PK_REQUIRE_CGROUP2();
+  TempDir dir;
+  std::string tasks;
+  for (int i = 0; i < 60; ++i) tasks += "sh -c 'sleep 0.5; ulimit -Sn'\n";
+  write_file(dir / "tasks", tasks);
+  LaunchOptions shell;
+  shell.program = "/bin/sh";
+  // 60 tasks at once need about 1,000 descriptors, four times this soft limit.
+  RunOutput r =
+      run_pollkill({"-c", "ulimit -Sn 256 && exec \"$0\" \"$@\"", POLLKILL_BINARY, "batch", "-j",
+                    "60", "--results", (dir / "r.jsonl").string(), (dir / "tasks").string()},
+                   Seconds(60), shell);
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  auto finals = finals_by_id(read_records(dir / "r.jsonl"));
+  ASSERT_EQ(finals.size(), 60u);
+  for (auto& [id, record] : finals) {
+    ASSERT_EQ(record["status"], "ok") << record.dump();
+    EXPECT_EQ(slurp(record["stdout"].get<std::string>()), "256\n") << "task " << id;
+  }
+}
+
+TEST(Batch, JobsBeyondTheHardOpenFileLimitAreRefusedBeforeAnythingRuns) {
+  PK_REQUIRE_CGROUP2();
+  TempDir dir;
+  write_file(dir / "tasks", "touch " + (dir / "ran").string() + "\n");
+  LaunchOptions shell;
+  shell.program = "/bin/sh";
+  RunOutput r =
+      run_pollkill({"-c", "ulimit -n 256 && exec \"$0\" \"$@\"", POLLKILL_BINARY, "batch", "-j",
+                    "100", "--results", (dir / "r.jsonl").string(), (dir / "tasks").string()},
+                   Seconds(30), shell);
+  EXPECT_EQ(r.exit_code, 2) << r.describe();
+  EXPECT_NE(r.err.find("--jobs 100 needs up to 1664 open files"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("use --jobs 12 or less"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "ran"));
+}
+
 TEST(Batch, ReportPrintsTheSummaryFromAResultsFile) {
   PK_REQUIRE_CGROUP2();
   TempDir dir;
