@@ -291,7 +291,6 @@ int Batch::run() {
             ::fstat(slot->err.get(), &b);
             slot->watch->on_output(static_cast<std::uint64_t>(a.st_size + b.st_size));
           }
-          slot->watch->on_events();
         }
       } else if (tag == kSync) {
         drain_fd(sync_timer_.get());
@@ -328,7 +327,6 @@ int Batch::run() {
           case kWall:
             drain_fd(wall_timers_[slot].get());
             r->watch->on_sample(Clock::now());
-            r->watch->on_events();
             break;
         }
       }
@@ -376,8 +374,13 @@ void Batch::on_inotify() {
     for (ssize_t at = 0; at < n;) {
       const auto* event = reinterpret_cast<const inotify_event*>(buffer + at);
       at += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
+      // cgroup.events is the only way a task's end is seen (samples do not poll it), so a lost
+      // notification must not be: after a queue overflow, every task is read again.
+      bool overflow = (event->mask & IN_Q_OVERFLOW) != 0;
       for (auto& slot : slots_) {
-        if (slot && slot->watch && slot->events_wd == event->wd) slot->watch->on_events();
+        if (slot && slot->watch && (overflow || slot->events_wd == event->wd)) {
+          slot->watch->on_events();
+        }
       }
     }
   }
