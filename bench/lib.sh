@@ -109,13 +109,14 @@ wait_for_processes() {
 # The first CPU figure is utime+stime (10 ms ticks); the last is the scheduler's own run time
 # (/proc/PID/schedstat, nanoseconds), which resolves the small values.
 # The guard process (blocked on a pipe) and the tasks themselves are not counted.
+# measure_watching TASKS INTERVAL WINDOW [EXTRA_ARG...]: EXTRA_ARGs go to `pollkill batch`.
 measure_watching() {
   local tasks=$1 interval=$2 window=$3 pid t0 t1 c0 c1 s0 s1 hwm rss start_ns ready_ns
   repeat_line "sleep 600" "$tasks" >"$work/sleep-tasks"
   rm -rf "$work/w.jsonl" "$work/w.jsonl.logs"
   start_ns=$(now_ns)
   "$PK" batch -j "$tasks" -q --no-progress --poll-interval "$interval" --kill-grace 0 \
-    --results "$work/w.jsonl" "$work/sleep-tasks" >/dev/null 2>"$work/batch.err" &
+    "${@:4}" --results "$work/w.jsonl" "$work/sleep-tasks" >/dev/null 2>"$work/batch.err" &
   pid=$!
   bench_pids+=("$pid")
   wait_for_processes "$pid" "$tasks" 120

@@ -9,6 +9,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "pollkill/fd.h"
+
 namespace pollkill {
 
 /// Collects the evidence that counts as progress between two samples (docs/ARCHITECTURE.md):
@@ -36,9 +38,18 @@ class ProgressProbe {
   };
   HeartbeatState read_heartbeat() const;
 
+  /// A process seen at the previous call: its wchar then and, for the first kMaxOpenIo
+  /// processes, /proc/PID/io kept open (a pread per sample instead of a path walk, an open and
+  /// a close; the descriptor stays bound to that process, so a reused pid is noticed).
+  struct Proc {
+    std::uint64_t wchar = 0;
+    UniqueFd io;
+  };
+  static constexpr std::size_t kMaxOpenIo = 8;
+
   std::optional<std::string> heartbeat_;
   HeartbeatState heartbeat_state_;
-  std::unordered_map<int, std::uint64_t> wchar_;
+  std::unordered_map<int, Proc> procs_;
 };
 
 /// The `wchar` field of /proc/PID/io text; nullopt when absent.

@@ -73,9 +73,14 @@ class BlockedSignals {
 /// its cgroup is empty (or the survivors were given up on after kKillWait).
 ///
 /// The caller registers: the pidfd (call on_main_exit when readable, then stop watching it),
-/// an inotify IN_MODIFY watch on the cgroup's cgroup.events (on_events), a sampling timer
-/// (on_sample, then on_events) and the deadline timer given with set_deadline_fd
-/// (on_deadline). `policy` must outlive the watch.
+/// an inotify IN_MODIFY watch on the cgroup's cgroup.events (on_events, and after an inotify
+/// queue overflow), a sampling timer (on_sample) and the deadline timer given with
+/// set_deadline_fd (on_deadline). `policy` must outlive the watch.
+///
+/// A sample reads only what a decision needs: cpu.stat when a CPU rule (cpu_time, hang_after,
+/// spin_after) is set, the processes' progress when hang or spin detection is on, and
+/// memory.current only where the kernel keeps no memory.peak. With none of these a sample
+/// costs nothing; the task's end is seen through cgroup.events, never by polling it.
 class TaskWatch {
  public:
   TaskWatch(const Policy& policy, CgroupDir dir, Child child, Clock::time_point start,
@@ -104,6 +109,7 @@ class TaskWatch {
   enum class Phase { running, terminating, killed };
 
   std::uint64_t read_cpu_usage();
+  std::vector<int> read_procs();
   void track_memory();
   void refresh_populated();
   void begin_termination(Duration grace);
@@ -120,6 +126,7 @@ class TaskWatch {
   KillMethod kill_method_;
   UniqueFd cpu_stat_;       ///< kept open: one pread per sample instead of open/read/close
   UniqueFd cgroup_events_;  ///< likewise, for "populated"
+  UniqueFd cgroup_procs_;   ///< likewise, for the processes whose progress is watched
   int deadline_fd_ = -1;
   Phase phase_ = Phase::running;
   bool populated_ = true;
@@ -131,7 +138,8 @@ class TaskWatch {
   std::set<int> reaped_;
   std::vector<UnkillableProcess> unkillable_;
   std::optional<std::uint64_t> memory_peak_sampled_;
-  bool memory_current_absent_ = false;  ///< no memory controller: stop looking for the file
+  bool sample_cpu_;     ///< a CPU rule is set: read cpu.stat at each sample
+  bool sample_memory_;  ///< memory.current exists but memory.peak does not
 };
 
 }  // namespace pollkill

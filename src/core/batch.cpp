@@ -18,6 +18,7 @@
 
 #include "pollkill/cgroup.h"
 #include "pollkill/error.h"
+#include "pollkill/fdlimit.h"
 #include "pollkill/gc.h"
 #include "pollkill/guard.h"
 #include "pollkill/report.h"
@@ -103,6 +104,7 @@ class Batch {
   std::size_t running_count() const;
 
   const BatchRequest& request_;
+  NofileRaise nofile_;  ///< declared first: restored after every descriptor below is closed
   std::optional<TaskFile> file_;
   bool file_done_ = false;
   std::uint64_t total_ = 0;
@@ -147,6 +149,17 @@ int Batch::run() {
   total_ = validation.tasks;
   // Before anything is created: a [sandbox] this process cannot set up fails the batch here.
   sandbox_ = prepare_sandbox(policy, current_environment());
+  const int jobs = request_.jobs > 0 ? request_.jobs : default_jobs();
+  // Each running task holds about a dozen descriptors: raise the soft open-file limit now (or
+  // refuse --jobs the hard limit cannot cover), and give the tasks the limit pollkill had, so a
+  // program that uses select() does not meet descriptors above 1024. A task's own
+  // sandbox.rlimits.nofile wins.
+  nofile_ = NofileRaise::for_jobs(static_cast<std::uint64_t>(jobs));
+  if (const auto& original = nofile_.original()) {
+    bool set_by_policy = std::any_of(sandbox_.rlimits.begin(), sandbox_.rlimits.end(),
+                                     [](const auto& r) { return r.first == RLIMIT_NOFILE; });
+    if (!set_by_policy) sandbox_.rlimits.push_back({RLIMIT_NOFILE, *original});
+  }
 
   if (request_.resume) {
     resume_ = read_results(request_.results);
@@ -235,7 +248,6 @@ int Batch::run() {
   }
   env_ = sandbox_.env;
   spawn_method_ = default_spawn_method();
-  int jobs = request_.jobs > 0 ? request_.jobs : default_jobs();
   slots_.resize(static_cast<std::size_t>(jobs));
   inotify_.reset(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
   if (!inotify_) throw_errno("inotify_init1");
@@ -279,7 +291,6 @@ int Batch::run() {
             ::fstat(slot->err.get(), &b);
             slot->watch->on_output(static_cast<std::uint64_t>(a.st_size + b.st_size));
           }
-          slot->watch->on_events();
         }
       } else if (tag == kSync) {
         drain_fd(sync_timer_.get());
@@ -316,7 +327,6 @@ int Batch::run() {
           case kWall:
             drain_fd(wall_timers_[slot].get());
             r->watch->on_sample(Clock::now());
-            r->watch->on_events();
             break;
         }
       }
@@ -364,8 +374,13 @@ void Batch::on_inotify() {
     for (ssize_t at = 0; at < n;) {
       const auto* event = reinterpret_cast<const inotify_event*>(buffer + at);
       at += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
+      // cgroup.events is the only way a task's end is seen (samples do not poll it), so a lost
+      // notification must not be: after a queue overflow, every task is read again.
+      bool overflow = (event->mask & IN_Q_OVERFLOW) != 0;
       for (auto& slot : slots_) {
-        if (slot && slot->watch && slot->events_wd == event->wd) slot->watch->on_events();
+        if (slot && slot->watch && (overflow || slot->events_wd == event->wd)) {
+          slot->watch->on_events();
+        }
       }
     }
   }

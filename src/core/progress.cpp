@@ -11,11 +11,9 @@
 namespace pollkill {
 namespace {
 
-std::optional<std::string> read_proc_file(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return std::nullopt;
+std::optional<std::string> pread_text(int fd) {
   char buf[512];
-  ssize_t n = ::read(fd.get(), buf, sizeof buf);
+  ssize_t n = ::pread(fd, buf, sizeof buf, 0);
   if (n <= 0) return std::nullopt;
   return std::string(buf, static_cast<size_t>(n));
 }
@@ -52,19 +50,36 @@ ProgressProbe::HeartbeatState ProgressProbe::read_heartbeat() const {
 
 bool ProgressProbe::observe(const std::vector<int>& pids) {
   bool progress = false;
-  std::unordered_map<int, std::uint64_t> now;
+  std::unordered_map<int, Proc> now;
   now.reserve(pids.size());
+  std::size_t open_io = 0;
   for (int pid : pids) {
-    auto text = read_proc_file("/proc/" + std::to_string(pid) + "/io");
-    if (!text) continue;  // exited meanwhile, or not ours to read
+    Proc proc;
+    bool known = false;
+    if (auto it = procs_.find(pid); it != procs_.end()) {
+      proc = std::move(it->second);
+      known = true;
+    }
+    std::optional<std::string> text;
+    if (proc.io) text = pread_text(proc.io.get());
+    if (!text) {
+      // Not kept open, or the process it was opened for is gone and the pid was reused: then
+      // this is a new process, first seen now.
+      if (proc.io) known = false, proc.io.reset();
+      UniqueFd io(::open(("/proc/" + std::to_string(pid) + "/io").c_str(), O_RDONLY | O_CLOEXEC));
+      if (!io) continue;  // exited meanwhile, or not ours to read
+      text = pread_text(io.get());
+      if (!text) continue;
+      if (open_io < kMaxOpenIo) proc.io = std::move(io);
+    }
     auto wchar = parse_wchar(*text);
     if (!wchar) continue;
-    auto it = wchar_.find(pid);
-    std::uint64_t before = it == wchar_.end() ? 0 : it->second;
-    if (*wchar > before) progress = true;
-    now.emplace(pid, *wchar);
+    if (*wchar > (known ? proc.wchar : 0)) progress = true;
+    proc.wchar = *wchar;
+    if (proc.io) ++open_io;
+    now.emplace(pid, std::move(proc));
   }
-  wchar_ = std::move(now);
+  procs_ = std::move(now);
   if (heartbeat_) {
     HeartbeatState state = read_heartbeat();
     if (!(state == heartbeat_state_)) progress = true;

@@ -175,7 +175,6 @@ Result run_task(const RunRequest& request) {
         case kSampleTimer:
           drain_fd(events[i].data.u64 == kWallTimer ? wall_timer.get() : sample_timer.get());
           watch.on_sample(Clock::now());
-          watch.on_events();
           break;
         case kDeadlineTimer:
           drain_fd(deadline_timer.get());

@@ -157,7 +157,12 @@ TaskWatch::TaskWatch(const Policy& policy, CgroupDir dir, Child child, Clock::ti
       watchdog_(WatchdogConfig::from(policy), start, start_cpu),
       probe_(policy.watchdog.heartbeat),
       watch_progress_(policy.watchdog.hang_after || policy.watchdog.spin_after),
-      kill_method_(choose_kill_method(dir_)) {}
+      kill_method_(choose_kill_method(dir_)),
+      sample_cpu_(watch_progress_ || policy.limits.cpu_time),
+      // A task cgroup's files do not come and go while it runs: decide once. Without the
+      // memory controller there is nothing to sample; with memory.peak (Linux 5.19+) the kernel
+      // keeps the peak itself.
+      sample_memory_(dir_.has("memory.current") && !dir_.has("memory.peak")) {}
 
 void TaskWatch::on_main_exit() {
   auto exit = child_.try_reap();
@@ -181,17 +186,13 @@ void TaskWatch::on_events() {
 
 void TaskWatch::on_sample(Clock::time_point now) {
   if (phase_ != Phase::running) return;
-  auto cpu = read_cpu_usage();
+  if (sample_memory_) track_memory();
+  // Without a CPU rule the watchdog only checks the wall time, which needs no reading.
+  auto cpu = sample_cpu_ ? read_cpu_usage() : 0;
   Sample sample{now, cpu, false};
   if (watch_progress_) {
-    std::vector<int> pids;
-    try {
-      pids = dir_.procs();
-    } catch (const SystemError&) {
-    }
-    sample.progress = probe_.observe(pids);
+    sample.progress = probe_.observe(read_procs());
   }
-  track_memory();
   if (auto verdict = watchdog_.observe(sample)) {
     verdict_ = *verdict;
     begin_termination(policy_.watchdog.kill_grace);
@@ -281,6 +282,25 @@ std::uint64_t TaskWatch::read_cpu_usage() {
   return it == stat.end() ? 0 : it->second;
 }
 
+std::vector<int> TaskWatch::read_procs() {
+  // Read at every sample when hang or spin detection is on: kept open, pread from offset 0.
+  if (!cgroup_procs_) {
+    cgroup_procs_.reset(::openat(dir_.fd(), "cgroup.procs", O_RDONLY | O_CLOEXEC));
+    if (!cgroup_procs_) return {};
+  }
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::pread(cgroup_procs_.get(), buf, sizeof buf, static_cast<off_t>(text.size()));
+    if (n <= 0) break;
+    text.append(buf, static_cast<size_t>(n));
+    // A seq_file read fills the buffer unless it reached the end: a short read is the end, and
+    // saves a second walk of the cgroup's tasks just to learn that.
+    if (static_cast<size_t>(n) < sizeof buf) break;
+  }
+  return parse_pids(text);
+}
+
 void TaskWatch::stop_with(Status status, std::string reason) {
   if (phase_ != Phase::running) return;
   verdict_ = Verdict{status, std::move(reason)};
@@ -288,14 +308,8 @@ void TaskWatch::stop_with(Status status, std::string reason) {
 }
 
 void TaskWatch::track_memory() {
-  // Without the memory controller the file is absent, and a task cgroup's files do not change
-  // while it runs: looking it up again at every sample was a quarter of the watching cost
-  // (docs/PERFORMANCE.md).
-  if (memory_current_absent_) return;
   if (auto current = dir_.read_u64("memory.current")) {
     memory_peak_sampled_ = std::max(memory_peak_sampled_.value_or(0), *current);
-  } else {
-    memory_current_absent_ = true;
   }
 }
 

@@ -78,9 +78,21 @@ TEST(RunWatchdog, SameBusyTaskWithoutWritesIsSpinning) {
       run_task_cli({"--spin-after", "1s", "--spin-cpu-above", "0.5", "--wall-time", "20s"},
                    busy_loop(":", marker), Seconds(30));
   ASSERT_FALSE(r.timed_out) << r.describe();
-  EXPECT_EQ(r.exit_code, 124) << r.describe();
   ASSERT_TRUE(r.json) << r.describe();
-  EXPECT_EQ((*r.json)["status"], "spinning") << r.json->dump();
+  const auto& j = *r.json;
+  if (j["status"] == "ok") {
+    // It ran its 3 s without a verdict: only a machine too busy to give it half a CPU excuses
+    // that.
+    const double cpu = j["cpu_user_s"].get<double>() + j["cpu_system_s"].get<double>();
+    const double wall = j["wall_s"];
+    if (cpu / wall < 0.5) {
+      expect_nothing_left(r, marker);
+      GTEST_SKIP() << "the machine is too loaded for this test to mean anything: the task got "
+                   << cpu / wall << " CPU on average, below the 0.5 spin threshold";
+    }
+  }
+  EXPECT_EQ(r.exit_code, 124) << r.describe();
+  EXPECT_EQ(j["status"], "spinning") << j.dump();
   expect_nothing_left(r, marker);
 }
 

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "pollkill/batch.h"
+#include "pollkill/fdlimit.h"
 #include "pollkill/gc.h"
 #include "pollkill/report.h"
 #include "pollkill/results.h"
@@ -204,6 +205,33 @@ TEST(Gc, RunCgroupNames) {
   EXPECT_FALSE(run_cgroup_owner("pollkill--0a1b2c3d"));
   EXPECT_FALSE(run_cgroup_owner("task-1-1"));
   EXPECT_FALSE(run_cgroup_owner("pollkill-x1-0a1b2c3d"));
+}
+
+}  // namespace
+}  // namespace pollkill
+
+namespace pollkill {
+namespace {
+
+TEST(NofilePlan, LeavesASufficientOrUnlimitedSoftLimitAlone) {
+  EXPECT_FALSE(plan_nofile(2048, 4096, 1000).raise_soft_to);
+  EXPECT_TRUE(plan_nofile(2048, 4096, 1000).enough);
+  EXPECT_FALSE(plan_nofile(RLIM_INFINITY, RLIM_INFINITY, 1u << 20).raise_soft_to);
+}
+
+TEST(NofilePlan, RaisesTheSoftLimitToWhatIsNeededWithinTheHardLimit) {
+  EXPECT_EQ(plan_nofile(1024, 524288, nofile_needed(1000)).raise_soft_to, rlim_t{64 + 16 * 1000});
+  EXPECT_EQ(plan_nofile(1024, RLIM_INFINITY, 5000).raise_soft_to, rlim_t{5000});
+  EXPECT_EQ(plan_nofile(1024, 5000, 5000).raise_soft_to, rlim_t{5000});
+}
+
+TEST(NofilePlan, AHardLimitBelowTheNeedSaysHowManyJobsFit) {
+  NofilePlan plan = plan_nofile(1024, 4096, nofile_needed(1000));
+  EXPECT_FALSE(plan.enough);
+  EXPECT_EQ(plan.max_jobs, (4096u - 64) / 16);
+  plan = plan_nofile(16, 32, nofile_needed(1));
+  EXPECT_FALSE(plan.enough);
+  EXPECT_EQ(plan.max_jobs, 0u);
 }
 
 }  // namespace

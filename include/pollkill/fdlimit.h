@@ -1,0 +1,53 @@
+// The open-file budget of a batch: each running task holds a dozen descriptors (pidfd, its
+// cgroup directory, cpu.stat, cgroup.events, two log files, two timers, the exec-status pipe
+// while it starts), so `batch -j 1000` needs far more than the 1024 that distributions give a
+// process by default. The soft RLIMIT_NOFILE is raised toward the hard limit for pollkill itself
+// and set back for the tasks, as systemd does for its services.
+#pragma once
+
+#include <sys/resource.h>
+
+#include <cstdint>
+#include <optional>
+
+namespace pollkill {
+
+/// Descriptors one running batch task may hold at once, and pollkill's own beyond them.
+inline constexpr std::uint64_t kFdsPerTask = 16;
+inline constexpr std::uint64_t kFdsBase = 64;
+
+/// The descriptors a batch running `jobs` tasks at once may need.
+constexpr std::uint64_t nofile_needed(std::uint64_t jobs) {
+  return kFdsBase + jobs * kFdsPerTask;
+}
+
+/// What to do about RLIMIT_NOFILE (pure): the soft limit to set (nullopt: leave it), or that the
+/// hard limit cannot cover `needed` (`enough` false; the largest `jobs` that fit is given).
+struct NofilePlan {
+  std::optional<rlim_t> raise_soft_to;
+  bool enough = true;
+  std::uint64_t max_jobs = 0;  ///< when !enough: the most tasks at once the hard limit allows
+};
+NofilePlan plan_nofile(rlim_t soft, rlim_t hard, std::uint64_t needed);
+
+/// Raises pollkill's soft RLIMIT_NOFILE for a batch of `jobs` tasks at once, and restores it on
+/// destruction. Throws Error (naming --jobs and the hard limit) when even the hard limit is too
+/// low, before anything is created. Move-only.
+class NofileRaise {
+ public:
+  NofileRaise() = default;
+  static NofileRaise for_jobs(std::uint64_t jobs);
+  NofileRaise(NofileRaise&& other) noexcept;
+  NofileRaise& operator=(NofileRaise&& other) noexcept;
+  NofileRaise(const NofileRaise&) = delete;
+  NofileRaise& operator=(const NofileRaise&) = delete;
+  ~NofileRaise();
+
+  /// The limit pollkill had before (what the tasks should get back); nullopt when unchanged.
+  const std::optional<rlimit>& original() const { return original_; }
+
+ private:
+  std::optional<rlimit> original_;
+};
+
+}  // namespace pollkill

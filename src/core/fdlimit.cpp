@@ -1,0 +1,62 @@
+#include "pollkill/fdlimit.h"
+
+#include <string>
+#include <utility>
+
+#include "pollkill/error.h"
+
+namespace pollkill {
+
+NofilePlan plan_nofile(rlim_t soft, rlim_t hard, std::uint64_t needed) {
+  NofilePlan plan;
+  if (soft == RLIM_INFINITY || soft >= needed) return plan;
+  if (hard != RLIM_INFINITY && hard < needed) {
+    plan.enough = false;
+    plan.max_jobs = hard > kFdsBase ? (hard - kFdsBase) / kFdsPerTask : 0;
+    if (hard > soft) plan.raise_soft_to = hard;
+    return plan;
+  }
+  plan.raise_soft_to = static_cast<rlim_t>(needed);
+  return plan;
+}
+
+NofileRaise NofileRaise::for_jobs(std::uint64_t jobs) {
+  rlimit current{};
+  if (::getrlimit(RLIMIT_NOFILE, &current) != 0) throw_errno("getrlimit(RLIMIT_NOFILE)");
+  const std::uint64_t needed = nofile_needed(jobs);
+  NofilePlan plan = plan_nofile(current.rlim_cur, current.rlim_max, needed);
+  if (!plan.enough) {
+    throw Error("--jobs " + std::to_string(jobs) + " needs up to " + std::to_string(needed) +
+                    " open files, but the hard limit (RLIMIT_NOFILE) is " +
+                    std::to_string(current.rlim_max),
+                "use --jobs " + std::to_string(plan.max_jobs) +
+                    " or less, or raise the hard limit (`ulimit -Hn` as root, LimitNOFILE= in a "
+                    "systemd unit, nofile in /etc/security/limits.conf)");
+  }
+  NofileRaise raise;
+  if (!plan.raise_soft_to) return raise;
+  rlimit wanted = current;
+  wanted.rlim_cur = *plan.raise_soft_to;
+  if (::setrlimit(RLIMIT_NOFILE, &wanted) != 0) throw_errno("raise the soft RLIMIT_NOFILE");
+  raise.original_ = current;
+  return raise;
+}
+
+NofileRaise::NofileRaise(NofileRaise&& other) noexcept
+    : original_(std::exchange(other.original_, std::nullopt)) {}
+
+NofileRaise& NofileRaise::operator=(NofileRaise&& other) noexcept {
+  if (this != &other) {
+    if (original_) ::setrlimit(RLIMIT_NOFILE, &*original_);
+    original_ = std::exchange(other.original_, std::nullopt);
+  }
+  return *this;
+}
+
+NofileRaise::~NofileRaise() {
+  // Best effort: lowering the soft limit only fails for an invalid value, and the descriptors
+  // the batch held are closed by now.
+  if (original_) ::setrlimit(RLIMIT_NOFILE, &*original_);
+}
+
+}  // namespace pollkill
