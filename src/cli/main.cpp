@@ -28,7 +28,7 @@ using namespace pollkill;
 struct LimitFlags {
   std::string memory, memory_high, swap, cpus, pids, wall_time, wall_time_max, cpu_time, output;
   std::string poll_interval, hang_after, hang_cpu_below, spin_after, spin_cpu_above, heartbeat,
-      kill_grace, orphans, missing_controllers;
+      kill_grace, orphans, missing_controllers, cgroup_v1;
 };
 
 void add_limit_flags(CLI::App* app, LimitFlags& f) {
@@ -69,6 +69,11 @@ void add_limit_flags(CLI::App* app, LimitFlags& f) {
   app->add_option("--missing-controllers", f.missing_controllers,
                   "when a limit's controller is missing: error (default) or warn")
       ->check(CLI::IsMember({"error", "warn"}))
+      ->group("Runner");
+  app->add_option("--cgroup-v1", f.cgroup_v1,
+                  "hybrid hosts: enforce limits the unified hierarchy lacks through the cgroup "
+                  "v1 controllers: auto, or off (default)")
+      ->check(CLI::IsMember({"auto", "off"}))
       ->group("Runner");
 }
 
@@ -150,6 +155,9 @@ void apply_flags(const LimitFlags& f, Policy& p) {
   if (!f.missing_controllers.empty()) {
     p.runner.missing_controllers =
         f.missing_controllers == "warn" ? MissingControllers::warn : MissingControllers::error;
+  }
+  if (!f.cgroup_v1.empty()) {
+    p.runner.cgroup_v1 = f.cgroup_v1 == "auto" ? CgroupV1::automatic : CgroupV1::off;
   }
 }
 
@@ -271,6 +279,11 @@ int main(int argc, char** argv) {
   doctor->add_option("--policy", doctor_policy,
                      "also check whether this policy (file or name) can be enforced");
   doctor->add_option("--cgroup-root", doctor_root, "the run root to check");
+  std::string doctor_v1;
+  doctor
+      ->add_option("--cgroup-v1", doctor_v1,
+                   "hybrid hosts: check with runner.cgroup_v1 set to this (auto or off)")
+      ->check(CLI::IsMember({"auto", "off"}));
 
   try {
     app.parse(argc, argv);
@@ -406,6 +419,10 @@ int main(int argc, char** argv) {
     std::optional<Policy> p;
     try {
       if (!doctor_policy.empty()) p = load_policy(doctor_policy);
+      if (!doctor_v1.empty()) {
+        if (!p) p = default_policy();
+        p->runner.cgroup_v1 = doctor_v1 == "auto" ? CgroupV1::automatic : CgroupV1::off;
+      }
     } catch (const Error& e) {
       report_error(e);
       return 2;
