@@ -255,10 +255,12 @@ void TaskWatch::on_sample(Clock::time_point now) {
   track_memory();
   if (const CgroupDir* memory = v1_.dir_for("memory")) {
     // cgroup v1 has no memory.oom.group: the OOM killer takes one process. End the whole task
-    // as v2 would; the status is still oom (classify: oom_kill rose).
+    // as v2's group kill would; the status is still oom (classify: oom_kill rose). Like that
+    // kernel-side kill, it does not count in processes_reaped.
     auto oom = memory->read_keyed("memory.oom_control");
     if (oom && (*oom)["oom_kill"] > 0) {
-      kill_now();
+      kill_cgroup(dir_, kill_method_);
+      enter_killed();
       return;
     }
   }
