@@ -471,6 +471,10 @@ bool Batch::start_attempt(Attempt what) {
     apply_limits(dir, limits.v2, result.limits_not_enforced, MissingControllers::warn);
     v1 = V1TaskCgroups::create(run_, name);
     v1.apply(limits.v1, result.limits_not_enforced, MissingControllers::warn);
+    std::erase_if(result.limits_cgroup_v1, [&](const std::string& key) {
+      return std::find(result.limits_not_enforced.begin(), result.limits_not_enforced.end(),
+                       key) != result.limits_not_enforced.end();  // swap without accounting
+    });
     v1_join = v1.open_join_fds();
   } catch (const Error& e) {
     result.status = Status::error;

@@ -79,6 +79,10 @@ Result run_task(const RunRequest& request) {
   apply_limits(task_dir, limits.v2, result.limits_not_enforced, policy.runner.missing_controllers);
   V1TaskCgroups v1 = V1TaskCgroups::create(run, "task-" + request.id);
   v1.apply(limits.v1, result.limits_not_enforced, policy.runner.missing_controllers);
+  std::erase_if(result.limits_cgroup_v1, [&](const std::string& key) {
+    return std::find(result.limits_not_enforced.begin(), result.limits_not_enforced.end(), key) !=
+           result.limits_not_enforced.end();  // swap, when v1 does not account it
+  });
   const std::vector<UniqueFd> v1_join = v1.open_join_fds();
 
   UniqueFd sigfd(::signalfd(-1, &blocked.set(), SFD_CLOEXEC | SFD_NONBLOCK));

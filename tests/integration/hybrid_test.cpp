@@ -142,6 +142,22 @@ TEST(Hybrid, TaskJoinsV1CgroupsWithThePlannedLimits) {
   expect_no_v1_leftovers(r.pid);
 }
 
+TEST(Hybrid, ForkFallbackJoinsTheV1CgroupsToo) {
+  PK_REQUIRE_HYBRID_VM();
+  LaunchOptions fork_spawn;
+  fork_spawn.env["POLLKILL_SPAWN_METHOD"] = "fork";
+  RunOutput r = run_task_cli({"--cgroup-v1", "auto", "--memory", "64M", "--pids", "20"},
+                             {"cat", "/proc/self/cgroup"}, Seconds(60), fork_spawn);
+  ASSERT_TRUE(r.json) << r.describe();
+  const auto& j = *r.json;
+  EXPECT_EQ(j["status"], "ok") << j.dump() << r.err;
+  const std::string task = j["cgroup"].get<std::string>();
+  EXPECT_NE(r.out.find("0::" + task + "\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("memory:" + task + "\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("pids:" + task + "\n"), std::string::npos) << r.out;
+  expect_no_v1_leftovers(r.pid);
+}
+
 TEST(Hybrid, CpuQuotaThroughV1IsEnforced) {
   PK_REQUIRE_HYBRID_VM();
   // A spinner for 4 s of wall time gets about 1 s of CPU under 0.25 CPUs (wide margins for
