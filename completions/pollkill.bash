@@ -69,7 +69,7 @@ _pollkill() {
         _filedir toml
       fi ;;
     doctor) COMPREPLY=($(compgen -W '--policy --cgroup-root --cgroup-v1 --help' -- "$cur")) ;;
-    gc) COMPREPLY=($(compgen -W '--cgroup-root --help' -- "$cur")) ;;
+    gc) COMPREPLY=($(compgen -W '--cgroup-root --cgroup-v1 --help' -- "$cur")) ;;
   esac
 } && complete -F _pollkill pollkill
 

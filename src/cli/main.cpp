@@ -10,6 +10,7 @@
 
 #include "pollkill/batch.h"
 #include "pollkill/cgroup.h"
+#include "pollkill/cgroup_v1.h"
 #include "pollkill/doctor.h"
 #include "pollkill/error.h"
 #include "pollkill/gc.h"
@@ -262,6 +263,10 @@ int main(int argc, char** argv) {
   CLI::App* gc = app.add_subcommand("gc", "remove run cgroups of pollkill processes that are gone");
   std::string gc_root;
   gc->add_option("--cgroup-root", gc_root, "the run root to clean");
+  std::string gc_v1;
+  gc->add_option("--cgroup-v1", gc_v1,
+                 "hybrid hosts: with auto, also clean pollkill's v1 cgroups beside its own")
+      ->check(CLI::IsMember({"auto", "off"}));
 
   // pollkill policy check
   CLI::App* policy = app.add_subcommand("policy", "work with policy files");
@@ -385,6 +390,13 @@ int main(int argc, char** argv) {
       RunRoot root = resolve_run_root(host, gc_root.empty() ? std::nullopt : std::optional(gc_root),
                                       default_policy(), ::getenv("POLLKILL_CGROUP_ROOT"), false);
       auto removed = gc_run_cgroups(root.path);
+      if (gc_v1 == "auto") {
+        for (const char* controller : {"memory", "cpu", "pids"}) {
+          V1Placement v1 = place_v1(controller, host.mounts, host.own_v1_cgroups, std::nullopt);
+          if (!v1.usable) continue;
+          for (auto& r : gc_v1_run_cgroups(v1.base)) removed.push_back(std::move(r));
+        }
+      }
       for (const auto& r : removed) {
         std::printf("removed %s (pollkill %d is gone; %zu processes killed)\n", r.path.c_str(),
                     r.owner, r.processes_killed);

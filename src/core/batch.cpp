@@ -203,7 +203,11 @@ int Batch::run() {
   }
 
   // Run cgroups of pollkills that died without cleaning up (a machine crash, an old version).
-  for (const auto& removed : gc_run_cgroups(root.path)) {
+  std::vector<GcRemoved> gc_removed = gc_run_cgroups(root.path);
+  for (const auto& [controller, base] : enforceable.v1_bases) {
+    for (auto& removed : gc_v1_run_cgroups(base)) gc_removed.push_back(std::move(removed));
+  }
+  for (const auto& removed : gc_removed) {
     if (request_.verbosity > 1)
       std::fprintf(stderr, "pollkill: gc: removed '%s' (pollkill %d is gone)\n",
                    removed.path.c_str(), removed.owner);

@@ -232,6 +232,27 @@ TEST(Hybrid, GuardRemovesV1CgroupsWhenPollkillIsKilled) {
   expect_no_v1_leftovers(r.pid);
 }
 
+TEST(Hybrid, GcRemovesV1CgroupsOfDeadPollkills) {
+  PK_REQUIRE_HYBRID_VM();
+  // A pollkill that died with its guard (both SIGKILLed) leaves its v1 run cgroups behind.
+  // pid 4190000 is above any pid this guest hands out.
+  const fs::path memory = v1_mounts()["memory"] / "pollkill-4190000-0123abcd";
+  const fs::path pids = v1_mounts()["pids"] / "pollkill-4190000-0123abcd";
+  for (const auto& p : {memory, pids}) {
+    fs::create_directories(p / "task-1");
+  }
+  RunOutput r = run_pollkill({"gc", "--cgroup-v1", "auto"}, Seconds(30));
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_NE(r.out.find("removed " + memory.string()), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("removed " + pids.string()), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(memory));
+  EXPECT_FALSE(fs::exists(pids));
+  for (const auto& p : {memory, pids}) {  // if it failed
+    ::rmdir((p / "task-1").c_str());
+    ::rmdir(p.c_str());
+  }
+}
+
 TEST(Hybrid, BatchTasksGetV1Limits) {
   PK_REQUIRE_HYBRID_VM();
   TempDir dir;
