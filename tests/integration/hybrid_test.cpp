@@ -45,8 +45,8 @@ std::map<std::string, fs::path> v1_mounts() {
   do {                                                                                            \
     if (!std::getenv("POLLKILL_IN_HYBRID_VM")) {                                                  \
       GTEST_SKIP() << "writes to cgroup v1 hierarchies: runs only in the hybrid VM "              \
-                   << "(tests/vm/run --hybrid, scripts/test vm-hybrid); this host's v1 "          \
-                   << "hierarchies belong to its supervisor";                                     \
+                   << "(tests/vm/run --hybrid, scripts/test vm-hybrid), never on a machine "      \
+                   << "whose v1 hierarchies may belong to its supervisor";                        \
     }                                                                                             \
     auto mounts_ = v1_mounts();                                                                   \
     for (const char* c_ : {"memory", "cpu", "pids"}) {                                            \
