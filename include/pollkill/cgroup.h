@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -18,7 +19,9 @@ namespace pollkill {
 /// Facts about this host's cgroups that the run-root decision needs.
 struct HostCgroups {
   CgroupMounts mounts;
-  std::string own_cgroup;     ///< e.g. "/" or "/user.slice/.../session-2.scope"
+  std::string own_cgroup;  ///< e.g. "/" or "/user.slice/.../session-2.scope"
+  /// The cgroup v1 paths by controller (hybrid hosts), e.g. memory -> "/user.slice".
+  std::map<std::string, std::string, std::less<>> own_v1_cgroups;
   bool systemd_pid1 = false;  ///< PID 1 is systemd (its cgroups need delegation)
   bool root_user = false;     ///< effective uid 0
 };
@@ -98,9 +101,13 @@ class RunCgroup {
  public:
   /// Decides the run cgroup's name and path, the leaf pollkill will move into (if
   /// root.move_self_to_leaf) and which `controllers` must be enabled on the way down. Only
-  /// reads the root's cgroup.subtree_control.
-  static RunCgroup prepare(const RunRoot& root, const std::filesystem::path& mount,
-                           const std::vector<std::string>& controllers);
+  /// reads the root's cgroup.subtree_control. `v1_bases` (controller, directory in that
+  /// controller's v1 hierarchy) adds a run cgroup of the same name in each, for the limits
+  /// that go through cgroup v1 (see cgroup_v1.h); co-mounted controllers share one.
+  static RunCgroup prepare(
+      const RunRoot& root, const std::filesystem::path& mount,
+      const std::vector<std::string>& controllers,
+      const std::vector<std::pair<std::string, std::filesystem::path>>& v1_bases = {});
   /// prepare + realize, for callers that need no guard (doctor's trial).
   static RunCgroup create(const RunRoot& root, const std::filesystem::path& mount,
                           const std::vector<std::string>& controllers);
@@ -125,8 +132,13 @@ class RunCgroup {
   const std::string& relative_path() const noexcept { return relative_; }
   /// Creates a task cgroup beneath (name must be a valid directory name).
   CgroupDir create_child(const std::string& name) const;
+  /// The v1 run cgroups: (controller, path) for every controller given to `prepare`.
+  const std::vector<std::pair<std::string, std::filesystem::path>>& v1_dirs() const noexcept {
+    return v1_;
+  }
   /// Kills, waits and removes everything inside and the run cgroup itself, found by path
-  /// (so the guard's copy works even though it was made before `realize`). Idempotent.
+  /// (so the guard's copy works even though it was made before `realize`), then removes the
+  /// v1 run cgroups (empty by then: every process was in the unified one). Idempotent.
   void destroy() noexcept;
   /// When pollkill had (or was going to have) moved itself into a leaf: turns off the
   /// controllers it enabled in the root, moves the calling process back to its original
@@ -142,6 +154,7 @@ class RunCgroup {
   std::vector<std::string> controllers_;            ///< to enable in the root and here
   std::vector<std::string> enable_in_root_;         ///< not yet enabled in the root
   std::optional<std::filesystem::path> self_leaf_;  ///< leaf pollkill moves itself into
+  std::vector<std::pair<std::string, std::filesystem::path>> v1_;  ///< controller, v1 run cgroup
 };
 
 }  // namespace pollkill

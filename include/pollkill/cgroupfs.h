@@ -22,10 +22,18 @@ enum class CgroupLayout {
 };
 std::string_view to_string(CgroupLayout layout);
 
+/// One mounted cgroup v1 hierarchy.
+struct V1Mount {
+  std::filesystem::path mount_point;     ///< e.g. /sys/fs/cgroup/memory
+  std::string root;                      ///< the mount's root inside the hierarchy (usually "/")
+  std::vector<std::string> controllers;  ///< e.g. {"cpu", "cpuacct"}
+};
+
 /// What /proc/self/mountinfo says about cgroups.
 struct CgroupMounts {
   std::optional<std::filesystem::path> cgroup2;  ///< mount point of the unified hierarchy
   std::vector<std::string> v1_controllers;       ///< controllers with a v1 hierarchy mounted
+  std::vector<V1Mount> v1_mounts;  ///< the v1 controller hierarchies (first mount each)
   CgroupLayout layout = CgroupLayout::v1_only;
 };
 
@@ -39,6 +47,13 @@ CgroupMounts probe_cgroup_mounts();
 /// "/user.slice/user-1000.slice/session-2.scope". Empty when there is no such line.
 std::string parse_own_cgroup(std::string_view proc_self_cgroup);
 std::string probe_own_cgroup();
+
+/// The process's cgroup v1 paths by controller, from the other lines of /proc/self/cgroup:
+/// "4:memory:/a" gives memory -> "/a"; "1:cpu,cpuacct:/" gives both cpu and cpuacct.
+/// Named hierarchies ("name=systemd") and the "0::" line are left out.
+std::map<std::string, std::string, std::less<>> parse_own_v1_cgroups(
+    std::string_view proc_self_cgroup);
+std::map<std::string, std::string, std::less<>> probe_own_v1_cgroups();
 
 /// Parses "key value" lines (cpu.stat, memory.events, cgroup.events) into a map.
 std::map<std::string, std::uint64_t, std::less<>> parse_keyed(std::string_view text);

@@ -26,4 +26,10 @@ struct GcRemoved {
 /// removed is reported as a warning on stderr and skipped. Returns what was removed.
 std::vector<GcRemoved> gc_run_cgroups(const std::filesystem::path& root);
 
+/// The same for the v1 run cgroups under `base` (a cgroup v1 hierarchy's directory, see
+/// cgroup_v1.h). v1 cannot kill a cgroup's processes as a whole, and every task process was
+/// in a unified run cgroup too: so call this after gc_run_cgroups, and a v1 run cgroup that
+/// still holds processes is reported as a warning and left alone.
+std::vector<GcRemoved> gc_v1_run_cgroups(const std::filesystem::path& base);
+
 }  // namespace pollkill

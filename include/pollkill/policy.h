@@ -33,6 +33,10 @@ struct Limits {
 
 enum class OrphanPolicy { kill, wait };
 enum class MissingControllers { error, warn };
+/// runner.cgroup_v1: on a hybrid host, enforce the limits the unified hierarchy cannot through
+/// the cgroup v1 controllers (`automatic`, policy value "auto"), or never (`off`, the default:
+/// a machine's v1 hierarchies often belong to its own supervisor).
+enum class CgroupV1 { off, automatic };
 
 struct WatchdogPolicy {
   Duration poll_interval{250};
@@ -48,6 +52,10 @@ struct WatchdogPolicy {
 struct RunnerPolicy {
   std::optional<std::string> cgroup_root;
   MissingControllers missing_controllers = MissingControllers::error;
+  CgroupV1 cgroup_v1 = CgroupV1::off;
+  /// Where v1 run cgroups go in each v1 hierarchy, relative to that hierarchy's root; unset:
+  /// pollkill's own v1 cgroup there (from /proc/self/cgroup).
+  std::optional<std::string> cgroup_v1_root;
 };
 
 /// What the seccomp filter does with a system call: let it through, fail it with an errno,

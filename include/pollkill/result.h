@@ -40,6 +40,7 @@ struct Result {
   std::uint64_t processes_reaped = 0;
   std::vector<UnkillableProcess> unkillable;
   std::vector<std::string> limits_not_enforced;  ///< policy key names, e.g. "memory"
+  std::vector<std::string> limits_cgroup_v1;     ///< policy keys enforced through cgroup v1
   std::string cgroup;                            ///< path relative to the cgroup2 mount
   std::optional<std::string> stdout_path;        ///< JSON "stdout"; null in `run`
   std::optional<std::string> stderr_path;        ///< JSON "stderr"; null in `run`

@@ -69,6 +69,9 @@ struct SpawnRequest {
   const SandboxPlan* sandbox = nullptr;
   /// The working directory of the new program; empty: pollkill's own.
   std::string cwd{};
+  /// cgroup.procs of the task's cgroup v1 cgroups (hybrid hosts), open for writing: the child
+  /// writes "0" to each right after it is in its unified cgroup, before anything else runs.
+  std::vector<int> join_v1_fds{};
 };
 
 /// Why the child could not become the program.

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "pollkill/cgroup.h"
+#include "pollkill/cgroup_v1.h"
 #include "pollkill/cgroupfs.h"
 #include "pollkill/fd.h"
 #include "pollkill/policy.h"
@@ -39,20 +40,28 @@ std::vector<std::string> current_environment();
 /// /proc/PID/stat's state and comm for a process that would not die.
 UnkillableProcess describe_process(int pid);
 
-/// Applies the limit writes to a fresh task cgroup. memory.swap.max is absent when the kernel
-/// does not account swap; then an implicit swap limit of 0 cannot matter and is skipped.
+/// Applies the limit writes to a fresh task cgroup. The swap file (memory.swap.max, or v1's
+/// memory.memsw.limit_in_bytes) is absent when the kernel does not account swap; then an
+/// implicit swap limit of 0 cannot matter and is skipped.
 void apply_limits(const CgroupDir& dir, const std::vector<LimitWrite>& plan,
                   std::vector<std::string>& not_enforced, MissingControllers missing);
 
-/// Which limit writes the run root can enforce. When some cannot: with
-/// MissingControllers::error throws Error naming the controllers and the fix; with warn prints
-/// a warning and returns the keys in `not_enforced`.
+/// Which limit writes the run root can enforce, and which controllers go through cgroup v1
+/// instead: with runner.cgroup_v1 = "auto", a controller the run root lacks whose v1
+/// hierarchy is mounted and writable (place_v1). When some limits cannot be enforced either
+/// way: with runner.missing_controllers = "error" throws Error naming the controllers, why v1
+/// could not help and the fix; with "warn" prints a warning and returns the keys in
+/// `not_enforced`.
 struct EnforceablePlan {
-  std::vector<LimitWrite> enforceable;
+  std::vector<LimitWrite> enforceable;  ///< the v2 writes
   std::vector<std::string> not_enforced;
+  std::vector<std::string> v1_controllers;  ///< controllers whose limits go through v1
+  /// (controller, base directory in its v1 hierarchy) for RunCgroup::prepare.
+  std::vector<std::pair<std::string, std::filesystem::path>> v1_bases;
+  std::vector<std::string> v1_keys;  ///< policy keys enforced through v1 (all tasks)
 };
 EnforceablePlan check_controllers(const HostCgroups& host, const RunRoot& root,
-                                  const std::vector<LimitWrite>& plan, MissingControllers missing);
+                                  const std::vector<LimitWrite>& plan, const RunnerPolicy& runner);
 
 /// Blocks SIGINT, SIGTERM and SIGHUP (read through a signalfd instead) for its lifetime;
 /// signals still pending at destruction are dropped.
@@ -98,6 +107,10 @@ class TaskWatch {
   /// pollkill was asked to stop: SIGTERM, grace, kill; a second call skips the grace.
   void cancel(int sig);
   void set_deadline_fd(int fd) { deadline_fd_ = fd; }
+  /// The task's cgroup v1 cgroups (hybrid hosts): results (peak, OOM kills, pids peak) are
+  /// read there, an OOM kill in the v1 memory cgroup ends the whole task as memory.oom.group
+  /// does on v2, and they are removed with the watch.
+  void set_v1(V1TaskCgroups v1) { v1_ = std::move(v1); }
   /// Counts output (relayed bytes or log file sizes) against the `output` limit.
   void on_output(std::uint64_t total);
   /// Stops the task with a verdict decided outside the watchdog (e.g. an adaptive limit).
@@ -140,6 +153,7 @@ class TaskWatch {
   std::optional<std::uint64_t> memory_peak_sampled_;
   bool sample_cpu_;     ///< a CPU rule is set: read cpu.stat at each sample
   bool sample_memory_;  ///< memory.current exists but memory.peak does not
+  V1TaskCgroups v1_;
 };
 
 }  // namespace pollkill

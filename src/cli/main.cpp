@@ -10,6 +10,7 @@
 
 #include "pollkill/batch.h"
 #include "pollkill/cgroup.h"
+#include "pollkill/cgroup_v1.h"
 #include "pollkill/doctor.h"
 #include "pollkill/error.h"
 #include "pollkill/gc.h"
@@ -28,7 +29,7 @@ using namespace pollkill;
 struct LimitFlags {
   std::string memory, memory_high, swap, cpus, pids, wall_time, wall_time_max, cpu_time, output;
   std::string poll_interval, hang_after, hang_cpu_below, spin_after, spin_cpu_above, heartbeat,
-      kill_grace, orphans, missing_controllers;
+      kill_grace, orphans, missing_controllers, cgroup_v1;
 };
 
 void add_limit_flags(CLI::App* app, LimitFlags& f) {
@@ -69,6 +70,11 @@ void add_limit_flags(CLI::App* app, LimitFlags& f) {
   app->add_option("--missing-controllers", f.missing_controllers,
                   "when a limit's controller is missing: error (default) or warn")
       ->check(CLI::IsMember({"error", "warn"}))
+      ->group("Runner");
+  app->add_option("--cgroup-v1", f.cgroup_v1,
+                  "hybrid hosts: enforce limits the unified hierarchy lacks through the cgroup "
+                  "v1 controllers: auto, or off (default)")
+      ->check(CLI::IsMember({"auto", "off"}))
       ->group("Runner");
 }
 
@@ -150,6 +156,9 @@ void apply_flags(const LimitFlags& f, Policy& p) {
   if (!f.missing_controllers.empty()) {
     p.runner.missing_controllers =
         f.missing_controllers == "warn" ? MissingControllers::warn : MissingControllers::error;
+  }
+  if (!f.cgroup_v1.empty()) {
+    p.runner.cgroup_v1 = f.cgroup_v1 == "auto" ? CgroupV1::automatic : CgroupV1::off;
   }
 }
 
@@ -254,6 +263,10 @@ int main(int argc, char** argv) {
   CLI::App* gc = app.add_subcommand("gc", "remove run cgroups of pollkill processes that are gone");
   std::string gc_root;
   gc->add_option("--cgroup-root", gc_root, "the run root to clean");
+  std::string gc_v1;
+  gc->add_option("--cgroup-v1", gc_v1,
+                 "hybrid hosts: with auto, also clean pollkill's v1 cgroups beside its own")
+      ->check(CLI::IsMember({"auto", "off"}));
 
   // pollkill policy check
   CLI::App* policy = app.add_subcommand("policy", "work with policy files");
@@ -271,6 +284,11 @@ int main(int argc, char** argv) {
   doctor->add_option("--policy", doctor_policy,
                      "also check whether this policy (file or name) can be enforced");
   doctor->add_option("--cgroup-root", doctor_root, "the run root to check");
+  std::string doctor_v1;
+  doctor
+      ->add_option("--cgroup-v1", doctor_v1,
+                   "hybrid hosts: check with runner.cgroup_v1 set to this (auto or off)")
+      ->check(CLI::IsMember({"auto", "off"}));
 
   try {
     app.parse(argc, argv);
@@ -372,6 +390,13 @@ int main(int argc, char** argv) {
       RunRoot root = resolve_run_root(host, gc_root.empty() ? std::nullopt : std::optional(gc_root),
                                       default_policy(), ::getenv("POLLKILL_CGROUP_ROOT"), false);
       auto removed = gc_run_cgroups(root.path);
+      if (gc_v1 == "auto") {
+        for (const char* controller : {"memory", "cpu", "pids"}) {
+          V1Placement v1 = place_v1(controller, host.mounts, host.own_v1_cgroups, std::nullopt);
+          if (!v1.usable) continue;
+          for (auto& r : gc_v1_run_cgroups(v1.base)) removed.push_back(std::move(r));
+        }
+      }
       for (const auto& r : removed) {
         std::printf("removed %s (pollkill %d is gone; %zu processes killed)\n", r.path.c_str(),
                     r.owner, r.processes_killed);
@@ -406,6 +431,10 @@ int main(int argc, char** argv) {
     std::optional<Policy> p;
     try {
       if (!doctor_policy.empty()) p = load_policy(doctor_policy);
+      if (!doctor_v1.empty()) {
+        if (!p) p = default_policy();
+        p->runner.cgroup_v1 = doctor_v1 == "auto" ? CgroupV1::automatic : CgroupV1::off;
+      }
     } catch (const Error& e) {
       report_error(e);
       return 2;

@@ -114,6 +114,7 @@ class Batch {
   std::string logs_dir_;
   RunCgroup run_;
   std::vector<std::string> available_;
+  std::vector<std::string> v1_controllers_;  ///< limits through cgroup v1 (hybrid hosts)
   UniqueFd epfd_, sigfd_, sample_timer_, sync_timer_, backoff_timer_, progress_timer_;
   UniqueFd devnull_;
   // One inotify instance for all tasks: closing an inotify descriptor waits for an RCU grace
@@ -198,9 +199,9 @@ int Batch::run() {
   std::vector<std::string> wanted = controllers_for(validation.plan);
   RunRoot root = resolve_run_root(host, request_.cgroup_root, policy,
                                   ::getenv("POLLKILL_CGROUP_ROOT"), !wanted.empty());
-  EnforceablePlan enforceable =
-      check_controllers(host, root, validation.plan, policy.runner.missing_controllers);
+  EnforceablePlan enforceable = check_controllers(host, root, validation.plan, policy.runner);
   available_ = controllers_for(enforceable.enforceable);
+  v1_controllers_ = enforceable.v1_controllers;
 
   results_ = AppendFile::open(request_.results);
   if (!request_.resume && results_->initial_size() > 0 && request_.verbosity > 0) {
@@ -215,14 +216,18 @@ int Batch::run() {
   }
 
   // Run cgroups of pollkills that died without cleaning up (a machine crash, an old version).
-  for (const auto& removed : gc_run_cgroups(root.path)) {
+  std::vector<GcRemoved> gc_removed = gc_run_cgroups(root.path);
+  for (const auto& [controller, base] : enforceable.v1_bases) {
+    for (auto& removed : gc_v1_run_cgroups(base)) gc_removed.push_back(std::move(removed));
+  }
+  for (const auto& removed : gc_removed) {
     if (request_.verbosity > 1)
       std::fprintf(stderr, "pollkill: gc: removed '%s' (pollkill %d is gone)\n",
                    removed.path.c_str(), removed.owner);
   }
 
   BlockedSignals blocked;
-  run_ = RunCgroup::prepare(root, *host.mounts.cgroup2, available_);
+  run_ = RunCgroup::prepare(root, *host.mounts.cgroup2, available_, enforceable.v1_bases);
   Guard guard = Guard::start(run_);
   run_.realize(guard.pid());
 
@@ -470,16 +475,26 @@ bool Batch::start_attempt(Attempt what) {
   result.stderr_path = base + ".err";
   std::string name = "task-" + std::to_string(task.seq) + "-" + std::to_string(result.attempt);
   result.cgroup = run_.relative_path() + "/" + name;
-  auto [enforceable, not_enforced] = split_enforceable(plan_limits(r->policy.limits), available_);
-  result.limits_not_enforced = not_enforced;
+  LimitSplit limits = split_limits(r->policy.limits, available_, v1_controllers_);
+  result.limits_not_enforced = limits.not_enforced;
+  result.limits_cgroup_v1 = limits.v1_keys;
 
   CgroupDir dir;
+  V1TaskCgroups v1;  // removed when this attempt is given up, else owned by its watch
+  std::vector<UniqueFd> v1_join;
   try {
     r->out = open_log(*result.stdout_path);
     r->err = open_log(*result.stderr_path);
     dir = run_.create_child(name);
     r->cgroup_path = dir.path();
-    apply_limits(dir, enforceable, result.limits_not_enforced, MissingControllers::warn);
+    apply_limits(dir, limits.v2, result.limits_not_enforced, MissingControllers::warn);
+    v1 = V1TaskCgroups::create(run_, name);
+    v1.apply(limits.v1, result.limits_not_enforced, MissingControllers::warn);
+    std::erase_if(result.limits_cgroup_v1, [&](const std::string& key) {
+      return std::find(result.limits_not_enforced.begin(), result.limits_not_enforced.end(),
+                       key) != result.limits_not_enforced.end();  // swap without accounting
+    });
+    v1_join = v1.open_join_fds();
   } catch (const Error& e) {
     result.status = Status::error;
     result.reason = e.what();
@@ -519,6 +534,7 @@ bool Batch::start_attempt(Attempt what) {
   spawn_request.stdio[2] = r->err.get();
   spawn_request.cwd = task.cwd;
   spawn_request.sandbox = &sandbox_;
+  for (const auto& fd : v1_join) spawn_request.join_v1_fds.push_back(fd.get());
   r->start = Clock::now();
   Spawned spawned;
   try {
@@ -547,6 +563,7 @@ bool Batch::start_attempt(Attempt what) {
   }
   r->watch =
       std::make_unique<TaskWatch>(r->policy, std::move(dir), std::move(spawned.child), r->start, 0);
+  r->watch->set_v1(std::move(v1));
   r->watch->set_deadline_fd(deadline_timers_[slot].get());
   epoll_add(epfd_.get(), r->watch->pidfd(), slot_tag(slot, kPidfd));
   r->pidfd_watched = true;

@@ -80,6 +80,7 @@ HostCgroups probe_host_cgroups() {
   HostCgroups host;
   host.mounts = probe_cgroup_mounts();
   host.own_cgroup = probe_own_cgroup();
+  if (!host.mounts.v1_mounts.empty()) host.own_v1_cgroups = probe_own_v1_cgroups();
   // sd_booted(3) uses the same test.
   struct stat st;
   host.systemd_pid1 = ::lstat("/run/systemd/system", &st) == 0 && S_ISDIR(st.st_mode);
@@ -280,10 +281,13 @@ std::string RunCgroup::make_name() {
 }
 
 RunCgroup RunCgroup::prepare(const RunRoot& root, const fs::path& mount,
-                             const std::vector<std::string>& controllers) {
+                             const std::vector<std::string>& controllers,
+                             const std::vector<std::pair<std::string, fs::path>>& v1_bases) {
   RunCgroup run;
   run.root_ = root.path;
-  run.path_ = root.path / make_name();
+  const std::string name = make_name();
+  run.path_ = root.path / name;
+  for (const auto& [controller, base] : v1_bases) run.v1_.emplace_back(controller, base / name);
   run.relative_ = "/" + run.path_.lexically_relative(mount).string();
   run.controllers_ = controllers;
   auto enabled = CgroupDir::open(root.path).subtree_control();
@@ -346,6 +350,17 @@ void RunCgroup::realize(pid_t companion) {
   }
   dir_ = CgroupDir::open(path_);
   for (const auto& c : controllers_) dir_.write("cgroup.subtree_control", "+" + c);
+  for (const auto& [controller, path] : v1_) {
+    if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {  // EEXIST: co-mounted
+      int err = errno;
+      destroy();
+      leave_leaf();
+      throw SystemError(
+          err, "create the cgroup v1 " + controller + " run cgroup '" + path.string() + "'",
+          "set runner.cgroup_v1_root to a v1 cgroup you may write to, or "
+          "runner.cgroup_v1 = \"off\" (--cgroup-v1 off)");
+    }
+  }
 }
 
 RunCgroup::RunCgroup(RunCgroup&& other) noexcept {
@@ -357,6 +372,7 @@ RunCgroup& RunCgroup::operator=(RunCgroup&& other) noexcept {
     destroy();
     leave_leaf();
     path_ = std::exchange(other.path_, {});
+    v1_ = std::exchange(other.v1_, {});
     dir_ = std::move(other.dir_);
     relative_ = std::move(other.relative_);
     root_ = std::move(other.root_);
@@ -386,17 +402,26 @@ void RunCgroup::destroy() noexcept {
     try {
       dir = CgroupDir::open(path_);
     } catch (const SystemError& e) {
-      if (e.code() != ENOENT) throw;
-      path_.clear();  // never created, or already removed
-      return;
+      if (e.code() != ENOENT) throw;  // ENOENT: never created, or already removed
     }
-    if (dir.populated()) {
-      kill_cgroup(dir, choose_kill_method(dir));
-      wait_unpopulated(dir, Duration(5000));
+    if (dir) {
+      if (dir.populated()) {
+        kill_cgroup(dir, choose_kill_method(dir));
+        wait_unpopulated(dir, Duration(5000));
+      }
+      remove_cgroup(path_);
     }
-    remove_cgroup(path_);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "pollkill: warning: cleaning up '%s': %s\n", path_.c_str(), e.what());
+  }
+  // Every task process lived in the unified run cgroup too, so once that is empty the v1 ones
+  // are: only their directories are left (remove_cgroup: missing is fine, co-mounted twice too).
+  for (const auto& [controller, path] : v1_) {
+    try {
+      remove_cgroup(path);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "pollkill: warning: cleaning up '%s': %s\n", path.c_str(), e.what());
+    }
   }
   path_.clear();
 }

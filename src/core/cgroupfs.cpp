@@ -88,6 +88,7 @@ CgroupMounts parse_mountinfo(std::string_view mountinfo) {
       if (!mounts.cgroup2) mounts.cgroup2 = unescape_octal(left[4]);
     } else if (fstype == "cgroup") {
       std::string_view opts = right[2];
+      V1Mount v1{unescape_octal(left[4]), unescape_octal(left[3]), {}};
       size_t o = 0;
       while (o <= opts.size()) {
         size_t comma = opts.find(',', o);
@@ -100,9 +101,12 @@ CgroupMounts parse_mountinfo(std::string_view mountinfo) {
             std::find(mounts.v1_controllers.begin(), mounts.v1_controllers.end(), opt) ==
                 mounts.v1_controllers.end()) {
           mounts.v1_controllers.emplace_back(opt);
+          v1.controllers.emplace_back(opt);
         }
         o = comma + 1;
       }
+      // A hierarchy mounted twice (a bind mount) is listed once: its first mount point.
+      if (!v1.controllers.empty()) mounts.v1_mounts.push_back(std::move(v1));
     }
   }
   if (mounts.cgroup2) {
@@ -129,6 +133,37 @@ std::string parse_own_cgroup(std::string_view text) {
 
 std::string probe_own_cgroup() {
   return parse_own_cgroup(read_small_file("/proc/self/cgroup"));
+}
+
+std::map<std::string, std::string, std::less<>> parse_own_v1_cgroups(std::string_view text) {
+  std::map<std::string, std::string, std::less<>> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(pos, end - pos);
+    pos = end + 1;
+    // "ID:CONTROLLERS:PATH"; the path may itself contain ':'.
+    size_t first = line.find(':');
+    if (first == std::string_view::npos) continue;
+    size_t second = line.find(':', first + 1);
+    if (second == std::string_view::npos) continue;
+    std::string_view controllers = line.substr(first + 1, second - first - 1);
+    std::string_view path = line.substr(second + 1);
+    size_t o = 0;
+    while (o < controllers.size()) {
+      size_t comma = controllers.find(',', o);
+      if (comma == std::string_view::npos) comma = controllers.size();
+      std::string_view c = controllers.substr(o, comma - o);
+      if (!c.empty() && c.substr(0, 5) != "name=") out.emplace(std::string(c), std::string(path));
+      o = comma + 1;
+    }
+  }
+  return out;
+}
+
+std::map<std::string, std::string, std::less<>> probe_own_v1_cgroups() {
+  return parse_own_v1_cgroups(read_small_file("/proc/self/cgroup"));
 }
 
 std::map<std::string, std::uint64_t, std::less<>> parse_keyed(std::string_view text) {

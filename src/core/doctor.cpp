@@ -8,6 +8,7 @@
 #include <functional>
 
 #include "pollkill/cgroup.h"
+#include "pollkill/cgroup_v1.h"
 #include "pollkill/error.h"
 #include "pollkill/sandbox.h"
 #include "pollkill/spawn.h"
@@ -33,11 +34,13 @@ namespace {
 using AddCheck = std::function<void(std::string, bool, std::string, std::string, bool)>;
 
 // The run root, its controllers and a real trial in it. Returns the controllers the run root
-// offers (empty when there is none).
+// offers (empty when there is none); `v1_controllers` gets those whose limits would go through
+// cgroup v1 (runner.cgroup_v1 = "auto" on a hybrid host, hierarchy writable).
 std::vector<std::string> check_cgroups(const HostCgroups& host,
                                        const std::optional<std::string>& cgroup_root,
                                        const Policy& effective, bool needs_controllers,
-                                       const AddCheck& add_check) {
+                                       const AddCheck& add_check,
+                                       std::vector<std::string>& v1_controllers) {
   auto add = [&](std::string name, bool ok, std::string detail, std::string fix = {},
                  bool required = true) {
     add_check(std::move(name), ok, std::move(detail), std::move(fix), required);
@@ -60,14 +63,37 @@ std::vector<std::string> check_cgroups(const HostCgroups& host,
     available = CgroupDir::open(root.path).controllers();
   } catch (const Error&) {
   }
+  const bool v1_auto = effective.runner.cgroup_v1 == CgroupV1::automatic;
   for (const char* c : {"memory", "cpu", "pids"}) {
     bool has = std::find(available.begin(), available.end(), c) != available.end();
-    add(std::string("controller ") + c, has,
-        has ? "available" : "not available in " + root.path.string(),
-        host.mounts.layout == CgroupLayout::hybrid
-            ? "this hybrid host keeps it in cgroup v1; boot with systemd.unified_cgroup_hierarchy=1"
-            : "enable it in the parent's cgroup.subtree_control or ask for delegation",
-        false);
+    if (has || host.mounts.layout != CgroupLayout::hybrid) {
+      add(std::string("controller ") + c, has,
+          has ? "available" : "not available in " + root.path.string(),
+          "enable it in the parent's cgroup.subtree_control or ask for delegation", false);
+      continue;
+    }
+    // A hybrid host: the v1 backend may take the controller's limits.
+    V1Placement v1 = place_v1(c, host.mounts, host.own_v1_cgroups, effective.runner.cgroup_v1_root);
+    std::string detail = "not available in " + root.path.string() + "; ";
+    if (v1.usable && v1_auto) {
+      v1_controllers.push_back(c);
+      add(std::string("controller ") + c, true,
+          detail + "its limits go through cgroup v1 at " + v1.base.string() +
+              " (runner.cgroup_v1 = \"auto\")",
+          {}, false);
+    } else if (v1.usable) {
+      add(std::string("controller ") + c, false,
+          detail + "cgroup v1 at " + v1.base.string() + " could enforce its limits",
+          "set runner.cgroup_v1 = \"auto\" (--cgroup-v1 auto) to use it, or boot with "
+          "systemd.unified_cgroup_hierarchy=1",
+          false);
+    } else {
+      add(std::string("controller ") + c, false, detail + "cgroup v1: " + v1.why_not,
+          "this hybrid host keeps it in cgroup v1: set runner.cgroup_v1_root to a v1 cgroup you "
+          "may write to and runner.cgroup_v1 = \"auto\", or boot with "
+          "systemd.unified_cgroup_hierarchy=1",
+          false);
+    }
   }
 
   // A real trial: a scratch run cgroup, /bin/true spawned into it, then everything removed.
@@ -131,6 +157,7 @@ DoctorReport run_doctor(const std::optional<Policy>& policy,
   Policy effective = policy.value_or(default_policy());
   std::vector<LimitWrite> plan = plan_limits(effective.limits);
   std::vector<std::string> available;
+  std::vector<std::string> v1_controllers;
   if (!host.mounts.cgroup2) {
     add("cgroup2 mount", false, "none (layout: v1-only)",
         "mount cgroup2 (`mount -t cgroup2 none /sys/fs/cgroup/unified`) or boot with "
@@ -141,7 +168,8 @@ DoctorReport run_doctor(const std::optional<Policy>& policy,
     add("own cgroup", !host.own_cgroup.empty(),
         host.own_cgroup.empty() ? "unknown" : host.own_cgroup);
     // The policy checks below still run when the cgroup part fails: a user learns both.
-    available = check_cgroups(host, cgroup_root, effective, !controllers_for(plan).empty(), add);
+    available = check_cgroups(host, cgroup_root, effective, !controllers_for(plan).empty(), add,
+                              v1_controllers);
   }
   const unsigned seccomp_mode = static_cast<unsigned>(::prctl(PR_GET_SECCOMP));
   const scmp_version* v = seccomp_version();
@@ -151,13 +179,17 @@ DoctorReport run_doctor(const std::optional<Policy>& policy,
       "build the kernel with CONFIG_SECCOMP_FILTER=y", false);
 
   if (policy) {
-    auto [enforceable, missing] = split_enforceable(plan, available);
+    LimitSplit split = split_limits(effective.limits, available, v1_controllers);
+    const auto& missing = split.not_enforced;
     bool ok = missing.empty();
     bool allowed = ok || effective.runner.missing_controllers == MissingControllers::warn;
+    std::string via_v1 =
+        split.v1_keys.empty() ? "" : " (" + join(split.v1_keys, ", ") + " through cgroup v1)";
     add("policy", ok,
-        ok ? "every limit can be enforced here"
+        ok ? "every limit can be enforced here" + via_v1
            : "cannot enforce: " + join(missing, ", ") +
-                 (allowed ? " (runner.missing_controllers = \"warn\": runs without them)" : ""),
+                 (allowed ? " (runner.missing_controllers = \"warn\": runs without them)" : "") +
+                 via_v1,
         "run on a pure cgroup v2 host with the controllers delegated, or set "
         "runner.missing_controllers = \"warn\"",
         !allowed);

@@ -10,6 +10,7 @@
 #include "pollkill/cgroupfs.h"
 
 namespace pollkill {
+namespace fs = std::filesystem;
 
 std::optional<pid_t> run_cgroup_owner(std::string_view name) {
   constexpr std::string_view kPrefix = "pollkill-";
@@ -46,6 +47,36 @@ std::vector<GcRemoved> gc_run_cgroups(const std::filesystem::path& root) {
       }
       remove_cgroup(entry.path());
       removed.push_back({entry.path(), *owner, killed});
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "pollkill: warning: gc '%s': %s\n", entry.path().c_str(), e.what());
+    }
+  }
+  return removed;
+}
+
+std::vector<GcRemoved> gc_v1_run_cgroups(const std::filesystem::path& base) {
+  std::vector<GcRemoved> removed;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(base, ec)) {
+    if (!entry.is_directory(ec)) continue;
+    auto owner = run_cgroup_owner(entry.path().filename().string());
+    if (!owner) continue;
+    if (::kill(*owner, 0) == 0 || errno != ESRCH) continue;
+    try {
+      std::size_t inside = 0;
+      for (fs::recursive_directory_iterator it(entry.path(), ec), end; !ec && it != end;
+           it.increment(ec)) {
+        if (it->is_directory(ec)) inside += CgroupDir::open(it->path()).procs().size();
+      }
+      inside += CgroupDir::open(entry.path()).procs().size();
+      if (inside > 0) {
+        std::fprintf(stderr,
+                     "pollkill: warning: gc '%s': %zu processes are still inside; left alone\n",
+                     entry.path().c_str(), inside);
+        continue;
+      }
+      remove_cgroup(entry.path());
+      removed.push_back({entry.path(), *owner, 0});
     } catch (const std::exception& e) {
       std::fprintf(stderr, "pollkill: warning: gc '%s': %s\n", entry.path().c_str(), e.what());
     }

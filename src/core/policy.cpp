@@ -533,6 +533,13 @@ const std::vector<Section>& sections() {
                                                  ? MissingControllers::error
                                                  : MissingControllers::warn;
             }},
+           {"cgroup_v1",
+            [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
+              p.runner.cgroup_v1 =
+                  r.choice(n, k, {"off", "auto"}) == "auto" ? CgroupV1::automatic : CgroupV1::off;
+            }},
+           {"cgroup_v1_root", [](Reader& r, const toml::node& n, const std::string& k,
+                                 Policy& p) { p.runner.cgroup_v1_root = r.string(n, k); }},
        }},
       {"seccomp",
        {
@@ -844,6 +851,8 @@ std::string to_toml(const Policy& policy) {
   line("cgroup_root", r.cgroup_root, string, "not set");
   out << "missing_controllers = \""
       << (r.missing_controllers == MissingControllers::error ? "error" : "warn") << "\"\n";
+  out << "cgroup_v1 = \"" << (r.cgroup_v1 == CgroupV1::automatic ? "auto" : "off") << "\"\n";
+  line("cgroup_v1_root", r.cgroup_v1_root, string, "not set");
   const auto list = [](const std::vector<std::string>& items) {
     std::string text = "[";
     for (const auto& item : items) text += (text.size() > 1 ? ", " : "") + toml_string(item);
@@ -920,7 +929,8 @@ bool operator==(const WatchdogPolicy& a, const WatchdogPolicy& b) {
 }
 
 bool operator==(const RunnerPolicy& a, const RunnerPolicy& b) {
-  return a.cgroup_root == b.cgroup_root && a.missing_controllers == b.missing_controllers;
+  return a.cgroup_root == b.cgroup_root && a.missing_controllers == b.missing_controllers &&
+         a.cgroup_v1 == b.cgroup_v1 && a.cgroup_v1_root == b.cgroup_v1_root;
 }
 
 bool operator==(const SeccompAction& a, const SeccompAction& b) {

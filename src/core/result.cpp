@@ -106,6 +106,7 @@ nlohmann::ordered_json to_json(const Result& result) {
   json["processes_reaped"] = result.processes_reaped;
   json["unkillable"] = std::move(unkillable);
   json["limits_not_enforced"] = result.limits_not_enforced;
+  json["limits_cgroup_v1"] = result.limits_cgroup_v1;
   json["cgroup"] = result.cgroup;
   json["stdout"] = or_null(result.stdout_path);
   json["stderr"] = or_null(result.stderr_path);

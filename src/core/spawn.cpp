@@ -45,6 +45,7 @@ enum ChildStep : int {
   kStepCwd,
   kStepNoNewPrivs,
   kStepSeccomp,
+  kStepJoinCgroupV1,
 };
 
 struct ChildReport {
@@ -89,6 +90,8 @@ struct ChildPlan {
   const char* cwd = nullptr;
   bool no_new_privs = false;
   const sock_fprog* seccomp = nullptr;
+  const int* join_v1 = nullptr;  // cgroup.procs of the v1 task cgroups (hybrid hosts)
+  size_t join_v1_count = 0;
 };
 
 [[noreturn]] void report_and_exit(int fd, int step, int err, int index = 0) {
@@ -160,6 +163,12 @@ int loopback_up() {
   if (::getppid() != (plan.new_pid_ns ? 0 : plan.parent)) ::_exit(127);  // pollkill died
   if (plan.join_fd >= 0 && ::write(plan.join_fd, "0", 1) != 1) {
     report_and_exit(plan.report_fd, kStepJoinCgroup, errno);
+  }
+  // "0" is the writer itself, in v1 as in v2; children forked later inherit the cgroups.
+  for (size_t i = 0; i < plan.join_v1_count; ++i) {
+    if (::write(plan.join_v1[i], "0", 1) != 1) {
+      report_and_exit(plan.report_fd, kStepJoinCgroupV1, errno, static_cast<int>(i));
+    }
   }
   for (int target = 0; target < 3; ++target) {
     // dup2 clears close-on-exec on the copy, so the program keeps it.
@@ -256,6 +265,7 @@ std::string step_name(const ChildReport& report, const SandboxPlan* sandbox) {
     case kStepCwd: return "change to the working directory";
     case kStepNoNewPrivs: return "set no_new_privs";
     case kStepSeccomp: return "load the seccomp filter";
+    case kStepJoinCgroupV1: return "join the task's cgroup v1 cgroups";
   }
   return "start";
 }
@@ -439,6 +449,8 @@ Spawned spawn(const SpawnRequest& request) {
       plan.init_status_fd = status_write.get();
     }
   }
+  plan.join_v1 = request.join_v1_fds.data();
+  plan.join_v1_count = request.join_v1_fds.size();
   // A task's own directory (batch's per-task cwd) wins over the policy's.
   if (!request.cwd.empty()) plan.cwd = request.cwd.c_str();
   const std::uint64_t namespaces = sandbox ? sandbox->clone_flags : 0;

@@ -63,19 +63,27 @@ Result run_task(const RunRequest& request) {
   std::vector<std::string> wanted = controllers_for(plan);
   RunRoot root = resolve_run_root(host, request.cgroup_root, policy,
                                   ::getenv("POLLKILL_CGROUP_ROOT"), !wanted.empty());
-  auto [enforceable, not_enforced] =
-      check_controllers(host, root, plan, policy.runner.missing_controllers);
-  result.limits_not_enforced = not_enforced;
+  EnforceablePlan checked = check_controllers(host, root, plan, policy.runner);
+  const std::vector<std::string> v2_controllers = controllers_for(checked.enforceable);
+  LimitSplit limits = split_limits(policy.limits, v2_controllers, checked.v1_controllers);
+  result.limits_not_enforced = limits.not_enforced;
+  result.limits_cgroup_v1 = limits.v1_keys;
 
   BlockedSignals blocked;
   // The guard exists before anything is created, so a SIGKILL at any moment leaves nothing.
-  RunCgroup run = RunCgroup::prepare(root, *host.mounts.cgroup2, controllers_for(enforceable));
+  RunCgroup run = RunCgroup::prepare(root, *host.mounts.cgroup2, v2_controllers, checked.v1_bases);
   Guard guard = Guard::start(run);
   run.realize(guard.pid());
   CgroupDir task_dir = run.create_child("task-" + request.id);
   result.cgroup = run.relative_path() + "/task-" + request.id;
-  apply_limits(task_dir, enforceable, result.limits_not_enforced,
-               policy.runner.missing_controllers);
+  apply_limits(task_dir, limits.v2, result.limits_not_enforced, policy.runner.missing_controllers);
+  V1TaskCgroups v1 = V1TaskCgroups::create(run, "task-" + request.id);
+  v1.apply(limits.v1, result.limits_not_enforced, policy.runner.missing_controllers);
+  std::erase_if(result.limits_cgroup_v1, [&](const std::string& key) {
+    return std::find(result.limits_not_enforced.begin(), result.limits_not_enforced.end(), key) !=
+           result.limits_not_enforced.end();  // swap, when v1 does not account it
+  });
+  const std::vector<UniqueFd> v1_join = v1.open_join_fds();
 
   UniqueFd sigfd(::signalfd(-1, &blocked.set(), SFD_CLOEXEC | SFD_NONBLOCK));
   if (!sigfd) throw_errno("signalfd");
@@ -96,6 +104,7 @@ Result run_task(const RunRequest& request) {
   std::optional<OutputRelay> relay;
   SpawnRequest spawn_request{request.command, sandbox.env, task_dir.fd(), default_spawn_method()};
   spawn_request.sandbox = &sandbox;
+  for (const auto& fd : v1_join) spawn_request.join_v1_fds.push_back(fd.get());
   if (policy.limits.output) {
     relay = OutputRelay::create(STDOUT_FILENO, STDERR_FILENO);
     spawn_request.stdio[1] = relay->child_end(0);
@@ -121,6 +130,7 @@ Result run_task(const RunRequest& request) {
   }
 
   TaskWatch watch(policy, std::move(task_dir), std::move(spawned.child), start, 0);
+  watch.set_v1(std::move(v1));
   watch.set_deadline_fd(deadline_timer.get());
   epoll_add(epfd.get(), sigfd.get(), kSignal);
   epoll_add(epfd.get(), watch.pidfd(), kPidfd);

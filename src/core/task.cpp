@@ -90,7 +90,7 @@ UnkillableProcess describe_process(int pid) {
 void apply_limits(const CgroupDir& dir, const std::vector<LimitWrite>& plan,
                   std::vector<std::string>& not_enforced, MissingControllers missing) {
   for (const auto& w : plan) {
-    if (w.attr == "memory.swap.max" && !dir.has(w.attr)) {
+    if (w.key == "swap" && !dir.has(w.attr)) {
       if (w.implied) continue;
       if (missing == MissingControllers::error) {
         throw Error("the swap limit cannot be enforced: '" + (dir.path() / w.attr).string() +
@@ -106,32 +106,93 @@ void apply_limits(const CgroupDir& dir, const std::vector<LimitWrite>& plan,
 }
 
 EnforceablePlan check_controllers(const HostCgroups& host, const RunRoot& root,
-                                  const std::vector<LimitWrite>& plan,
-                                  MissingControllers missing_policy) {
+                                  const std::vector<LimitWrite>& plan, const RunnerPolicy& runner) {
   std::vector<std::string> wanted = controllers_for(plan);
   std::vector<std::string> available = CgroupDir::open(root.path).controllers();
-  auto [enforceable, not_enforced] = split_enforceable(plan, available);
-  if (!not_enforced.empty()) {
-    std::vector<std::string> missing;
-    for (const auto& c : wanted) {
-      if (std::find(available.begin(), available.end(), c) == available.end()) missing.push_back(c);
+  EnforceablePlan out;
+  std::vector<std::string> missing;
+  for (const auto& c : wanted) {
+    if (std::find(available.begin(), available.end(), c) == available.end()) missing.push_back(c);
+  }
+  // The v1 backend, for the controllers the unified hierarchy lacks.
+  std::vector<std::string> v1_notes;
+  if (runner.cgroup_v1 == CgroupV1::automatic && !missing.empty()) {
+    for (const auto& c : missing) {
+      if (std::find(std::begin(kV1LimitControllers), std::end(kV1LimitControllers), c) ==
+          std::end(kV1LimitControllers)) {
+        continue;
+      }
+      V1Placement place = place_v1(c, host.mounts, host.own_v1_cgroups, runner.cgroup_v1_root);
+      if (place.usable) {
+        out.v1_controllers.push_back(c);
+        out.v1_bases.emplace_back(c, place.base);
+      } else {
+        v1_notes.push_back(place.why_not);
+      }
     }
-    std::string message = missing_controller_message(not_enforced, missing, root.path, available);
-    if (missing_policy == MissingControllers::error) {
+  }
+  // The same keys v1_can_enforce accepts, judged from the plan (a batch's plan is the union of
+  // its tasks'): swap only next to a memory limit, never memory_high.
+  const bool plan_limits_memory = std::any_of(
+      plan.begin(), plan.end(), [](const LimitWrite& w) { return w.attr == "memory.max"; });
+  for (const auto& w : plan) {
+    bool on_v2 = std::find(available.begin(), available.end(), w.controller) != available.end();
+    bool on_v1 = std::find(out.v1_controllers.begin(), out.v1_controllers.end(), w.controller) !=
+                 out.v1_controllers.end();
+    auto add = [](std::vector<std::string>& keys, const std::string& key) {
+      if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(key);
+    };
+    if (on_v2) {
+      out.enforceable.push_back(w);
+    } else if (on_v1 && w.key != "memory_high" && (w.key != "swap" || plan_limits_memory)) {
+      if (!w.implied) add(out.v1_keys, w.key);
+    } else if (!w.implied) {
+      add(out.not_enforced, w.key);
+      if (on_v1 && w.key == "memory_high") {
+        v1_notes.push_back(
+            "cgroup v1 has no equivalent of memory.high (memory.soft_limit_in_bytes only acts "
+            "under global memory pressure)");
+      } else if (on_v1) {
+        v1_notes.push_back("cgroup v1 limits swap only together with memory (memsw)");
+      }
+    }
+  }
+  // Controllers of the keys still not enforced, for the message.
+  std::vector<std::string> unmet;
+  for (const auto& w : plan) {
+    if (w.implied ||
+        std::find(out.not_enforced.begin(), out.not_enforced.end(), w.key) ==
+            out.not_enforced.end() ||
+        std::find(unmet.begin(), unmet.end(), w.controller) != unmet.end()) {
+      continue;
+    }
+    unmet.push_back(w.controller);
+  }
+  if (!out.not_enforced.empty()) {
+    std::string message = missing_controller_message(out.not_enforced, unmet, root.path, available);
+    for (const auto& note : v1_notes) message += "; " + note;
+    if (runner.missing_controllers == MissingControllers::error) {
       throw Error(
           message,
           host.mounts.layout == CgroupLayout::hybrid
-              ? "this host mounts cgroup v2 beside v1 (hybrid) and keeps the controller in "
-                "v1; boot with systemd.unified_cgroup_hierarchy=1 for a pure cgroup v2 "
-                "host, or set runner.missing_controllers = \"warn\" to run without the limit"
+              ? (runner.cgroup_v1 == CgroupV1::off
+                     ? "this host mounts cgroup v2 beside v1 (hybrid) and keeps the controller in "
+                       "v1: set runner.cgroup_v1 = \"auto\" (--cgroup-v1 auto) to enforce it "
+                       "through the v1 hierarchy, boot with systemd.unified_cgroup_hierarchy=1 "
+                       "for a pure cgroup v2 host, or set runner.missing_controllers = \"warn\" "
+                       "to run without the limit"
+                     : "this hybrid host's v1 hierarchy cannot take it (see above): set "
+                       "runner.cgroup_v1_root to a v1 cgroup you may write to, boot with "
+                       "systemd.unified_cgroup_hierarchy=1, or set runner.missing_controllers "
+                       "= \"warn\" to run without the limit")
               : "enable it in the parent's cgroup.subtree_control, run pollkill under "
                 "`systemd-run --scope -p Delegate=yes`, or set runner.missing_controllers "
                 "= \"warn\" to run without the limit");
     }
     std::fprintf(stderr, "pollkill: warning: %s; running without %s\n", message.c_str(),
-                 not_enforced.size() > 1 ? "these limits" : "this limit");
+                 out.not_enforced.size() > 1 ? "these limits" : "this limit");
   }
-  return {enforceable, not_enforced};
+  return out;
 }
 
 BlockedSignals::BlockedSignals() {
@@ -193,6 +254,17 @@ void TaskWatch::on_sample(Clock::time_point now) {
   if (watch_progress_) {
     sample.progress = probe_.observe(read_procs());
   }
+  if (const CgroupDir* memory = v1_.dir_for("memory")) {
+    // cgroup v1 has no memory.oom.group: the OOM killer takes one process. End the whole task
+    // as v2's group kill would; the status is still oom (classify: oom_kill rose). Like that
+    // kernel-side kill, it does not count in processes_reaped.
+    auto oom = memory->read_keyed("memory.oom_control");
+    if (oom && (*oom)["oom_kill"] > 0) {
+      kill_cgroup(dir_, kill_method_);
+      enter_killed();
+      return;
+    }
+  }
   if (auto verdict = watchdog_.observe(sample)) {
     verdict_ = *verdict;
     begin_termination(policy_.watchdog.kill_grace);
@@ -247,16 +319,31 @@ void TaskWatch::fill(Result& result, const Outcome& base, Clock::time_point star
     result.cpu_user_s = static_cast<double>((*stat)["user_usec"]) / 1e6;
     result.cpu_system_s = static_cast<double>((*stat)["system_usec"]) / 1e6;
   }
+  const CgroupDir* v1_memory = v1_.dir_for("memory");
+  const CgroupDir* v1_pids = v1_.dir_for("pids");
   if (auto peak = dir_.read_u64("memory.peak")) {
     result.memory_peak_bytes = *peak;
+  } else if (auto v1_peak =
+                 v1_memory ? v1_memory->read_u64("memory.max_usage_in_bytes") : std::nullopt) {
+    result.memory_peak_bytes = *v1_peak;
   } else {
     result.memory_peak_bytes = memory_peak_sampled_;
   }
   if (auto events = dir_.read_keyed("memory.events")) {
     result.oom_kills = (*events)["oom_kill"];
     outcome.oom_kills_delta = *result.oom_kills;
+  } else if (auto oom = v1_memory ? v1_memory->read_keyed("memory.oom_control") : std::nullopt) {
+    // "oom_kill" in memory.oom_control: Linux 4.13 and newer.
+    if (oom->count("oom_kill")) {
+      result.oom_kills = (*oom)["oom_kill"];
+      outcome.oom_kills_delta = *result.oom_kills;
+    }
   }
-  if (auto peak = dir_.read_u64("pids.peak")) result.pids_peak = *peak;
+  if (auto peak = dir_.read_u64("pids.peak")) {
+    result.pids_peak = *peak;
+  } else if (auto v1_peak = v1_pids ? v1_pids->read_u64("pids.peak") : std::nullopt) {
+    result.pids_peak = *v1_peak;
+  }
   auto cls = classify(outcome, result.command);
   result.status = cls.status;
   result.reason = cls.reason;

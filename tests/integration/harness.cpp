@@ -162,6 +162,7 @@ const std::vector<std::string>& result_contract_keys() {
                                                 "processes_reaped",
                                                 "unkillable",
                                                 "limits_not_enforced",
+                                                "limits_cgroup_v1",
                                                 "cgroup",
                                                 "stdout",
                                                 "stderr"};

@@ -78,12 +78,14 @@ orphans = "wait"
 [runner]
 cgroup_root = "/sys/fs/cgroup/pk"
 missing_controllers = "warn"
+cgroup_v1 = "auto"
+cgroup_v1_root = "/batch"
 )",
                                 "test.toml");
   Policy want;
   want.limits = {2ull << 30, 1ull << 30, 0, 1.5, 100, 5400s, 90s, 64'000'000};
   want.watchdog = {100ms, 2min, 0.0, 5min, 2.0, "/tmp/beat", 0ms, OrphanPolicy::wait};
-  want.runner = {"/sys/fs/cgroup/pk", MissingControllers::warn};
+  want.runner = {"/sys/fs/cgroup/pk", MissingControllers::warn, CgroupV1::automatic, "/batch"};
   EXPECT_EQ(p, want);
 }
 
@@ -289,7 +291,7 @@ TEST(Policy, ToTomlRoundTrips) {
   full.limits = {(3ull << 30) / 2, 1'000'001, 0, 0.25, kSizeMax, 5400s, 1500ms, kSizeMax};
   full.watchdog = {10ms, 90'500ms,          0.05, 1h, 1.0, "/tmp/a \"quoted\" path\n",
                    0ms,  OrphanPolicy::wait};
-  full.runner = {"/sys/fs/cgroup/x", MissingControllers::warn};
+  full.runner = {"/sys/fs/cgroup/x", MissingControllers::warn, CgroupV1::automatic, "/pk v1"};
   Policy huge;
   huge.limits.memory = kSizeMax - 1;  // not exact in any unit and beyond a TOML integer
   huge.limits.cpus = 1e-7;
@@ -316,6 +318,7 @@ TEST(Policy, ToTomlShowsUnsetKeysAsComments) {
   EXPECT_NE(text.find("\nkill_grace = \"3s\"\n"), std::string::npos) << text;
   EXPECT_NE(text.find("\norphans = \"kill\"\n"), std::string::npos) << text;
   EXPECT_NE(text.find("\nmissing_controllers = \"error\"\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\ncgroup_v1 = \"off\"\n"), std::string::npos) << text;
 }
 
 TEST(Policy, EqualityComparesEveryField) {

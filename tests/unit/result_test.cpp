@@ -191,6 +191,7 @@ TEST(ResultTest, JsonKeysInContractOrder) {
                                           "processes_reaped",
                                           "unkillable",
                                           "limits_not_enforced",
+                                          "limits_cgroup_v1",
                                           "cgroup",
                                           "stdout",
                                           "stderr"};
@@ -210,7 +211,8 @@ TEST(ResultTest, JsonNullsAndValues) {
             R"("exit_code":null,"signal":null,"started_at":"1970-01-01T00:00:00.000Z",)"
             R"("wall_s":0.0,"cpu_user_s":0.0,"cpu_system_s":0.0,"memory_peak_bytes":null,)"
             R"("oom_kills":null,"pids_peak":null,"processes_reaped":0,"unkillable":[],)"
-            R"("limits_not_enforced":[],"cgroup":"","stdout":null,"stderr":null})");
+            R"("limits_not_enforced":[],"limits_cgroup_v1":[],"cgroup":"","stdout":null,)"
+            R"("stderr":null})");
 
   Result full;
   full.id = "build";
