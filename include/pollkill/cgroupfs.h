@@ -25,12 +25,17 @@ std::string_view to_string(CgroupLayout layout);
 /// What /proc/self/mountinfo says about cgroups.
 struct CgroupMounts {
   std::optional<std::filesystem::path> cgroup2;  ///< mount point of the unified hierarchy
-  std::vector<std::string> v1_controllers;       ///< controllers with a v1 hierarchy mounted
+  /// The cgroup the mount shows at its mount point, relative to the viewer's cgroup
+  /// namespace ("/" for a mount of the whole hierarchy or of the namespace's root).
+  std::string cgroup2_root = "/";
+  bool cgroup2_read_only = false;           ///< mounted "ro" (typical in unprivileged containers)
+  std::vector<std::string> v1_controllers;  ///< controllers with a v1 hierarchy mounted
   CgroupLayout layout = CgroupLayout::v1_only;
 };
 
 /// Parses mountinfo text (see proc(5)); octal escapes in mount points ("\040") are decoded.
-/// When several cgroup2 mounts exist the first one wins.
+/// When several cgroup2 mounts exist the first one wins, unless a later one is mounted on the
+/// same mount point: that one covers it and is what a path lookup reaches.
 CgroupMounts parse_mountinfo(std::string_view mountinfo);
 /// Reads /proc/self/mountinfo.
 CgroupMounts probe_cgroup_mounts();

@@ -44,14 +44,17 @@ UnkillableProcess describe_process(int pid);
 void apply_limits(const CgroupDir& dir, const std::vector<LimitWrite>& plan,
                   std::vector<std::string>& not_enforced, MissingControllers missing);
 
-/// Which limit writes the run root can enforce. When some cannot: with
-/// MissingControllers::error throws Error naming the controllers and the fix; with warn prints
-/// a warning and returns the keys in `not_enforced`.
+/// Which limit writes the run root can enforce: its cgroup.controllers must offer the
+/// controller, and a run root other than the hierarchy root must hold no process but
+/// pollkill (other processes keep controllers from being enabled for its children: EBUSY).
+/// When some cannot: with MissingControllers::error throws Error naming the controllers (or
+/// the other processes), the cgroup and the fix; with warn prints a warning and returns the
+/// keys in `not_enforced`. Clears root.move_self_to_leaf when no controller is left to enable.
 struct EnforceablePlan {
   std::vector<LimitWrite> enforceable;
   std::vector<std::string> not_enforced;
 };
-EnforceablePlan check_controllers(const HostCgroups& host, const RunRoot& root,
+EnforceablePlan check_controllers(const HostCgroups& host, RunRoot& root,
                                   const std::vector<LimitWrite>& plan, MissingControllers missing);
 
 /// Blocks SIGINT, SIGTERM and SIGHUP (read through a signalfd instead) for its lifetime;

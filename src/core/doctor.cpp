@@ -9,6 +9,7 @@
 
 #include "pollkill/cgroup.h"
 #include "pollkill/error.h"
+#include "pollkill/hostcase.h"
 #include "pollkill/sandbox.h"
 #include "pollkill/spawn.h"
 
@@ -60,15 +61,8 @@ std::vector<std::string> check_cgroups(const HostCgroups& host,
     available = CgroupDir::open(root.path).controllers();
   } catch (const Error&) {
   }
-  for (const char* c : {"memory", "cpu", "pids"}) {
-    bool has = std::find(available.begin(), available.end(), c) != available.end();
-    add(std::string("controller ") + c, has,
-        has ? "available" : "not available in " + root.path.string(),
-        host.mounts.layout == CgroupLayout::hybrid
-            ? "this hybrid host keeps it in cgroup v1; boot with systemd.unified_cgroup_hierarchy=1"
-            : "enable it in the parent's cgroup.subtree_control or ask for delegation",
-        false);
-  }
+  // Offered, but other processes there keep them from being enabled (see "host" above).
+  if (!other_processes_in(root).empty()) available.clear();
 
   // A real trial: a scratch run cgroup, /bin/true spawned into it, then everything removed.
   try {
@@ -116,6 +110,21 @@ std::vector<std::string> check_cgroups(const HostCgroups& host,
   return available;
 }
 
+// The host case (pure cgroup v2 root, delegated or partly delegated subtree, cgroup
+// namespace, hybrid, no usable cgroup) and, for each limit, whether it can be enforced here
+// and the fix when not.
+void check_host_case(const HostCgroups& host, const std::optional<std::string>& cgroup_root,
+                     const Policy& effective, bool needs_controllers, const AddCheck& add) {
+  const HostAssessment a =
+      assess_host(probe_host_facts(host, cgroup_root, effective, needs_controllers));
+  add("host", a.kind != HostCase::no_cgroup, std::string(to_string(a.kind)) + ": " + a.detail,
+      a.fix, true);
+  for (const auto& limit : a.limits) {
+    add("limit " + limit.name + " (" + limit.flags + ")", limit.available, limit.detail, limit.fix,
+        false);
+  }
+}
+
 }  // namespace
 
 DoctorReport run_doctor(const std::optional<Policy>& policy,
@@ -131,17 +140,21 @@ DoctorReport run_doctor(const std::optional<Policy>& policy,
   Policy effective = policy.value_or(default_policy());
   std::vector<LimitWrite> plan = plan_limits(effective.limits);
   std::vector<std::string> available;
+  const bool needs_controllers = !controllers_for(plan).empty();
   if (!host.mounts.cgroup2) {
     add("cgroup2 mount", false, "none (layout: v1-only)",
         "mount cgroup2 (`mount -t cgroup2 none /sys/fs/cgroup/unified`) or boot with "
         "systemd.unified_cgroup_hierarchy=1");
+    check_host_case(host, cgroup_root, effective, needs_controllers, add);
   } else {
     add("cgroup2 mount", true,
-        host.mounts.cgroup2->string() + " (" + std::string(to_string(host.mounts.layout)) + ")");
+        host.mounts.cgroup2->string() + " (" + std::string(to_string(host.mounts.layout)) +
+            (host.mounts.cgroup2_read_only ? ", read-only" : "") + ")");
     add("own cgroup", !host.own_cgroup.empty(),
         host.own_cgroup.empty() ? "unknown" : host.own_cgroup);
+    check_host_case(host, cgroup_root, effective, needs_controllers, add);
     // The policy checks below still run when the cgroup part fails: a user learns both.
-    available = check_cgroups(host, cgroup_root, effective, !controllers_for(plan).empty(), add);
+    available = check_cgroups(host, cgroup_root, effective, needs_controllers, add);
   }
   const unsigned seccomp_mode = static_cast<unsigned>(::prctl(PR_GET_SECCOMP));
   const scmp_version* v = seccomp_version();
