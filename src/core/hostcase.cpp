@@ -181,8 +181,8 @@ HostAssessment assess_host(const HostFacts& f) {
     a.kind = HostCase::hybrid;
     a.detail = "cgroup2 at " + f.host.mounts.cgroup2->string() +
                " (tracking, events, kill) beside cgroup v1 (" +
-               join(f.host.mounts.v1_controllers, ", ") + "); the run root " + run_root_words(root) +
-               " offers " + offers(f.run_root_controllers);
+               join(f.host.mounts.v1_controllers, ", ") + "); the run root " +
+               run_root_words(root) + " offers " + offers(f.run_root_controllers);
   } else if (!f.host.mount_is_hierarchy_root) {
     a.kind = HostCase::cgroup_namespace;
     a.detail = "the cgroup2 mount " + f.host.mounts.cgroup2->string() +
