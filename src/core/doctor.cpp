@@ -69,16 +69,20 @@ std::vector<std::string> check_cgroups(const HostCgroups& host,
     RunRoot trial_root = root;
     trial_root.move_self_to_leaf = false;
     // memory.peak only exists where the memory controller is on: enable it for the trial
-    // when the run root offers it and pollkill need not move itself to do so.
+    // when the run root offers it, moving into a leaf first where `run` with a memory limit
+    // would (its own non-root cgroup, a cgroup namespace's root).
     std::vector<std::string> trial_controllers;
-    if (!root.move_self_to_leaf &&
-        std::find(available.begin(), available.end(), "memory") != available.end()) {
+    if (std::find(available.begin(), available.end(), "memory") != available.end()) {
       trial_controllers.push_back("memory");
+      trial_root.move_self_to_leaf =
+          resolve_run_root(host, cgroup_root, effective, ::getenv("POLLKILL_CGROUP_ROOT"), true)
+              .move_self_to_leaf;
     }
     RunCgroup run;
     try {
       run = RunCgroup::create(trial_root, *host.mounts.cgroup2, trial_controllers);
-    } catch (const SystemError&) {  // e.g. EBUSY: processes live in the run root
+    } catch (const SystemError&) {  // e.g. EBUSY: processes arrived in the run root
+      trial_root.move_self_to_leaf = false;
       run = RunCgroup::create(trial_root, *host.mounts.cgroup2, {});
     }
     CgroupDir task = run.create_child("doctor");

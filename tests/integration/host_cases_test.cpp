@@ -177,6 +177,9 @@ TEST_F(PartlyDelegated, DoctorNamesTheCaseTheControllersAndEachFix) {
   EXPECT_NE(r.out.find("echo +cpu > " + (outer_ / "cgroup.subtree_control").string()),
             std::string::npos)
       << r.out;
+  // The trial moves doctor into a leaf to enable memory, as `run` would (TearDown checks that
+  // it moved back and turned memory off again).
+  EXPECT_NE(r.out.find("[ok] memory.peak: present"), std::string::npos) << r.out;
   expect_nothing_left(r, "");
 
   // Beside another process even the delegated controller cannot be enabled for task cgroups.
@@ -279,6 +282,7 @@ TEST_F(CgroupNamespace, DoctorNamesTheNamespace) {
   EXPECT_NE(r.out.find("[ok] own cgroup: /\n"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("[ok] limit memory"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("[ok] limit pids"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("[ok] memory.peak: present"), std::string::npos) << r.out;
   expect_nothing_left(r, "");
 }
 
