@@ -166,6 +166,26 @@ TEST_F(PartlyDelegated, UndelegatedControllerWithWarnStillEnforcesMemory) {
   expect_nothing_left(r, "");
 }
 
+TEST_F(PartlyDelegated, BatchEnforcesMemoryThroughTheLeafToo) {
+  TempDir dir;
+  const std::string marker = unique_marker();
+  std::ofstream(dir / "tasks") << kMemhog << " 512 0 " << marker << "\ntrue\n";
+  RunOutput r = start_in_job("", {"batch", "-j", "2", "-q", "--memory", "64M", "--results",
+                                  (dir / "r.jsonl").string(), (dir / "tasks").string()})
+                    ->wait(Seconds(120));
+  EXPECT_EQ(r.exit_code, 1) << "one task ended oom: " << r.describe();
+  std::ifstream in(dir / "r.jsonl");
+  std::vector<std::string> statuses;
+  for (std::string line; std::getline(in, line);) {
+    auto j = ordered_json::parse(line, nullptr, false);
+    if (!j.is_discarded())
+      statuses.push_back(j["id"].get<std::string>() + "=" + j["status"].get<std::string>());
+  }
+  std::sort(statuses.begin(), statuses.end());
+  EXPECT_EQ(statuses, (std::vector<std::string>{"1=oom", "2=ok"})) << r.describe();
+  expect_nothing_left(r, marker);
+}
+
 TEST_F(PartlyDelegated, DoctorNamesTheCaseTheControllersAndEachFix) {
   RunOutput r = start_in_job("", {"doctor"})->wait(Seconds(60));
   EXPECT_EQ(r.exit_code, 0) << r.describe();
@@ -273,6 +293,29 @@ TEST_F(CgroupNamespace, MemoryLimitEndsInOom) {
   EXPECT_EQ(j["status"], "oom") << r.out;
   EXPECT_GE(j.value("oom_kills", 0), 1) << r.out;
   expect_nothing_left(r, marker);
+}
+
+TEST_F(CgroupNamespace, SigkillOfPollkillLeavesNothing) {
+  const std::string marker = unique_marker();
+  auto p = start_in_namespace(
+      "rw", {"run", "--memory", "64M", "--", "sh", "-c",
+             "setsid sleep " + long_sleep_arg(marker) + " & sleep " + long_sleep_arg(marker)});
+  ASSERT_TRUE(
+      wait_until([&] { return processes_matching(marker, "sleep").size() == 2; }, Seconds(30)));
+  p->signal(SIGKILL);
+  RunOutput r = p->wait(Seconds(30));
+  // The guard kills the tasks and removes the run cgroup and the leaf (TearDown checks the
+  // job cgroup, seen from the host, is empty again).
+  EXPECT_TRUE(wait_until([&] { return processes_matching(marker).empty(); }, Seconds(5)));
+  EXPECT_TRUE(wait_until(
+      [&] {
+        for (const auto& e : fs::directory_iterator(job_)) {
+          if (e.is_directory()) return false;
+        }
+        return true;
+      },
+      Seconds(5)));
+  cleanup(marker, {r.pid});
 }
 
 TEST_F(CgroupNamespace, DoctorNamesTheNamespace) {
