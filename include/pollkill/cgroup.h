@@ -24,6 +24,10 @@ struct HostCgroups {
   std::map<std::string, std::string, std::less<>> own_v1_cgroups;
   bool systemd_pid1 = false;  ///< PID 1 is systemd (its cgroups need delegation)
   bool root_user = false;     ///< effective uid 0
+  /// The mount's root directory is the kernel's root cgroup. False inside a cgroup namespace
+  /// (the mount starts at the namespace's root, a cgroup like any other: it has a
+  /// cgroup.type file, which the real root lacks).
+  bool mount_is_hierarchy_root = true;
 };
 HostCgroups probe_host_cgroups();
 
@@ -34,6 +38,8 @@ struct RunRoot {
   /// pollkill must first move itself out of `path` into a leaf beneath it: `path` is its own,
   /// non-root cgroup and controllers must be enabled there (no-internal-processes rule).
   bool move_self_to_leaf = false;
+  /// `path` is the kernel's root cgroup, exempt from the no-internal-processes rule.
+  bool hierarchy_root = false;
 };
 
 /// Resolves the run root in this order: `flag` (--cgroup-root), policy runner.cgroup_root,

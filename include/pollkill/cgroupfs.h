@@ -32,13 +32,18 @@ struct V1Mount {
 /// What /proc/self/mountinfo says about cgroups.
 struct CgroupMounts {
   std::optional<std::filesystem::path> cgroup2;  ///< mount point of the unified hierarchy
-  std::vector<std::string> v1_controllers;       ///< controllers with a v1 hierarchy mounted
-  std::vector<V1Mount> v1_mounts;  ///< the v1 controller hierarchies (first mount each)
+  /// The cgroup the mount shows at its mount point, relative to the viewer's cgroup
+  /// namespace ("/" for a mount of the whole hierarchy or of the namespace's root).
+  std::string cgroup2_root = "/";
+  bool cgroup2_read_only = false;           ///< mounted "ro" (typical in unprivileged containers)
+  std::vector<std::string> v1_controllers;  ///< controllers with a v1 hierarchy mounted
+  std::vector<V1Mount> v1_mounts;           ///< the v1 controller hierarchies (first mount each)
   CgroupLayout layout = CgroupLayout::v1_only;
 };
 
 /// Parses mountinfo text (see proc(5)); octal escapes in mount points ("\040") are decoded.
-/// When several cgroup2 mounts exist the first one wins.
+/// When several cgroup2 mounts exist the first one wins, unless a later one is mounted on the
+/// same mount point: that one covers it and is what a path lookup reaches.
 CgroupMounts parse_mountinfo(std::string_view mountinfo);
 /// Reads /proc/self/mountinfo.
 CgroupMounts probe_cgroup_mounts();

@@ -48,10 +48,13 @@ void apply_limits(const CgroupDir& dir, const std::vector<LimitWrite>& plan,
 
 /// Which limit writes the run root can enforce, and which controllers go through cgroup v1
 /// instead: with runner.cgroup_v1 = "auto", a controller the run root lacks whose v1
-/// hierarchy is mounted and writable (place_v1). When some limits cannot be enforced either
-/// way: with runner.missing_controllers = "error" throws Error naming the controllers, why v1
-/// could not help and the fix; with "warn" prints a warning and returns the keys in
-/// `not_enforced`.
+/// hierarchy is mounted and writable (place_v1). A v2 controller must be offered by the run
+/// root's cgroup.controllers, and a run root other than the hierarchy root must hold no
+/// process but pollkill (other processes keep controllers from being enabled for its children:
+/// EBUSY). When some limits cannot be enforced: with runner.missing_controllers = "error"
+/// throws Error naming the controllers (or the other processes), why v1 could not help, the
+/// cgroup and the fix; with "warn" prints a warning and returns the keys in `not_enforced`.
+/// Clears root.move_self_to_leaf when no v2 controller is left to enable.
 struct EnforceablePlan {
   std::vector<LimitWrite> enforceable;  ///< the v2 writes
   std::vector<std::string> not_enforced;
@@ -60,7 +63,7 @@ struct EnforceablePlan {
   std::vector<std::pair<std::string, std::filesystem::path>> v1_bases;
   std::vector<std::string> v1_keys;  ///< policy keys enforced through v1 (all tasks)
 };
-EnforceablePlan check_controllers(const HostCgroups& host, const RunRoot& root,
+EnforceablePlan check_controllers(const HostCgroups& host, RunRoot& root,
                                   const std::vector<LimitWrite>& plan, const RunnerPolicy& runner);
 
 /// Blocks SIGINT, SIGTERM and SIGHUP (read through a signalfd instead) for its lifetime;

@@ -85,6 +85,11 @@ HostCgroups probe_host_cgroups() {
   struct stat st;
   host.systemd_pid1 = ::lstat("/run/systemd/system", &st) == 0 && S_ISDIR(st.st_mode);
   host.root_user = ::geteuid() == 0;
+  if (host.mounts.cgroup2) {
+    // The kernel gives every cgroup but the root a cgroup.type file.
+    host.mount_is_hierarchy_root =
+        ::access((*host.mounts.cgroup2 / "cgroup.type").c_str(), F_OK) != 0;
+  }
   return host;
 }
 
@@ -97,12 +102,30 @@ RunRoot resolve_run_root(const HostCgroups& host, const std::optional<std::strin
                 "systemd.unified_cgroup_hierarchy=1");
   }
   const fs::path mount = *host.mounts.cgroup2;
-  const fs::path own = under_mount(mount, host.own_cgroup.empty() ? "/" : host.own_cgroup);
-  const bool own_is_root = own == mount;
+  if (host.mounts.cgroup2_read_only) {
+    throw Error("the cgroup2 mount '" + mount.string() +
+                    "' is read-only: pollkill cannot create the cgroups it runs tasks in "
+                    "(containers are often given such a mount)",
+                "remount it read-write if you may (`mount -o remount,rw " + mount.string() +
+                    "` needs CAP_SYS_ADMIN), start the container with a writable cgroup2 "
+                    "mount in its own cgroup namespace (e.g. `podman run --systemd=always`, "
+                    "`docker run --privileged --cgroupns=private`), or run pollkill outside "
+                    "the container");
+  }
+  // A path outside the cgroup namespace's root reads "/../..." (cgroup_namespaces(7)).
+  const bool own_outside_namespace =
+      host.own_cgroup == "/.." || host.own_cgroup.rfind("/../", 0) == 0;
+  const fs::path own = own_outside_namespace
+                           ? fs::path()
+                           : under_mount(mount, host.own_cgroup.empty() ? "/" : host.own_cgroup);
+  // Inside a cgroup namespace the mount's root is the namespace's root: an ordinary cgroup,
+  // bound by the no-internal-processes rule like any other.
+  const bool own_is_root = own == mount && host.mount_is_hierarchy_root;
 
   auto explicit_root = [&](const std::string& value, const std::string& source) {
     RunRoot root{under_mount(mount, value), source, false};
     make_cgroup_dirs(root.path, source);
+    root.hierarchy_root = root.path == mount && host.mount_is_hierarchy_root;
     root.move_self_to_leaf = needs_controllers && root.path == own && !own_is_root;
     return root;
   };
@@ -113,18 +136,22 @@ RunRoot resolve_run_root(const HostCgroups& host, const std::optional<std::strin
   if (env_value && *env_value) return explicit_root(env_value, "POLLKILL_CGROUP_ROOT");
 
   // The hierarchy root is exempt from the no-internal-processes rule: always usable.
-  if (own_is_root) return RunRoot{own, "own cgroup (the hierarchy root)", false};
+  if (own_is_root) return RunRoot{own, "own cgroup (the hierarchy root)", false, true};
 
   std::string why_not;
-  const bool writable =
-      ::access(own.c_str(), W_OK) == 0 && ::access((own / "cgroup.procs").c_str(), W_OK) == 0;
-  if (!writable) {
+  const bool writable = !own_outside_namespace && ::access(own.c_str(), W_OK) == 0 &&
+                        ::access((own / "cgroup.procs").c_str(), W_OK) == 0;
+  if (own_outside_namespace) {
+    why_not = "its own cgroup '" + host.own_cgroup +
+              "' lies outside the cgroup namespace's root, which the mount starts at";
+  } else if (!writable) {
     why_not = "its own cgroup '" + host.own_cgroup + "' is not writable";
   } else if (host.systemd_pid1 && !has_delegation_mark(own)) {
     why_not = "its own cgroup '" + host.own_cgroup +
               "' belongs to systemd and was not delegated (no trusted.delegate mark)";
   } else {
-    return RunRoot{own, "own cgroup", needs_controllers};
+    return RunRoot{own, own == mount ? "own cgroup (the cgroup namespace's root)" : "own cgroup",
+                   needs_controllers};
   }
   if (host.root_user) {
     RunRoot root{mount / "pollkill", "root fallback", false};

@@ -85,7 +85,13 @@ CgroupMounts parse_mountinfo(std::string_view mountinfo) {
     if (left.size() < 5 || right.size() < 3) continue;
     std::string_view fstype = right[0];
     if (fstype == "cgroup2") {
-      if (!mounts.cgroup2) mounts.cgroup2 = unescape_octal(left[4]);
+      std::string point = unescape_octal(left[4]);
+      if (!mounts.cgroup2 || *mounts.cgroup2 == point) {
+        mounts.cgroup2 = point;
+        mounts.cgroup2_root = unescape_octal(left[3]);
+        const std::string options = "," + std::string(left[5]) + ",";
+        mounts.cgroup2_read_only = options.find(",ro,") != std::string::npos;
+      }
     } else if (fstype == "cgroup") {
       std::string_view opts = right[2];
       V1Mount v1{unescape_octal(left[4]), unescape_octal(left[3]), {}};

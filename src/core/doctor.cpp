@@ -10,6 +10,7 @@
 #include "pollkill/cgroup.h"
 #include "pollkill/cgroup_v1.h"
 #include "pollkill/error.h"
+#include "pollkill/hostcase.h"
 #include "pollkill/sandbox.h"
 #include "pollkill/spawn.h"
 
@@ -63,15 +64,14 @@ std::vector<std::string> check_cgroups(const HostCgroups& host,
     available = CgroupDir::open(root.path).controllers();
   } catch (const Error&) {
   }
+  // Offered, but other processes there keep them from being enabled (see "host" above).
+  if (!other_processes_in(root).empty()) available.clear();
   const bool v1_auto = effective.runner.cgroup_v1 == CgroupV1::automatic;
   for (const char* c : {"memory", "cpu", "pids"}) {
     bool has = std::find(available.begin(), available.end(), c) != available.end();
-    if (has || host.mounts.layout != CgroupLayout::hybrid) {
-      add(std::string("controller ") + c, has,
-          has ? "available" : "not available in " + root.path.string(),
-          "enable it in the parent's cgroup.subtree_control or ask for delegation", false);
-      continue;
-    }
+    // The "limit" lines above cover the cgroup v2 controllers; on a hybrid host, say where
+    // the v1 backend would take each missing one.
+    if (has || host.mounts.layout != CgroupLayout::hybrid) continue;
     // A hybrid host: the v1 backend may take the controller's limits.
     V1Placement v1 = place_v1(c, host.mounts, host.own_v1_cgroups, effective.runner.cgroup_v1_root);
     std::string detail = "not available in " + root.path.string() + "; ";
@@ -101,16 +101,20 @@ std::vector<std::string> check_cgroups(const HostCgroups& host,
     RunRoot trial_root = root;
     trial_root.move_self_to_leaf = false;
     // memory.peak only exists where the memory controller is on: enable it for the trial
-    // when the run root offers it and pollkill need not move itself to do so.
+    // when the run root offers it, moving into a leaf first where `run` with a memory limit
+    // would (its own non-root cgroup, a cgroup namespace's root).
     std::vector<std::string> trial_controllers;
-    if (!root.move_self_to_leaf &&
-        std::find(available.begin(), available.end(), "memory") != available.end()) {
+    if (std::find(available.begin(), available.end(), "memory") != available.end()) {
       trial_controllers.push_back("memory");
+      trial_root.move_self_to_leaf =
+          resolve_run_root(host, cgroup_root, effective, ::getenv("POLLKILL_CGROUP_ROOT"), true)
+              .move_self_to_leaf;
     }
     RunCgroup run;
     try {
       run = RunCgroup::create(trial_root, *host.mounts.cgroup2, trial_controllers);
-    } catch (const SystemError&) {  // e.g. EBUSY: processes live in the run root
+    } catch (const SystemError&) {  // e.g. EBUSY: processes arrived in the run root
+      trial_root.move_self_to_leaf = false;
       run = RunCgroup::create(trial_root, *host.mounts.cgroup2, {});
     }
     CgroupDir task = run.create_child("doctor");
@@ -142,6 +146,21 @@ std::vector<std::string> check_cgroups(const HostCgroups& host,
   return available;
 }
 
+// The host case (pure cgroup v2 root, delegated or partly delegated subtree, cgroup
+// namespace, hybrid, no usable cgroup) and, for each limit, whether it can be enforced here
+// and the fix when not.
+void check_host_case(const HostCgroups& host, const std::optional<std::string>& cgroup_root,
+                     const Policy& effective, bool needs_controllers, const AddCheck& add) {
+  const HostAssessment a =
+      assess_host(probe_host_facts(host, cgroup_root, effective, needs_controllers));
+  add("host", a.kind != HostCase::no_cgroup, std::string(to_string(a.kind)) + ": " + a.detail,
+      a.fix, true);
+  for (const auto& limit : a.limits) {
+    add("limit " + limit.name + " (" + limit.flags + ")", limit.available, limit.detail, limit.fix,
+        false);
+  }
+}
+
 }  // namespace
 
 DoctorReport run_doctor(const std::optional<Policy>& policy,
@@ -158,18 +177,21 @@ DoctorReport run_doctor(const std::optional<Policy>& policy,
   std::vector<LimitWrite> plan = plan_limits(effective.limits);
   std::vector<std::string> available;
   std::vector<std::string> v1_controllers;
+  const bool needs_controllers = !controllers_for(plan).empty();
   if (!host.mounts.cgroup2) {
     add("cgroup2 mount", false, "none (layout: v1-only)",
         "mount cgroup2 (`mount -t cgroup2 none /sys/fs/cgroup/unified`) or boot with "
         "systemd.unified_cgroup_hierarchy=1");
+    check_host_case(host, cgroup_root, effective, needs_controllers, add);
   } else {
     add("cgroup2 mount", true,
-        host.mounts.cgroup2->string() + " (" + std::string(to_string(host.mounts.layout)) + ")");
+        host.mounts.cgroup2->string() + " (" + std::string(to_string(host.mounts.layout)) +
+            (host.mounts.cgroup2_read_only ? ", read-only" : "") + ")");
     add("own cgroup", !host.own_cgroup.empty(),
         host.own_cgroup.empty() ? "unknown" : host.own_cgroup);
+    check_host_case(host, cgroup_root, effective, needs_controllers, add);
     // The policy checks below still run when the cgroup part fails: a user learns both.
-    available = check_cgroups(host, cgroup_root, effective, !controllers_for(plan).empty(), add,
-                              v1_controllers);
+    available = check_cgroups(host, cgroup_root, effective, needs_controllers, add, v1_controllers);
   }
   const unsigned seccomp_mode = static_cast<unsigned>(::prctl(PR_GET_SECCOMP));
   const scmp_version* v = seccomp_version();

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "pollkill/error.h"
+#include "pollkill/hostcase.h"
 
 extern char** environ;
 
@@ -105,7 +106,7 @@ void apply_limits(const CgroupDir& dir, const std::vector<LimitWrite>& plan,
   }
 }
 
-EnforceablePlan check_controllers(const HostCgroups& host, const RunRoot& root,
+EnforceablePlan check_controllers(const HostCgroups& host, RunRoot& root,
                                   const std::vector<LimitWrite>& plan, const RunnerPolicy& runner) {
   std::vector<std::string> wanted = controllers_for(plan);
   std::vector<std::string> available = CgroupDir::open(root.path).controllers();
@@ -185,13 +186,36 @@ EnforceablePlan check_controllers(const HostCgroups& host, const RunRoot& root,
                        "runner.cgroup_v1_root to a v1 cgroup you may write to, boot with "
                        "systemd.unified_cgroup_hierarchy=1, or set runner.missing_controllers "
                        "= \"warn\" to run without the limit")
-              : "enable it in the parent's cgroup.subtree_control, run pollkill under "
-                "`systemd-run --scope -p Delegate=yes`, or set runner.missing_controllers "
-                "= \"warn\" to run without the limit");
+              : controller_fix(host, root, kernel_controllers(host), unmet));
     }
     std::fprintf(stderr, "pollkill: warning: %s; running without %s\n", message.c_str(),
                  out.not_enforced.size() > 1 ? "these limits" : "this limit");
   }
+  // The controllers are there, but a cgroup other than the hierarchy root cannot enable them
+  // for its children while processes live in it. pollkill moves itself out into a leaf; other
+  // processes it did not start it leaves where they are, so that case is told apart here,
+  // naming them, before anything is created. (cgroup v1 has no such rule.)
+  if (!controllers_for(out.enforceable).empty()) {
+    const std::vector<pid_t> others = other_processes_in(root);
+    if (!others.empty()) {
+      const std::vector<std::string> keys = split_enforceable(out.enforceable, {}).second;
+      std::string limits;
+      for (const auto& k : keys) limits += (limits.empty() ? "" : ", ") + k;
+      const std::string message = "the " + limits + " limit" +
+                                  (keys.size() > 1 ? "s need" : " needs") +
+                                  " controllers enabled for pollkill's task cgroups, but " +
+                                  sharing_message(root.path, describe_pids(others));
+      if (runner.missing_controllers == MissingControllers::error) {
+        throw Error(message, sharing_fix(root.path));
+      }
+      std::fprintf(stderr, "pollkill: warning: %s; running without %s\n", message.c_str(),
+                   keys.size() > 1 ? "these limits" : "this limit");
+      out.not_enforced.insert(out.not_enforced.end(), keys.begin(), keys.end());
+      out.enforceable.clear();
+    }
+  }
+  // No cgroup v2 controller to enable: no reason to leave the cgroup pollkill was started in.
+  if (controllers_for(out.enforceable).empty()) root.move_self_to_leaf = false;
   return out;
 }
 

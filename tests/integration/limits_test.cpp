@@ -8,31 +8,13 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "cgroup_fixtures.h"
 #include "harness.h"
 
 namespace pollkill::testing {
 namespace {
 
 namespace fs = std::filesystem;
-
-bool own_cgroup_is_root() {
-  std::ifstream in("/proc/self/cgroup");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return cgroup_v2_path(text) == "/";
-}
-
-// The controllers the limit tests' run root offers: the hierarchy root's own when this process
-// lives there (the VM), else what the root enables for its children, where the scratch run
-// root below is made.
-std::vector<std::string> root_controllers() {
-  auto mount = cgroup2_mount();
-  if (!mount) return {};
-  std::ifstream in(*mount /
-                   (own_cgroup_is_root() ? "cgroup.controllers" : "cgroup.subtree_control"));
-  std::vector<std::string> out;
-  for (std::string word; in >> word;) out.push_back(word);
-  return out;
-}
 
 // pollkill's default run root is its own cgroup. When that is not the hierarchy root (a
 // partly delegated cgroup shared with other processes, as on the accelerator host), enabling
@@ -64,30 +46,8 @@ std::vector<std::string> rooted(std::vector<std::string> flags) {
   return flags;
 }
 
-// Skips (host) or fails (VM) unless every controller is available at the hierarchy root.
-#define PK_REQUIRE_CONTROLLERS(...)                                                      \
-  do {                                                                                   \
-    PK_REQUIRE_CGROUP2();                                                                \
-    auto have_ = root_controllers();                                                     \
-    for (const char* c_ : {__VA_ARGS__}) {                                               \
-      if (std::find(have_.begin(), have_.end(), c_) == have_.end()) {                    \
-        if (std::getenv("POLLKILL_IN_VM"))                                               \
-          FAIL() << "the VM must offer the " << c_ << " controller";                     \
-        GTEST_SKIP() << "the cgroup v2 '" << c_ << "' controller is not available here " \
-                     << "(hybrid host); this test runs in the VM (tests/vm/run)";        \
-      }                                                                                  \
-    }                                                                                    \
-  } while (0)
-
 const std::string kMemhog = POLLKILL_MEMHOG;
 const std::string kForkbomb = POLLKILL_FORKBOMB;
-
-// A shell snippet that prints one attribute of the task's own cgroup.
-std::vector<std::string> print_own_attr(const std::string& attr) {
-  return {"sh", "-c",
-          "cat \"$(sed -n 's/^0:://p' /proc/self/cgroup | sed 's|^|" + cgroup2_mount()->string() +
-              "|')/" + attr + "\""};
-}
 
 TEST(Limits, MemoryLimitEndsInOomAndReapsEverything) {
   PK_REQUIRE_CONTROLLERS("memory");
@@ -244,38 +204,12 @@ TEST_F(MissingController, WarnRunsAndRecordsTheLimit) {
 
 // pollkill started alone in a non-root cgroup must move itself into a leaf before it can
 // enable controllers there, and put everything back afterwards.
-class OwnCgroupLeaf : public ::testing::Test {
+class OwnCgroupLeaf : public JobCgroup {
  protected:
   void SetUp() override {
     PK_REQUIRE_CONTROLLERS("memory");
-    job_ = *cgroup2_mount() / ("pk-job-" + unique_marker());
-    ASSERT_EQ(::mkdir(job_.c_str(), 0755), 0) << job_;
+    make_job();
   }
-  void TearDown() override {
-    if (job_.empty()) return;
-    std::vector<fs::path> children;
-    for (const auto& e : fs::directory_iterator(job_)) {
-      if (e.is_directory()) children.push_back(e.path());
-    }
-    EXPECT_TRUE(children.empty()) << "left in " << job_ << ": " << children.size() << " cgroups";
-    std::ifstream sc(job_ / "cgroup.subtree_control");
-    std::string enabled;
-    sc >> enabled;  // the first word, if any
-    EXPECT_EQ(enabled, "") << "controllers pollkill enabled were not turned off";
-    for (const auto& c : children) ::rmdir(c.c_str());
-    ::rmdir(job_.c_str());
-  }
-  // Starts `sh -c 'move into the job cgroup; [extra]; exec pollkill ARGS'`.
-  std::unique_ptr<Pollkill> start_in_job(const std::string& extra,
-                                         const std::vector<std::string>& args) {
-    std::vector<std::string> cmd = {"-c", "echo $$ > \"$0\" || exit 1; " + extra + " exec \"$@\"",
-                                    (job_ / "cgroup.procs").string(), POLLKILL_BINARY};
-    cmd.insert(cmd.end(), args.begin(), args.end());
-    LaunchOptions options;
-    options.program = "/bin/sh";
-    return std::make_unique<Pollkill>(cmd, options);
-  }
-  fs::path job_;
 };
 
 TEST_F(OwnCgroupLeaf, MovesItselfIntoALeafAndBack) {

@@ -42,6 +42,25 @@ TEST(Mountinfo, PureLayoutWithOptionalFieldsAndEscapes) {
   EXPECT_EQ(*escaped.cgroup2, "/mnt/my cg");
 }
 
+TEST(Mountinfo, ReadOnlyNamespaceMountAndStacking) {
+  // A container's own mount: read-only, its root is the namespace's root.
+  CgroupMounts ro = parse_mountinfo(
+      "40 30 0:30 / /sys/fs/cgroup ro,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 rw\n");
+  EXPECT_TRUE(ro.cgroup2_read_only);
+  EXPECT_EQ(ro.cgroup2_root, "/");
+  // A host mount seen from inside a cgroup namespace, covered by a fresh writable one on the
+  // same mount point: the covering one is what paths reach.
+  CgroupMounts stacked = parse_mountinfo(
+      "25 30 0:22 /.. /sys/fs/cgroup ro shared:9 - cgroup2 cgroup2 rw,nsdelegate\n"
+      "41 25 0:22 / /sys/fs/cgroup rw,relatime - cgroup2 cgroup2 rw\n"
+      "42 30 0:22 / /mnt/other rw - cgroup2 cgroup2 ro\n");
+  EXPECT_EQ(*stacked.cgroup2, "/sys/fs/cgroup");
+  EXPECT_FALSE(stacked.cgroup2_read_only);
+  EXPECT_EQ(stacked.cgroup2_root, "/");
+  CgroupMounts host = parse_mountinfo(kHybridMountinfo);
+  EXPECT_FALSE(host.cgroup2_read_only);
+}
+
 TEST(Mountinfo, V1Only) {
   CgroupMounts m =
       parse_mountinfo("32 31 0:29 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n");
@@ -162,6 +181,7 @@ TEST_F(RunRootTest, HierarchyRootIsUsedAsIs) {
   RunRoot r = resolve_run_root(host_, std::nullopt, policy_, nullptr, true);
   EXPECT_EQ(r.path, mount_);
   EXPECT_FALSE(r.move_self_to_leaf);
+  EXPECT_TRUE(r.hierarchy_root);
 }
 
 TEST_F(RunRootTest, ExplicitRootsInOrder) {
@@ -197,6 +217,58 @@ TEST_F(RunRootTest, NonRootOwnCgroupMovesSelfOnlyWhenControllersAreNeeded) {
   RunRoot r = resolve_run_root(host_, std::nullopt, policy_, nullptr, false);
   EXPECT_EQ(r.path, mount_ / "job");
   EXPECT_FALSE(r.move_self_to_leaf);
+}
+
+// Inside a cgroup namespace the mount's root is the namespace's root: an ordinary cgroup
+// pollkill must move out of before it can enable controllers there.
+TEST_F(RunRootTest, NamespaceRootIsNotTheHierarchyRoot) {
+  host_.mount_is_hierarchy_root = false;
+  RunRoot r = resolve_run_root(host_, std::nullopt, policy_, nullptr, true);
+  EXPECT_EQ(r.path, mount_);
+  EXPECT_TRUE(r.move_self_to_leaf);
+  EXPECT_FALSE(r.hierarchy_root);
+  EXPECT_EQ(r.source, "own cgroup (the cgroup namespace's root)");
+  EXPECT_FALSE(resolve_run_root(host_, std::nullopt, policy_, nullptr, false).move_self_to_leaf);
+  // Given explicitly, the same.
+  RunRoot flag = resolve_run_root(host_, "/", policy_, nullptr, true);
+  EXPECT_TRUE(flag.move_self_to_leaf);
+  EXPECT_FALSE(flag.hierarchy_root);
+  // Outside a namespace it is the real root.
+  host_.mount_is_hierarchy_root = true;
+  RunRoot real = resolve_run_root(host_, std::nullopt, policy_, nullptr, true);
+  EXPECT_FALSE(real.move_self_to_leaf);
+  EXPECT_TRUE(real.hierarchy_root);
+}
+
+TEST_F(RunRootTest, OwnCgroupOutsideTheNamespaceFallsBackAsRoot) {
+  make_cgroup(mount_ / "pollkill");
+  host_.mount_is_hierarchy_root = false;
+  host_.own_cgroup = "/../sibling";
+  RunRoot r = resolve_run_root(host_, std::nullopt, policy_, nullptr, true);
+  EXPECT_EQ(r.path, mount_ / "pollkill");
+  host_.root_user = false;
+  try {
+    resolve_run_root(host_, std::nullopt, policy_, nullptr, true);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("outside the cgroup namespace"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST_F(RunRootTest, ReadOnlyMountIsAnErrorNamingTheFix) {
+  host_.mounts.cgroup2_read_only = true;
+  for (const std::optional<std::string>& flag :
+       {std::optional<std::string>(), std::optional<std::string>("/")}) {
+    try {
+      resolve_run_root(host_, flag, policy_, nullptr, false);
+      FAIL() << "expected an error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("is read-only"), std::string::npos) << e.what();
+      EXPECT_NE(e.hint().find("mount -o remount,rw " + mount_.string()), std::string::npos)
+          << e.hint();
+    }
+  }
 }
 
 TEST_F(RunRootTest, UndelegatedSystemdCgroupFallsBackToPollkillAsRoot) {

@@ -1,0 +1,66 @@
+// Cgroup layouts that integration tests build for pollkill to run in: the controller checks
+// shared by the limit tests, and a "job" cgroup that pollkill is started in (alone, beside
+// other processes, or with only some controllers delegated to it).
+#pragma once
+
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "harness.h"
+
+namespace pollkill::testing {
+
+/// Whether this test process lives in the hierarchy root ("0::/").
+bool own_cgroup_is_root();
+
+/// The controllers the limit tests' run root offers: the hierarchy root's own when this
+/// process lives there (the VM), else what the root enables for its children.
+std::vector<std::string> root_controllers();
+
+/// Skips (host) or fails (VM) unless every controller is available at the hierarchy root.
+#define PK_REQUIRE_CONTROLLERS(...)                                                      \
+  do {                                                                                   \
+    PK_REQUIRE_CGROUP2();                                                                \
+    auto have_ = ::pollkill::testing::root_controllers();                                \
+    for (const char* c_ : {__VA_ARGS__}) {                                               \
+      if (std::find(have_.begin(), have_.end(), c_) == have_.end()) {                    \
+        if (std::getenv("POLLKILL_IN_VM"))                                               \
+          FAIL() << "the VM must offer the " << c_ << " controller";                     \
+        GTEST_SKIP() << "the cgroup v2 '" << c_ << "' controller is not available here " \
+                     << "(hybrid host); this test runs in the VM (tests/vm/run)";        \
+      }                                                                                  \
+    }                                                                                    \
+  } while (0)
+
+/// A command (sh -c) that prints one attribute of its own cgroup: `attr` of the cgroup named
+/// by /proc/self/cgroup under the cgroup2 mount (inside a cgroup namespace too).
+std::vector<std::string> print_own_attr(const std::string& attr);
+
+/// A cgroup "pk-job-<marker>" that pollkill is started in, so that its own cgroup is not the
+/// hierarchy root. With `delegated` controllers it sits in an outer cgroup "pk-outer-<marker>"
+/// whose cgroup.subtree_control enables only those: a partly delegated subtree. TearDown
+/// fails the test if pollkill left a cgroup in the job or a controller enabled there, then
+/// removes everything (killing what the test left running).
+class JobCgroup : public ::testing::Test {
+ protected:
+  /// Creates the cgroups; call from SetUp after the test's requirement checks.
+  void make_job(const std::vector<std::string>& delegated = {});
+  void TearDown() override;
+
+  /// Starts `sh -c 'move into the job cgroup; [extra]; exec pollkill ARGS'`.
+  std::unique_ptr<Pollkill> start_in_job(const std::string& extra,
+                                         const std::vector<std::string>& args);
+  /// Starts `sleep 1000.<marker>` inside the job cgroup (another process beside pollkill,
+  /// not its child) and waits until it is there.
+  std::unique_ptr<Pollkill> start_sibling(const std::string& marker);
+  /// The job's cgroup.procs.
+  std::vector<pid_t> job_procs() const;
+
+  std::filesystem::path outer_;  ///< empty without `delegated`
+  std::filesystem::path job_;
+};
+
+}  // namespace pollkill::testing
