@@ -129,7 +129,7 @@ struct SlurmBatchRequest {
   std::string taskfile;  ///< path, or "-"
   Policy policy;
   std::filesystem::path dir;  ///< --results-dir
-  int jobs = 0;               ///< the array's %M, or the steps at once (0: no limit / 1)
+  int jobs = 0;  ///< the array's %M (0: none), or the steps at once (0: SLURM_NTASKS, else 1)
   bool resume = false;
   std::vector<std::string> launcher_args;  ///< --sbatch-arg or --srun-arg values
   std::string results;                     ///< --launcher srun: the merged results file

@@ -740,7 +740,13 @@ int SrunBatch::run() {
   self_ = self_exe();
   cpus_ = slurm_cpus(request_.policy.limits);
   results_ = AppendFile::open(request_.results);
-  std::size_t jobs = request_.jobs > 0 ? static_cast<std::size_t>(request_.jobs) : 1;
+  // Without -j, as many steps as the allocation has tasks.
+  std::size_t jobs = 1;
+  if (request_.jobs > 0) {
+    jobs = static_cast<std::size_t>(request_.jobs);
+  } else if (auto ntasks = env_number("SLURM_NTASKS"); ntasks && *ntasks > 0) {
+    jobs = static_cast<std::size_t>(*ntasks);
+  }
 
   sigset_t set;
   sigemptyset(&set);
