@@ -736,6 +736,11 @@ void SrunBatch::finished(pid_t pid, int status) {
 }
 
 int SrunBatch::run() {
+  if (env_or("SLURM_JOB_ID").empty() && request_.verbosity > 0) {
+    std::fprintf(stderr,
+                 "pollkill: warning: not inside a Slurm allocation (no SLURM_JOB_ID): each srun "
+                 "asks for an allocation of its own; run under salloc or in an sbatch script\n");
+  }
   prepared_ = prepare_dir(request_);
   self_ = self_exe();
   cpus_ = slurm_cpus(request_.policy.limits);
