@@ -175,5 +175,23 @@ TEST(SlurmElement, ResumeSubmitsOnlyTasksWithoutAFinalRecord) {
   EXPECT_NE(changed.err.find("is not the task file"), std::string::npos) << changed.err;
 }
 
+TEST(SlurmElement, TaskCwdAndEnvApplyInTheElement) {
+  PK_REQUIRE_CGROUP2();
+  TempDir dir;
+  fs::path bin = fake_sbatch(dir);
+  fs::create_directories(dir / "work");
+  fs::path tasks = dir / "tasks";
+  write_file(tasks, "{\"id\": \"where\", \"sh\": \"pwd; echo $FOO\", \"cwd\": \"" +
+                        (dir / "work").string() + "\", \"env\": {\"FOO\": \"bar\"}}\n");
+  fs::path d = dir / "results";
+  ASSERT_EQ(run_pollkill({"batch", "--slurm", "--results-dir", d.string(), tasks.string()},
+                         Seconds(30), with_path(bin))
+                .exit_code,
+            0);
+  RunOutput ran = element(d, 1, std::nullopt);
+  EXPECT_EQ(ran.exit_code, 0) << ran.describe();
+  EXPECT_EQ(slurp(d / "logs" / "1.1.out"), (dir / "work").string() + "\nbar\n");
+}
+
 }  // namespace
 }  // namespace pollkill::testing
