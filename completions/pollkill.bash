@@ -35,7 +35,9 @@ _pollkill() {
     --missing-controllers) COMPREPLY=($(compgen -W 'error warn' -- "$cur")); return ;;
     --cgroup-v1) COMPREPLY=($(compgen -W 'auto off' -- "$cur")); return ;;
     --heartbeat | --result | --results | --joblog) _filedir; return ;;
-    --logs | --cgroup-root) _filedir -d; return ;;
+    --logs | --cgroup-root | --results-dir) _filedir -d; return ;;
+    --launcher) COMPREPLY=($(compgen -W 'local srun' -- "$cur")); return ;;
+    --sbatch-arg | --srun-arg) return ;;
     --memory | --memory-high | --swap | --cpus | --pids | --wall-time | --wall-time-max | \
       --cpu-time | --output | --poll-interval | --hang-after | --hang-cpu-below | --spin-after | \
       --spin-cpu-above | --kill-grace | --jobs | -j | --retries | --sync-interval)
@@ -43,7 +45,7 @@ _pollkill() {
   esac
 
   case $cmd in
-    '') COMPREPLY=($(compgen -W 'run batch report policy doctor gc --version --help' -- "$cur")) ;;
+    '') COMPREPLY=($(compgen -W 'run batch collect report policy doctor gc --version --help' -- "$cur")) ;;
     run)
       if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "$limits --result --quiet --verbose --help --" -- "$cur"))
@@ -53,10 +55,13 @@ _pollkill() {
     batch)
       if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "$limits --wall-time-max --jobs --results --logs --joblog
-          --retries --resume --sync-interval --progress --no-progress --quiet --verbose --help" -- "$cur"))
+          --retries --resume --sync-interval --progress --no-progress --quiet --verbose --help
+          --slurm --launcher --results-dir --sbatch-arg --srun-arg" -- "$cur"))
       else
         _filedir
       fi ;;
+    collect)
+      if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--results --help' -- "$cur")); else _filedir -d; fi ;;
     report)
       if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--json --help' -- "$cur")); else _filedir jsonl; fi ;;
     policy)

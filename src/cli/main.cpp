@@ -18,6 +18,7 @@
 #include "pollkill/policy_path.h"
 #include "pollkill/report.h"
 #include "pollkill/result.h"
+#include "pollkill/slurm.h"
 #include "pollkill/supervisor.h"
 #include "pollkill/units.h"
 
@@ -248,9 +249,53 @@ int main(int argc, char** argv) {
   batch->add_flag("--no-progress", progress_off, "no progress line");
   batch->add_flag("-q,--quiet", batch_quiet, "print no summary");
   batch->add_flag("-v,--verbose", batch_verbose, "print every attempt as it ends");
+  bool batch_slurm = false;
+  std::string launcher = "local", results_dir;
+  std::vector<std::string> sbatch_args, srun_args;
+  batch
+      ->add_flag("--slurm", batch_slurm,
+                 "submit the tasks as a Slurm job array instead of running them (prints the "
+                 "job id; then pollkill collect)")
+      ->group("Slurm");
+  batch
+      ->add_option("--launcher", launcher,
+                   "local (default), or srun: each task as a job step of the current allocation")
+      ->check(CLI::IsMember({"local", "srun"}))
+      ->group("Slurm");
+  batch
+      ->add_option("--results-dir", results_dir,
+                   "with --slurm (required) or --launcher srun: the directory, on storage every "
+                   "node sees, for the task file copy, the policy, per-attempt records and logs")
+      ->group("Slurm");
+  batch->add_option("--sbatch-arg", sbatch_args, "an argument for sbatch (repeatable)")
+      ->allow_extra_args(false)
+      ->group("Slurm");
+  batch->add_option("--srun-arg", srun_args, "an argument for each srun (repeatable)")
+      ->allow_extra_args(false)
+      ->group("Slurm");
   batch->footer(
       "Exit status: 0 every task ended ok; 1 some did not; 2 usage, policy or task file errors "
-      "(or the batch could not start); 130/143 interrupted.");
+      "(or the batch could not start); 130/143 interrupted. With --slurm: 0 submitted.");
+
+  // pollkill collect
+  CLI::App* collect =
+      app.add_subcommand("collect", "merge the records of a Slurm submission into a results file");
+  std::string collect_dir, collect_results = "pollkill-results.jsonl";
+  collect->add_option("RESULTS_DIR", collect_dir, "the --results-dir of pollkill batch --slurm")
+      ->required();
+  collect->add_option("--results", collect_results,
+                      "results file to append to, JSON Lines (default pollkill-results.jsonl)");
+  collect->footer("Exit status: 0 every task has a final record; 1 some have none yet; 2 errors.");
+
+  // pollkill slurm-element (hidden): what each array element or job step runs.
+  CLI::App* element = app.add_subcommand("slurm-element", "");
+  element->group("");
+  std::string element_dir;
+  std::uint64_t element_seq = 0;
+  int element_attempt_arg = 0;
+  element->add_option("RESULTS_DIR", element_dir)->required();
+  element->add_option("--seq", element_seq);
+  element->add_option("--attempt", element_attempt_arg)->check(CLI::PositiveNumber);
 
   // pollkill report
   CLI::App* report = app.add_subcommand("report", "summarize a batch's results file");
@@ -295,7 +340,9 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
     if (code == 0) return 0;
-    return (policy->parsed() || batch->parsed() || report->parsed() || gc->parsed())
+    if (element->parsed()) return element_exit::kSetup;
+    return (policy->parsed() || batch->parsed() || report->parsed() || gc->parsed() ||
+            collect->parsed())
                ? 2
                : exit_code::kInternal;
   }
@@ -359,6 +406,44 @@ int main(int argc, char** argv) {
       if (progress_on) batch_request.progress = true;
       if (progress_off) batch_request.progress = false;
       batch_request.verbosity = batch_quiet ? 0 : batch_verbose ? 2 : 1;
+      if (batch_slurm || launcher == "srun") {
+        if (batch_slurm && launcher == "srun")
+          throw Error("--slurm and --launcher srun are two different modes",
+                      "--slurm submits a job array from a login node; --launcher srun runs "
+                      "inside an allocation (salloc, sbatch)");
+        if (!batch_root.empty() || !batch_request.logs.empty() || !batch_request.joblog.empty() ||
+            !sync_interval.empty())
+          throw Error("--cgroup-root, --logs, --joblog and --sync-interval are for local batches",
+                      "records and logs go into --results-dir; set POLLKILL_CGROUP_ROOT in the "
+                      "job's environment for the nodes' run root");
+        SlurmBatchRequest slurm;
+        slurm.taskfile = batch_request.taskfile;
+        slurm.policy = batch_request.policy;
+        slurm.jobs = jobs;
+        slurm.resume = batch_request.resume;
+        slurm.verbosity = batch_request.verbosity;
+        slurm.results = batch_request.results;
+        if (batch_slurm) {
+          if (results_dir.empty())
+            throw Error("--slurm needs --results-dir DIR",
+                        "a directory on storage every node sees (it gets the records and logs)");
+          if (!srun_args.empty()) throw Error("--srun-arg is for --launcher srun");
+          slurm.dir = results_dir;
+          slurm.launcher_args = sbatch_args;
+          return submit_slurm_batch(slurm);
+        }
+        if (!sbatch_args.empty()) throw Error("--sbatch-arg is for --slurm");
+        if (results_dir.empty()) {
+          std::string base = batch_request.results;
+          if (base.size() > 6 && base.ends_with(".jsonl")) base.resize(base.size() - 6);
+          results_dir = base + ".d";
+        }
+        slurm.dir = results_dir;
+        slurm.launcher_args = srun_args;
+        return run_srun_batch(slurm);
+      }
+      if (!results_dir.empty() || !sbatch_args.empty() || !srun_args.empty())
+        throw Error("--results-dir, --sbatch-arg and --srun-arg need --slurm or --launcher srun");
       return run_batch(batch_request);
     } catch (const Error& e) {
       report_error(e);
@@ -381,6 +466,29 @@ int main(int argc, char** argv) {
     } catch (const Error& e) {
       report_error(e);
       return 2;
+    }
+  }
+
+  if (collect->parsed()) {
+    try {
+      return collect_slurm_results(collect_dir, collect_results);
+    } catch (const Error& e) {
+      report_error(e);
+      return 2;
+    }
+  }
+
+  if (element->parsed()) {
+    try {
+      return run_slurm_element(
+          element_dir, element_seq > 0 ? std::optional(element_seq) : std::nullopt,
+          element_attempt_arg > 0 ? std::optional(element_attempt_arg) : std::nullopt);
+    } catch (const Error& e) {
+      report_error(e);
+      return element_exit::kSetup;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "pollkill: error: %s\n", e.what());
+      return element_exit::kSetup;
     }
   }
 

@@ -1,0 +1,161 @@
+// Batches on a Slurm cluster: `pollkill batch --slurm` (a job array), `--launcher srun` (job
+// steps inside an allocation), the element that runs one task on a node, and `collect`.
+//
+// A Slurm results directory (on storage every node sees) holds everything a submission needs
+// and everything it produced, so that an element depends on nothing but the directory:
+//
+//   DIR/tasks               the task file, copied at submission (elements read task SEQ here)
+//   DIR/policy.toml         the batch's effective policy (to_toml), flags included
+//   DIR/records/SEQ.ATTEMPT.json   one result record per element and attempt (renamed into
+//                           place whole, so no reader sees half a record and no two nodes ever
+//                           append to one file)
+//   DIR/logs/SEQ.ATTEMPT.out|.err  the attempt's stdout and stderr
+//   DIR/slurm/              Slurm's own output of each element, and the submitted scripts
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "pollkill/policy.h"
+#include "pollkill/result.h"
+
+namespace pollkill {
+
+/// Exit codes of an element (`pollkill slurm-element`), which are what Slurm sees.
+namespace element_exit {
+inline constexpr int kOk = 0;     ///< final record written, status ok
+inline constexpr int kNotOk = 1;  ///< final record written, any other status
+inline constexpr int kSetup = 2;  ///< no record: the directory or the task could not be read
+/// A retryable verdict (the status is in retry.on) with attempts left: EX_TEMPFAIL, which
+/// slurm.conf's `RequeueExit=75` turns into a requeue; the next run's SLURM_RESTART_COUNT
+/// makes it the next attempt.
+inline constexpr int kRequeue = 75;
+}  // namespace element_exit
+
+/// The element's exit code for the record it wrote.
+int element_exit_code(const Result& result);
+
+/// The paths of a Slurm results directory (see the file comment).
+struct SlurmDir {
+  std::filesystem::path root;
+
+  std::filesystem::path tasks() const { return root / "tasks"; }
+  std::filesystem::path policy() const { return root / "policy.toml"; }
+  std::filesystem::path records() const { return root / "records"; }
+  std::filesystem::path logs() const { return root / "logs"; }
+  std::filesystem::path slurm() const { return root / "slurm"; }
+  std::filesystem::path record(std::uint64_t seq, int attempt) const;
+  std::filesystem::path log(std::uint64_t seq, int attempt, const char* stream) const;
+};
+
+/// "SEQ.ATTEMPT.json" parsed; nullopt for any other name (temporary files, strays).
+struct RecordName {
+  std::uint64_t seq = 0;
+  int attempt = 0;
+  auto operator<=>(const RecordName&) const = default;
+};
+std::optional<RecordName> parse_record_name(const std::string& file_name);
+
+/// Slurm's --array value for the task numbers `seqs` (sorted, unique), runs of consecutive
+/// numbers as ranges: {1,2,3,5,7,8} and 2 -> "1-3,5,7-8%2". `max_parallel` 0: no "%M".
+std::string array_spec(const std::vector<std::uint64_t>& seqs, int max_parallel);
+
+/// The CPUs to ask Slurm for per task: ceil of the policy's cpus limit, else 1.
+int slurm_cpus(const Limits& limits);
+
+/// The job script `batch --slurm` submits: runs `pollkill slurm-element` for the element's
+/// task; everything else (array, CPUs, output, the user's arguments) is on sbatch's command
+/// line (`sbatch_command`).
+std::string sbatch_script(const std::string& pollkill, const std::filesystem::path& dir);
+
+/// sbatch's arguments for a submission: --parsable, the job name, --array, -c, --output and
+/// --error into DIR/slurm, then the user's --sbatch-arg values (which therefore win), then
+/// the script.
+std::vector<std::string> sbatch_command(const std::filesystem::path& dir, const std::string& array,
+                                        int cpus, const std::vector<std::string>& user_args,
+                                        const std::filesystem::path& script);
+
+/// The job step for one task inside an allocation: srun --exclusive -n1 -N1 -cCPUS ...
+/// pollkill slurm-element DIR --seq SEQ --attempt ATTEMPT, after the user's --srun-arg values.
+std::vector<std::string> srun_command(const std::string& pollkill, const std::filesystem::path& dir,
+                                      std::uint64_t seq, int attempt, int cpus,
+                                      const std::vector<std::string>& user_args);
+
+/// The attempt an element runs: one past the highest of SLURM_RESTART_COUNT (Slurm's requeue
+/// count, 0 on the first run) and the attempts already recorded for the task (a resumed
+/// submission starts counting at 0 again, the records do not).
+int element_attempt(std::optional<int> restart_count, int highest_recorded);
+
+/// A record as an element writes it: the result's JSON (the results contract) with `host`
+/// and `slurm_job_id` added.
+nlohmann::ordered_json element_record(const Result& result, const std::string& host,
+                                      const std::string& slurm_job_id);
+
+/// What a directory's records say, per task number: the highest attempt recorded and whether
+/// a final record exists (a cancelled record is not final for resuming, as in `batch`).
+struct RecordedAttempts {
+  int highest = 0;
+  bool final = false;
+  Status final_status = Status::error;  ///< the status of the final record, when there is one
+};
+/// Reads every record of DIR/records (records that cannot be parsed are skipped, each
+/// named in `warnings`).
+std::map<std::uint64_t, RecordedAttempts> scan_records(const SlurmDir& dir,
+                                                       std::vector<std::string>* warnings);
+
+/// The task numbers 1..`tasks` still without a final record: what `--resume` submits.
+std::vector<std::uint64_t> missing_tasks(std::uint64_t tasks,
+                                         const std::map<std::uint64_t, RecordedAttempts>& done);
+
+/// The records to append to a results file, in task then attempt order, leaving out those
+/// whose (id, attempt) the results file already holds (so collecting twice adds nothing).
+/// `records` are (name, parsed record) pairs; `present` holds "ID\nATTEMPT" keys.
+std::vector<const nlohmann::ordered_json*> records_to_append(
+    const std::vector<std::pair<RecordName, nlohmann::ordered_json>>& records,
+    const std::vector<std::string>& present);
+/// The key `records_to_append` compares: "ID\nATTEMPT".
+std::string record_key(const std::string& id, int attempt);
+
+// ---- the edge: files, processes, Slurm's commands ----
+
+/// `pollkill batch --slurm` and `--launcher srun`.
+struct SlurmBatchRequest {
+  std::string taskfile;  ///< path, or "-"
+  Policy policy;
+  std::filesystem::path dir;  ///< --results-dir
+  int jobs = 0;  ///< the array's %M (0: none), or the steps at once (0: SLURM_NTASKS, else 1)
+  bool resume = false;
+  std::vector<std::string> launcher_args;  ///< --sbatch-arg or --srun-arg values
+  std::string results;                     ///< --launcher srun: the merged results file
+  int verbosity = 1;
+};
+
+/// Prepares DIR (or checks it on --resume), submits the tasks without a final record as one
+/// job array and prints the job id on stdout. Returns 0, or 0 with a note when nothing is
+/// left to submit. Throws Error (exit 2) for an unusable directory or task file, a resume
+/// whose task file differs from DIR/tasks, or sbatch failing (its message quoted).
+int submit_slurm_batch(const SlurmBatchRequest& request);
+
+/// Inside an allocation: runs each task as `srun ... pollkill slurm-element`, at most `jobs`
+/// at once, requeues attempts that exit kRequeue, appends each record to `results` as it
+/// arrives, and returns the batch's exit code (0 all ok, 1 some not, 128+N interrupted).
+int run_srun_batch(const SlurmBatchRequest& request);
+
+/// `pollkill slurm-element DIR`: runs task `seq` (SLURM_ARRAY_TASK_ID when unset) as attempt
+/// `attempt` (element_attempt when unset) and writes its record; returns the element exit
+/// code. Its own errors are reported on stderr with kSetup.
+int run_slurm_element(const std::filesystem::path& dir, std::optional<std::uint64_t> seq,
+                      std::optional<int> attempt);
+
+/// `pollkill collect DIR --results FILE`: appends DIR's records FILE lacks, in task order;
+/// prints what it did. Returns 0 when every task has a final record, 1 when some have none
+/// yet (named, up to 20), 2 for errors (thrown as Error).
+int collect_slurm_results(const std::filesystem::path& dir, const std::string& results);
+
+}  // namespace pollkill

@@ -1,0 +1,667 @@
+// The edge of the Slurm modes: the results directory, sbatch, the element, collect and the
+// srun launcher. The pure decisions they make are in slurm.cpp.
+#include "pollkill/slurm.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+
+#include "pollkill/error.h"
+#include "pollkill/fd.h"
+#include "pollkill/report.h"
+#include "pollkill/results.h"
+#include "pollkill/retry.h"
+#include "pollkill/supervisor.h"
+#include "pollkill/taskfile.h"
+
+extern char** environ;
+
+namespace pollkill {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw_errno("read '" + path.string() + "'");
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Writes `text` to `path` whole: a temporary file beside it, fsync, rename. A reader on any
+// node sees the old file or the new one, never a part.
+void write_file_atomic(const fs::path& path, const std::string& text) {
+  fs::path tmp =
+      path.parent_path() / ("." + path.filename().string() + ".tmp." + std::to_string(::getpid()));
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd) throw_errno("create '" + tmp.string() + "'");
+  const char* p = text.data();
+  std::size_t left = text.size();
+  while (left > 0) {
+    ssize_t n = ::write(fd.get(), p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::unlink(tmp.c_str());
+      throw SystemError(err, "write '" + tmp.string() + "'");
+    }
+    p += n;
+    left -= static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd.get()) != 0) throw_errno("fsync '" + tmp.string() + "'");
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    throw SystemError(err, "rename '" + tmp.string() + "' to '" + path.string() + "'");
+  }
+}
+
+std::string self_exe() {
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) throw Error("find pollkill's own path (/proc/self/exe): " + ec.message());
+  return exe.string();
+}
+
+std::string host_name() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0) return "";
+  return name;
+}
+
+std::string env_or(const char* name, const std::string& fallback = {}) {
+  const char* v = ::getenv(name);
+  return v && *v ? v : fallback;
+}
+
+// The job id a record names: ARRAYJOB_TASK for an array element, JOB.STEP for a step.
+std::string slurm_job_id() {
+  std::string array = env_or("SLURM_ARRAY_JOB_ID");
+  if (!array.empty()) return array + "_" + env_or("SLURM_ARRAY_TASK_ID", "?");
+  std::string job = env_or("SLURM_JOB_ID");
+  std::string step = env_or("SLURM_STEP_ID");
+  if (!job.empty() && !step.empty()) return job + "." + step;
+  return job;
+}
+
+std::optional<std::uint64_t> env_number(const char* name) {
+  std::string v = env_or(name);
+  if (v.empty()) return std::nullopt;
+  std::uint64_t n = 0;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc() || end != v.data() + v.size())
+    throw Error(std::string(name) + "='" + v + "' is not a number");
+  return n;
+}
+
+std::optional<nlohmann::ordered_json> read_record(const fs::path& path, std::string* warning) {
+  std::ifstream in(path);
+  if (!in) {
+    if (warning) *warning = path.string() + ": cannot read (" + std::strerror(errno) + ")";
+    return std::nullopt;
+  }
+  try {
+    auto record = nlohmann::ordered_json::parse(in);
+    if (!record.is_object() || !record.contains("id")) throw std::runtime_error("not a record");
+    return record;
+  } catch (const std::exception&) {
+    if (warning) *warning = path.string() + ": not a result record; ignored";
+    return std::nullopt;
+  }
+}
+
+bool record_is_final(const nlohmann::ordered_json& record) {
+  return record.value("final", false) && record.value("status", std::string()) != "cancelled";
+}
+
+// The directory's records: (name, record) for each parseable one.
+std::vector<std::pair<RecordName, nlohmann::ordered_json>> read_records(
+    const SlurmDir& dir, std::vector<std::string>* warnings) {
+  std::vector<std::pair<RecordName, nlohmann::ordered_json>> out;
+  std::error_code ec;
+  fs::directory_iterator it(dir.records(), ec);
+  if (ec) {
+    if (ec == std::errc::no_such_file_or_directory) return out;
+    throw Error("list '" + dir.records().string() + "': " + ec.message());
+  }
+  for (const auto& entry : it) {
+    auto name = parse_record_name(entry.path().filename().string());
+    if (!name) continue;
+    std::string warning;
+    auto record = read_record(entry.path(), &warning);
+    if (!record) {
+      if (warnings) warnings->push_back(warning);
+      continue;
+    }
+    out.emplace_back(*name, std::move(*record));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::map<std::uint64_t, RecordedAttempts> scan_records(const SlurmDir& dir,
+                                                       std::vector<std::string>* warnings) {
+  std::map<std::uint64_t, RecordedAttempts> out;
+  for (const auto& [name, record] : read_records(dir, warnings)) {
+    RecordedAttempts& r = out[name.seq];
+    r.highest = std::max(r.highest, name.attempt);
+    if (record_is_final(record)) {
+      r.final = true;
+      r.final_status =
+          status_from_string(record.value("status", std::string())).value_or(Status::error);
+    }
+  }
+  return out;
+}
+
+namespace {
+
+struct Prepared {
+  SlurmDir dir;
+  std::uint64_t tasks = 0;
+  std::map<std::uint64_t, RecordedAttempts> recorded;
+};
+
+// Creates or checks DIR for a submission: the task file copied in (refused on --resume when
+// it differs from the one there), the policy written, the task file validated whole.
+Prepared prepare_dir(const SlurmBatchRequest& request) {
+  Prepared p;
+  p.dir.root = fs::absolute(request.dir).lexically_normal();
+  if (p.dir.root.filename().empty()) p.dir.root = p.dir.root.parent_path();
+  for (const fs::path& d : {p.dir.root, p.dir.records(), p.dir.logs(), p.dir.slurm()}) {
+    std::error_code ec;
+    fs::create_directories(d, ec);
+    if (ec) throw Error("create the directory '" + d.string() + "': " + ec.message());
+  }
+  std::string text;
+  if (request.taskfile == "-") {
+    text.assign(std::istreambuf_iterator<char>(std::cin), {});
+  } else {
+    text = read_file(request.taskfile);
+  }
+  std::vector<std::string> warnings;
+  p.recorded = scan_records(p.dir, &warnings);
+  for (const auto& w : warnings) std::fprintf(stderr, "pollkill: warning: %s\n", w.c_str());
+  bool have_tasks = fs::exists(p.dir.tasks());
+  if (have_tasks && request.resume) {
+    if (read_file(p.dir.tasks()) != text) {
+      throw Error(request.taskfile + " is not the task file of the submission in '" +
+                      p.dir.root.string() + "' (" + p.dir.tasks().string() + " differs)",
+                  "resume with the task file the results came from, or use a new --results-dir");
+    }
+  } else if (!p.recorded.empty() && !request.resume) {
+    throw Error("'" + p.dir.root.string() + "' already holds the records of a submission",
+                "add --resume to submit only the tasks without a final record, or use a new "
+                "--results-dir");
+  }
+  // Validate a copy before it replaces anything: a bad line stops the batch here.
+  fs::path candidate = p.dir.root / ".tasks.new";
+  write_file_atomic(candidate, text);
+  try {
+    TaskFile file = TaskFile::open(candidate.string());
+    p.tasks = file.validate(request.policy).tasks;
+  } catch (const Error& e) {
+    fs::remove(candidate);
+    std::string message = e.what();
+    // Errors name the file the user gave, not the copy.
+    std::string from = candidate.string();
+    if (message.compare(0, from.size(), from) == 0)
+      message.replace(0, from.size(), request.taskfile);
+    throw Error(message, e.hint());
+  }
+  std::error_code ec;
+  fs::rename(candidate, p.dir.tasks(), ec);
+  if (ec) throw Error("rename '" + candidate.string() + "': " + ec.message());
+  write_file_atomic(p.dir.policy(), to_toml(request.policy));
+  return p;
+}
+
+// Runs argv (PATH lookup) and returns its exit status and standard output; standard error
+// goes to `err_text`.
+int run_capture(const std::vector<std::string>& argv, std::string& out_text,
+                std::string& err_text) {
+  int out_pipe[2], err_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0) throw_errno("pipe2");
+  UniqueFd out_read(out_pipe[0]), out_write(out_pipe[1]);
+  if (::pipe2(err_pipe, O_CLOEXEC) != 0) throw_errno("pipe2");
+  UniqueFd err_read(err_pipe[0]), err_write(err_pipe[1]);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out_write.get(), 1);
+  posix_spawn_file_actions_adddup2(&actions, err_write.get(), 2);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  int rc = ::posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) {
+    throw SystemError(rc, "run '" + argv[0] + "'",
+                      rc == ENOENT ? "is Slurm installed here (sbatch, srun on the PATH)?" : "");
+  }
+  out_write.reset();
+  err_write.reset();
+  char buffer[4096];
+  for (int fd : {out_read.get(), err_read.get()}) {
+    std::string& text = fd == out_read.get() ? out_text : err_text;
+    for (;;) {
+      ssize_t n = ::read(fd, buffer, sizeof buffer);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      text.append(buffer, static_cast<std::size_t>(n));
+    }
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) throw_errno("waitpid '" + argv[0] + "'");
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + WTERMSIG(status);
+}
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+}  // namespace
+
+int submit_slurm_batch(const SlurmBatchRequest& request) {
+  Prepared p = prepare_dir(request);
+  std::vector<std::uint64_t> todo = missing_tasks(p.tasks, p.recorded);
+  if (todo.empty()) {
+    if (request.verbosity > 0)
+      std::fprintf(stderr, "pollkill: every task in '%s' has a final record; nothing to submit\n",
+                   p.dir.root.c_str());
+    return 0;
+  }
+  fs::path script = p.dir.slurm() / "element.sh";
+  write_file_atomic(script, sbatch_script(self_exe(), p.dir.root));
+  std::string array = array_spec(todo, request.jobs);
+  auto argv = sbatch_command(p.dir.root, array, slurm_cpus(request.policy.limits),
+                             request.launcher_args, script);
+  std::string out, err;
+  int rc = run_capture(argv, out, err);
+  if (rc != 0) {
+    throw Error("sbatch failed (exit " + std::to_string(rc) + "): " + trim(err),
+                "run '" + shell_join(argv) + "' by hand to see what Slurm says");
+  }
+  std::string job = trim(out);
+  if (auto semicolon = job.find(';'); semicolon != std::string::npos) job.resize(semicolon);
+  std::printf("%s\n", job.c_str());
+  std::fflush(stdout);
+  if (request.verbosity > 0) {
+    std::fprintf(stderr,
+                 "pollkill: submitted %zu of %llu tasks as job array %s (--array=%s)\n"
+                 "pollkill: when it has ended: pollkill collect %s --results RESULTS.jsonl\n",
+                 todo.size(), static_cast<unsigned long long>(p.tasks), job.c_str(), array.c_str(),
+                 shell_join({p.dir.root.string()}).c_str());
+  }
+  return 0;
+}
+
+int run_slurm_element(const fs::path& dir_path, std::optional<std::uint64_t> seq_arg,
+                      std::optional<int> attempt_arg) {
+  SlurmDir dir{fs::absolute(dir_path).lexically_normal()};
+  std::uint64_t seq = 0;
+  if (seq_arg) {
+    seq = *seq_arg;
+  } else if (auto from_env = env_number("SLURM_ARRAY_TASK_ID")) {
+    seq = *from_env;
+  } else {
+    throw Error("no task number: neither --seq nor SLURM_ARRAY_TASK_ID is set",
+                "slurm-element runs inside a job submitted by pollkill batch --slurm");
+  }
+  Policy base = load_policy_file(dir.policy());
+  TaskFile file = TaskFile::open(dir.tasks().string());
+  std::optional<TaskSpec> task;
+  while ((task = file.next(base)) && task->seq != seq) {
+  }
+  if (!task) {
+    throw Error(dir.tasks().string() + " has no task number " + std::to_string(seq),
+                "the array must match the task file the submission copied");
+  }
+  int attempt = 0;
+  if (attempt_arg) {
+    attempt = *attempt_arg;
+  } else {
+    int highest = 0;
+    while (fs::exists(dir.record(seq, highest + 1))) ++highest;
+    auto restarts = env_number("SLURM_RESTART_COUNT");
+    attempt = element_attempt(
+        restarts ? std::optional<int>(static_cast<int>(*restarts)) : std::nullopt, highest);
+  }
+
+  Result result;
+  result.id = task->id;
+  result.attempt = attempt;
+  result.command = task->command;
+  result.started_at = std::chrono::system_clock::now();
+  result.stdout_path = dir.log(seq, attempt, "out").string();
+  result.stderr_path = dir.log(seq, attempt, "err").string();
+  Policy policy = base;
+  try {
+    policy = task_policy(*task, base);
+    // One task has no median to adapt to: a percentage wall time leaves only its cap.
+    if (policy.limits.wall_time_percent) policy.limits.wall_time = policy.limits.wall_time_max;
+    if (policy.retry.attempts < 1) policy.retry.attempts = 1;
+    if (!task->cwd.empty() && ::chdir(task->cwd.c_str()) != 0)
+      throw_errno("change to the task's directory '" + task->cwd + "'");
+    for (const auto& e : task->env) {
+      auto eq = e.find('=');
+      ::setenv(e.substr(0, eq).c_str(), e.substr(eq + 1).c_str(), 1);
+    }
+    // The task's stdout and stderr (and pollkill's warnings about it) go to its logs; this
+    // process's own go back to Slurm's output afterwards.
+    UniqueFd out(
+        ::open(result.stdout_path->c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!out) throw_errno("create the log file '" + *result.stdout_path + "'");
+    UniqueFd err(
+        ::open(result.stderr_path->c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!err) throw_errno("create the log file '" + *result.stderr_path + "'");
+    std::fflush(stdout);
+    std::fflush(stderr);
+    UniqueFd saved_out(::fcntl(1, F_DUPFD_CLOEXEC, 3)), saved_err(::fcntl(2, F_DUPFD_CLOEXEC, 3));
+    if (!saved_out || !saved_err) throw_errno("duplicate stdout and stderr");
+    ::dup2(out.get(), 1);
+    ::dup2(err.get(), 2);
+    RunRequest request{task->command, policy, std::nullopt, task->id};
+    try {
+      Result ran = run_task(request);
+      ran.attempt = attempt;
+      ran.stdout_path = result.stdout_path;
+      ran.stderr_path = result.stderr_path;
+      result = std::move(ran);
+    } catch (const Error& e) {
+      result.status = Status::error;
+      result.reason = e.what();
+    }
+    std::fflush(stdout);
+    std::fflush(stderr);
+    ::dup2(saved_out.get(), 1);
+    ::dup2(saved_err.get(), 2);
+  } catch (const Error& e) {
+    result.status = Status::error;
+    result.reason = e.what();
+  }
+  result.final = !should_retry(policy.retry, result.status, attempt);
+  auto record = element_record(result, host_name(), slurm_job_id());
+  write_file_atomic(dir.record(seq, attempt),
+                    record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  int code = element_exit_code(result);
+  std::fprintf(stderr, "pollkill: task %s (#%llu) attempt %d on %s: %s: %s (element exit %d)\n",
+               result.id.c_str(), static_cast<unsigned long long>(seq), attempt,
+               host_name().c_str(), std::string(to_string(result.status)).c_str(),
+               result.reason.c_str(), code);
+  return code;
+}
+
+int collect_slurm_results(const fs::path& dir_path, const std::string& results) {
+  SlurmDir dir{fs::absolute(dir_path).lexically_normal()};
+  if (!fs::exists(dir.tasks())) {
+    throw Error("'" + dir.root.string() + "' is not a Slurm results directory (no tasks file)",
+                "give the --results-dir of a pollkill batch --slurm submission");
+  }
+  std::vector<std::string> warnings;
+  auto records = read_records(dir, &warnings);
+  for (const auto& w : warnings) std::fprintf(stderr, "pollkill: warning: %s\n", w.c_str());
+
+  std::vector<std::string> present;
+  {
+    std::ifstream in(results);
+    std::string line;
+    while (in && std::getline(in, line)) {
+      try {
+        auto record = nlohmann::json::parse(line);
+        if (record.is_object() && record.contains("id") && record["id"].is_string())
+          present.push_back(record_key(record["id"], record.value("attempt", 1)));
+      } catch (const std::exception&) {
+        // A torn line: read_results warns about it where it matters (--resume).
+      }
+    }
+  }
+  auto to_append = records_to_append(records, present);
+  AppendFile out = AppendFile::open(results);
+  for (const auto* record : to_append)
+    out.append(record->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  out.sync();
+
+  std::map<std::uint64_t, RecordedAttempts> recorded;
+  for (const auto& [name, record] : records) {
+    if (record_is_final(record)) recorded[name.seq].final = true;
+  }
+  Policy base = load_policy_file(dir.policy());
+  TaskFile file = TaskFile::open(dir.tasks().string());
+  std::uint64_t tasks = 0;
+  std::vector<std::string> missing;
+  std::uint64_t missing_count = 0;
+  while (auto task = file.next(base)) {
+    ++tasks;
+    auto it = recorded.find(task->seq);
+    if (it != recorded.end() && it->second.final) continue;
+    ++missing_count;
+    if (missing.size() < 20) missing.push_back(task->id);
+  }
+  std::fprintf(stderr, "pollkill: collected %zu new records into %s (%zu were there already)\n",
+               to_append.size(), results.c_str(), records.size() - to_append.size());
+  if (missing_count == 0) {
+    std::fprintf(stderr, "pollkill: all %llu tasks have a final record\n",
+                 static_cast<unsigned long long>(tasks));
+    return 0;
+  }
+  std::string list;
+  for (const auto& id : missing) list += (list.empty() ? "" : ", ") + id;
+  if (missing_count > missing.size()) list += ", ...";
+  std::fprintf(stderr,
+               "pollkill: %llu of %llu tasks have no final record yet: %s\n"
+               "pollkill: hint: still queued or running (squeue), or submit them again with "
+               "pollkill batch --slurm --resume --results-dir %s\n",
+               static_cast<unsigned long long>(missing_count),
+               static_cast<unsigned long long>(tasks), list.c_str(),
+               shell_join({dir.root.string()}).c_str());
+  return 1;
+}
+
+// ---- --launcher srun ----
+
+namespace {
+
+struct Step {
+  TaskSpec task;
+  int attempt = 1;
+};
+
+class SrunBatch {
+ public:
+  explicit SrunBatch(const SlurmBatchRequest& request) : request_(request) {}
+  int run();
+
+ private:
+  void start(Step step);
+  void finished(pid_t pid, int status);
+
+  const SlurmBatchRequest& request_;
+  Prepared prepared_;
+  std::string self_;
+  int cpus_ = 1;
+  std::optional<AppendFile> results_;
+  std::map<pid_t, Step> running_;
+  std::vector<Step> again_;  ///< attempts to run next (requeued ones)
+  Summary summary_;
+  std::optional<int> cancel_signal_;
+};
+
+void SrunBatch::start(Step step) {
+  auto argv = srun_command(self_, prepared_.dir.root, step.task.seq, step.attempt, cpus_,
+                           request_.launcher_args);
+  fs::path log = prepared_.dir.slurm() /
+                 (std::to_string(step.task.seq) + "." + std::to_string(step.attempt) + ".srun");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, defaults;
+  sigemptyset(&none);
+  sigemptyset(&defaults);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGPIPE}) sigaddset(&defaults, sig);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  int rc = ::posix_spawnp(&pid, "srun", &actions, &attr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) {
+    throw SystemError(rc, "run srun for task '" + step.task.id + "'",
+                      "--launcher srun runs inside a Slurm allocation (salloc, sbatch) with "
+                      "srun on the PATH");
+  }
+  running_.emplace(pid, std::move(step));
+}
+
+void SrunBatch::finished(pid_t pid, int status) {
+  auto it = running_.find(pid);
+  if (it == running_.end()) return;
+  Step step = std::move(it->second);
+  running_.erase(it);
+  const SlurmDir& dir = prepared_.dir;
+  fs::path path = dir.record(step.task.seq, step.attempt);
+  std::string warning;
+  std::optional<nlohmann::ordered_json> record;
+  if (fs::exists(path)) record = read_record(path, &warning);
+  if (!record) {
+    // The step never got to write a record (srun refused it, the node failed): say so in a
+    // record of its own, so that the results account for every attempt.
+    Result r;
+    r.id = step.task.id;
+    r.attempt = step.attempt;
+    r.command = step.task.command;
+    r.started_at = std::chrono::system_clock::now();
+    r.status = Status::error;
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    fs::path log = dir.slurm() /
+                   (std::to_string(step.task.seq) + "." + std::to_string(step.attempt) + ".srun");
+    r.reason = "srun exited with " + std::to_string(code) + " and the step wrote no record; see " +
+               log.string();
+    r.final = true;
+    record = element_record(r, "", "");
+    write_file_atomic(
+        path, record->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  }
+  results_->append(record->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  results_->sync();
+  if (auto summary = SummaryRecord::from(nlohmann::json(*record))) summary_.add(*summary);
+  if (request_.verbosity > 1) {
+    std::fprintf(stderr, "pollkill: %s (attempt %d): %s: %s\n", step.task.id.c_str(), step.attempt,
+                 record->value("status", std::string()).c_str(),
+                 record->value("reason", std::string()).c_str());
+  }
+  if (!record->value("final", true) && !cancel_signal_) {
+    ++step.attempt;
+    again_.push_back(std::move(step));
+  }
+}
+
+int SrunBatch::run() {
+  if (env_or("SLURM_JOB_ID").empty() && request_.verbosity > 0) {
+    std::fprintf(stderr,
+                 "pollkill: warning: not inside a Slurm allocation (no SLURM_JOB_ID): each srun "
+                 "asks for an allocation of its own; run under salloc or in an sbatch script\n");
+  }
+  prepared_ = prepare_dir(request_);
+  self_ = self_exe();
+  cpus_ = slurm_cpus(request_.policy.limits);
+  results_ = AppendFile::open(request_.results);
+  // Without -j, as many steps as the allocation has tasks.
+  std::size_t jobs = 1;
+  if (request_.jobs > 0) {
+    jobs = static_cast<std::size_t>(request_.jobs);
+  } else if (auto ntasks = env_number("SLURM_NTASKS"); ntasks && *ntasks > 0) {
+    jobs = static_cast<std::size_t>(*ntasks);
+  }
+
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGCHLD}) sigaddset(&set, sig);
+  sigset_t old;
+  if (::sigprocmask(SIG_BLOCK, &set, &old) != 0) throw_errno("sigprocmask");
+  struct Restore {
+    sigset_t mask;
+    ~Restore() { ::sigprocmask(SIG_SETMASK, &mask, nullptr); }
+  } restore{old};
+  UniqueFd sigfd(::signalfd(-1, &set, SFD_CLOEXEC));
+  if (!sigfd) throw_errno("signalfd");
+
+  TaskFile file = TaskFile::open(prepared_.dir.tasks().string());
+  bool file_done = false;
+  for (;;) {
+    while (!cancel_signal_ && running_.size() < jobs) {
+      if (!again_.empty()) {
+        Step step = std::move(again_.front());
+        again_.erase(again_.begin());
+        start(std::move(step));
+        continue;
+      }
+      if (file_done) break;
+      auto task = file.next(request_.policy);
+      if (!task) {
+        file_done = true;
+        break;
+      }
+      auto it = prepared_.recorded.find(task->seq);
+      if (it != prepared_.recorded.end() && it->second.final) {
+        summary_.add_skipped(it->second.final_status);  // its record is in the results already
+        continue;
+      }
+      int attempt = it == prepared_.recorded.end() ? 1 : it->second.highest + 1;
+      start(Step{std::move(*task), attempt});
+    }
+    if (running_.empty()) break;
+    signalfd_siginfo info;
+    ssize_t n = ::read(sigfd.get(), &info, sizeof info);
+    if (n < 0 && errno == EINTR) continue;
+    if (n != sizeof info) throw_errno("read the signalfd");
+    if (info.ssi_signo != SIGCHLD) {
+      if (!cancel_signal_ && request_.verbosity > 0)
+        std::fprintf(stderr, "\npollkill: stopping; the running steps are being cancelled\n");
+      cancel_signal_ = static_cast<int>(info.ssi_signo);
+      // srun passes SIGTERM on to its step, where the element's pollkill reaps the task and
+      // records it as cancelled.
+      for (const auto& [pid, step] : running_) ::kill(pid, SIGTERM);
+    }
+    int status = 0;
+    pid_t pid;
+    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) finished(pid, status);
+  }
+  if (request_.verbosity > 0) std::fputs(summary_.format_text().c_str(), stderr);
+  if (cancel_signal_) return 128 + *cancel_signal_;
+  return summary_.exit_code();
+}
+
+}  // namespace
+
+int run_srun_batch(const SlurmBatchRequest& request) {
+  SrunBatch batch(request);
+  return batch.run();
+}
+
+}  // namespace pollkill

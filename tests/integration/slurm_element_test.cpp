@@ -1,0 +1,197 @@
+// The Slurm modes' pieces that need no cluster: `batch --slurm` against a stand-in sbatch on
+// the PATH (what it is asked to submit), the element run by hand with the variables Slurm
+// sets (exit codes, requeue, attempts, records, logs) and `collect`. The real cluster runs
+// them in tests/slurm (scripts/test slurm).
+#include <sys/stat.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "harness.h"
+
+namespace pollkill::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+void write_file(const fs::path& path, const std::string& text) {
+  std::ofstream(path) << text;
+}
+
+std::string slurp(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::vector<json> read_records(const fs::path& path) {
+  std::vector<json> records;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty()) records.push_back(json::parse(line));
+  }
+  return records;
+}
+
+// A directory holding an `sbatch` that records its arguments and answers as --parsable does.
+fs::path fake_sbatch(const TempDir& dir) {
+  fs::path bin = dir / "bin";
+  fs::create_directories(bin);
+  write_file(bin / "sbatch",
+             "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$(dirname \"$0\")/args\"\n"
+             "echo '4242;testcluster'\n");
+  ::chmod((bin / "sbatch").c_str(), 0755);
+  return bin;
+}
+
+LaunchOptions with_path(const fs::path& bin, std::map<std::string, std::string> env = {}) {
+  LaunchOptions options;
+  options.env = std::move(env);
+  options.env["PATH"] = bin.string() + ":" + ::getenv("PATH");
+  return options;
+}
+
+RunOutput element(const fs::path& results_dir, int seq, std::optional<int> restarts) {
+  std::map<std::string, std::string> env{{"SLURM_ARRAY_JOB_ID", "4242"},
+                                         {"SLURM_ARRAY_TASK_ID", std::to_string(seq)}};
+  if (restarts) env["SLURM_RESTART_COUNT"] = std::to_string(*restarts);
+  LaunchOptions options;
+  options.env = env;
+  return run_pollkill({"slurm-element", results_dir.string()}, Seconds(30), options);
+}
+
+TEST(SlurmElement, SubmitRunElementsRequeueAndCollect) {
+  PK_REQUIRE_CGROUP2();
+  TempDir dir;
+  const std::string marker = unique_marker();
+  fs::path bin = fake_sbatch(dir);
+  fs::path tasks = dir / "tasks";
+  write_file(tasks,
+             "# three tasks\n"
+             "true\n"
+             "{\"id\": \"fails\", \"sh\": \"echo out; echo err >&2; exit 3\"}\n"
+             "{\"id\": \"crash\", \"sh\": \"kill -SEGV $$; : " +
+                 marker + "\"}\n");
+  fs::path d = dir / "results";
+  RunOutput submit = run_pollkill(
+      {"batch", "--slurm", "--results-dir", d.string(), "-j", "2", "--retries", "1", "--cpus",
+       "1.5", "--missing-controllers", "warn", "--sbatch-arg=--partition=short", tasks.string()},
+      Seconds(30), with_path(bin));
+  ASSERT_EQ(submit.exit_code, 0) << submit.describe();
+  EXPECT_EQ(submit.out, "4242\n");
+  std::string args = slurp(bin / "args");
+  EXPECT_NE(args.find("--array=1-3%2\n"), std::string::npos) << args;
+  EXPECT_NE(args.find("--cpus-per-task=2\n"), std::string::npos) << args;
+  EXPECT_NE(args.find("--partition=short\n" + (d / "slurm" / "element.sh").string() + "\n"),
+            std::string::npos)
+      << args;
+  EXPECT_EQ(slurp(d / "tasks"), slurp(tasks));
+  EXPECT_NE(slurp(d / "policy.toml").find("attempts = 2"), std::string::npos);
+
+  // Element by element, as Slurm would run them: ok 0, failed 1, a retryable crash 75.
+  EXPECT_EQ(element(d, 1, 0).exit_code, 0);
+  RunOutput failed = element(d, 2, 0);
+  EXPECT_EQ(failed.exit_code, 1) << failed.describe();
+  EXPECT_EQ(slurp(d / "logs" / "2.1.out"), "out\n");
+  // pollkill's warnings about the task (here: no cpu controller on the host) go first.
+  EXPECT_TRUE(slurp(d / "logs" / "2.1.err").ends_with("err\n")) << slurp(d / "logs" / "2.1.err");
+  EXPECT_EQ(element(d, 3, 0).exit_code, 75);
+  // Requeued: SLURM_RESTART_COUNT=1 makes it attempt 2, the last one.
+  EXPECT_EQ(element(d, 3, 1).exit_code, 1);
+  for (const char* name : {"1.1.json", "2.1.json", "3.1.json", "3.2.json"})
+    EXPECT_TRUE(fs::exists(d / "records" / name)) << name;
+
+  fs::path results = dir / "all.jsonl";
+  RunOutput collect = run_pollkill({"collect", d.string(), "--results", results.string()});
+  EXPECT_EQ(collect.exit_code, 0) << collect.describe();
+  auto records = read_records(results);
+  ASSERT_EQ(records.size(), 4u);
+  std::vector<std::string> order;
+  for (const auto& r : records)
+    order.push_back(r["id"].get<std::string>() + "/" + std::to_string(r["attempt"].get<int>()));
+  EXPECT_EQ(order, (std::vector<std::string>{"2/1", "fails/1", "crash/1", "crash/2"}));
+  EXPECT_EQ(records[0]["status"], "ok") << records[0].dump();
+  EXPECT_EQ(records[1]["exit_code"], 3);
+  EXPECT_EQ(records[2]["status"], "crashed");
+  EXPECT_EQ(records[2]["final"], false);
+  EXPECT_EQ(records[3]["final"], true);
+  EXPECT_EQ(records[3]["slurm_job_id"], "4242_3");
+  EXPECT_FALSE(records[3]["host"].get<std::string>().empty());
+  EXPECT_EQ(records[1]["stderr"], (d / "logs" / "2.1.err").string());
+  // The contract's keys first, in order, then the two Slurm keys.
+  std::vector<std::string> keys;
+  for (auto it = records[0].begin(); it != records[0].end(); ++it) keys.push_back(it.key());
+  EXPECT_EQ(keys.size(), result_contract_keys().size() + 2);
+
+  // Collecting again adds nothing.
+  EXPECT_EQ(run_pollkill({"collect", d.string(), "--results", results.string()}).exit_code, 0);
+  EXPECT_EQ(read_records(results).size(), 4u);
+  EXPECT_TRUE(processes_matching(marker).empty());
+}
+
+TEST(SlurmElement, ResumeSubmitsOnlyTasksWithoutAFinalRecord) {
+  PK_REQUIRE_CGROUP2();
+  TempDir dir;
+  fs::path bin = fake_sbatch(dir);
+  fs::path tasks = dir / "tasks";
+  write_file(tasks, "true\ntrue\ntrue\ntrue\n");
+  fs::path d = dir / "results";
+  auto submit = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv{"batch", "--slurm", "--results-dir", d.string()};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.push_back(tasks.string());
+    return run_pollkill(argv, Seconds(30), with_path(bin));
+  };
+  ASSERT_EQ(submit({}).exit_code, 0);
+  for (int seq : {1, 3}) ASSERT_EQ(element(d, seq, std::nullopt).exit_code, 0);
+
+  RunOutput collect = run_pollkill({"collect", d.string(), "--results", (dir / "r").string()});
+  EXPECT_EQ(collect.exit_code, 1) << collect.describe();
+  EXPECT_NE(collect.err.find("2 of 4 tasks have no final record yet: 2, 4"), std::string::npos)
+      << collect.err;
+
+  RunOutput again = submit({});
+  EXPECT_EQ(again.exit_code, 2) << again.describe();
+  EXPECT_NE(again.err.find("--resume"), std::string::npos) << again.err;
+
+  fs::remove(bin / "args");
+  RunOutput resumed = submit({"--resume"});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.describe();
+  EXPECT_NE(slurp(bin / "args").find("--array=2,4\n"), std::string::npos) << slurp(bin / "args");
+  // A resumed element counts attempts on from the records, not from SLURM_RESTART_COUNT.
+  ASSERT_EQ(element(d, 2, std::nullopt).exit_code, 0);
+  EXPECT_TRUE(fs::exists(d / "records" / "2.1.json"));
+  fs::remove(d / "records" / "2.1.json");  // rerun 2 to see the attempt move on
+  write_file(d / "records" / "2.1.json", R"({"id":"2","attempt":1,"final":false,"status":"hung"})");
+  ASSERT_EQ(element(d, 2, 0).exit_code, 0);
+  EXPECT_EQ(json::parse(slurp(d / "records" / "2.2.json"))["attempt"], 2);
+
+  write_file(tasks, "true\ntrue\ntrue\nfalse\n");
+  RunOutput changed = submit({"--resume"});
+  EXPECT_EQ(changed.exit_code, 2) << changed.describe();
+  EXPECT_NE(changed.err.find("is not the task file"), std::string::npos) << changed.err;
+}
+
+TEST(SlurmElement, TaskCwdAndEnvApplyInTheElement) {
+  PK_REQUIRE_CGROUP2();
+  TempDir dir;
+  fs::path bin = fake_sbatch(dir);
+  fs::create_directories(dir / "work");
+  fs::path tasks = dir / "tasks";
+  write_file(tasks, "{\"id\": \"where\", \"sh\": \"pwd; echo $FOO\", \"cwd\": \"" +
+                        (dir / "work").string() + "\", \"env\": {\"FOO\": \"bar\"}}\n");
+  fs::path d = dir / "results";
+  ASSERT_EQ(run_pollkill({"batch", "--slurm", "--results-dir", d.string(), tasks.string()},
+                         Seconds(30), with_path(bin))
+                .exit_code,
+            0);
+  RunOutput ran = element(d, 1, std::nullopt);
+  EXPECT_EQ(ran.exit_code, 0) << ran.describe();
+  EXPECT_EQ(slurp(d / "logs" / "1.1.out"), (dir / "work").string() + "\nbar\n");
+}
+
+}  // namespace
+}  // namespace pollkill::testing

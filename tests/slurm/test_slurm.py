@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""pollkill on a real Slurm cluster (tests/slurm/cluster): batch --slurm, collect,
+--launcher srun, --resume and requeue through RequeueExit=75, compared task for task with a
+local `pollkill batch` of the same task file.
+
+Needs root, a running cluster (SLURM_CONF) and POLLKILL (the binary). Without a cluster the
+tests skip, unless POLLKILL_SLURM_REQUIRED=1 (scripts/test slurm sets it), when they fail.
+Run: tests/slurm/run (starts and stops the cluster around this file).
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import unittest
+
+POLLKILL = os.path.abspath(os.environ.get("POLLKILL", "build/pollkill"))
+REQUIRED = os.environ.get("POLLKILL_SLURM_REQUIRED") == "1"
+
+# The mixed batch: each id names what the task does. The sleeps carry numbers no other
+# process uses, so a leftover is found by its command line.
+TASKS = """\
+{"id": "ok", "cmd": ["true"]}
+{"id": "failed", "sh": "echo to-stderr >&2; exit 3"}
+{"id": "crashed", "sh": "kill -SEGV $$"}
+{"id": "hung", "cmd": ["sleep", "7301"]}
+{"id": "orphan", "sh": "setsid sleep 7302 & echo started"}
+{"id": "missing", "cmd": ["/nonexistent/program"]}
+"""
+FLAGS = ["--hang-after", "1s", "--kill-grace", "0", "-j", "2", "-q"]
+# What a Slurm run must reproduce of a local one; timings, paths and cgroups differ.
+COMPARED = ["id", "attempt", "final", "command", "status", "reason", "exit_code", "signal",
+            "processes_reaped", "limits_not_enforced", "unkillable"]
+LEFTOVER = re.compile(r"sleep 730[0-9]")
+
+
+def cluster_up():
+    if not os.environ.get("SLURM_CONF"):
+        return "SLURM_CONF is not set (start one with tests/slurm/cluster start DIR)"
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"sinfo failed: {e}"
+    if out.returncode != 0 or "idle" not in out.stdout and "mix" not in out.stdout:
+        return f"no idle node (sinfo: {out.stdout.strip()} {out.stderr.strip()})"
+    return None
+
+
+def read_records(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def leaked_run_cgroups():
+    """Run cgroups (pollkill-PID-*) under the cgroup2 mount that are ours and left behind:
+    their owner is gone (nobody removed them) or is still a `pollkill slurm-element`
+    after every job ended. Other pollkills' (a developer's batch beside the tests) are not."""
+    mount = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[fields.index("-") + 1] == "cgroup2":
+                mount = fields[4]
+                break
+    leaked = []
+    if mount is None:
+        return leaked
+    for root, dirs, _ in os.walk(mount):
+        for d in dirs:
+            m = re.fullmatch(r"pollkill-(\d+)-[0-9a-f]+", d)
+            if not m:
+                continue
+            try:
+                with open(f"/proc/{m.group(1)}/cmdline", "rb") as f:
+                    owner = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except FileNotFoundError:
+                owner = None
+            if owner is None or "slurm-element" in owner:
+                leaked.append(os.path.join(root, d))
+    return leaked
+
+
+def leftover_processes():
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if LEFTOVER.search(line) and "ps -eo" not in line]
+
+
+def wait_for_job(job, timeout=180):
+    """Until squeue no longer lists the job (array elements and requeues included)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%i %T"], capture_output=True,
+                             text=True)
+        if out.returncode == 0 and not out.stdout.strip():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"job {job} still in squeue after {timeout}s")
+
+
+class SlurmBatch(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        why = cluster_up()
+        if why:
+            if REQUIRED:
+                raise AssertionError("POLLKILL_SLURM_REQUIRED=1 but " + why)
+            raise unittest.SkipTest(why)
+        cls.work = tempfile.mkdtemp(prefix="pollkill-slurm-test-")
+        cls.tasks = os.path.join(cls.work, "tasks")
+        with open(cls.tasks, "w") as f:
+            f.write(TASKS)
+        local = os.path.join(cls.work, "local.jsonl")
+        run = subprocess.run([POLLKILL, "batch", *FLAGS, "--results", local, cls.tasks],
+                             cwd=cls.work, capture_output=True, text=True)
+        assert run.returncode == 1, run.stderr
+        cls.local = {r["id"]: r for r in read_records(local)}
+
+    @classmethod
+    def tearDownClass(cls):
+        if hasattr(cls, "work"):
+            shutil.rmtree(cls.work, ignore_errors=True)
+
+    def pollkill(self, *args, expect=0):
+        run = subprocess.run([POLLKILL, *args], cwd=self.work, capture_output=True, text=True)
+        self.assertEqual(run.returncode, expect,
+                         f"pollkill {' '.join(args)}\nstdout: {run.stdout}\nstderr: {run.stderr}")
+        return run
+
+    def submit(self, *args):
+        run = self.pollkill("batch", "--slurm", *args)
+        job = run.stdout.strip()
+        self.assertRegex(job, r"^\d+$")
+        return job, run.stderr
+
+    def assert_like_local(self, records, source):
+        self.assertEqual(sorted(r["id"] for r in records), sorted(self.local))
+        for record in records:
+            want = self.local[record["id"]]
+            for key in COMPARED:
+                self.assertEqual(record.get(key), want.get(key),
+                                 f"{source}: task {record['id']}: {key}")
+            self.assertTrue(record["host"], f"{source}: task {record['id']}: host")
+            self.assertTrue(record["slurm_job_id"], f"{source}: task {record['id']}: job id")
+            self.assertTrue(os.path.isabs(record["stdout"]))
+
+    def assert_nothing_left(self):
+        self.assertEqual(leftover_processes(), [])
+        self.assertEqual(leaked_run_cgroups(), [])
+
+    def test_1_job_array_collects_what_a_local_batch_records(self):
+        d = os.path.join(self.work, "array")
+        job, _ = self.submit("--results-dir", d, *FLAGS, self.tasks)
+        wait_for_job(job)
+        results = os.path.join(self.work, "array.jsonl")
+        self.pollkill("collect", d, "--results", results)
+        records = read_records(results)
+        self.assert_like_local(records, "--slurm")
+        self.assertTrue(all(r["slurm_job_id"].startswith(job + "_") for r in records))
+        # The stderr of the task went to its log, pollkill's own line to Slurm's output.
+        failed = next(r for r in records if r["id"] == "failed")
+        with open(failed["stderr"]) as f:
+            self.assertEqual(f.read(), "to-stderr\n")
+        # Collecting again adds nothing; report summarises as for a local batch.
+        self.pollkill("collect", d, "--results", results)
+        self.assertEqual(len(read_records(results)), len(records))
+        report = json.loads(self.pollkill("report", "--json", results, expect=1).stdout)
+        local = json.loads(self.pollkill("report", "--json", os.path.join(self.work, "local.jsonl"),
+                                         expect=1).stdout)
+        self.assertEqual(report["counts"], local["counts"])
+        self.assert_nothing_left()
+
+    def test_2_resume_submits_only_what_is_missing(self):
+        d = os.path.join(self.work, "resume")
+        job, _ = self.submit("--results-dir", d, *FLAGS, self.tasks)
+        wait_for_job(job)
+        records = os.path.join(d, "records")
+        # Tasks 1 (ok) and 4 (hung) as if their nodes had died before writing a record.
+        os.unlink(os.path.join(records, "1.1.json"))
+        os.unlink(os.path.join(records, "4.1.json"))
+        kept = {name: os.stat(os.path.join(records, name)).st_mtime_ns
+                for name in os.listdir(records)}
+        # Without --resume the directory is refused; with another task file too.
+        self.pollkill("batch", "--slurm", "--results-dir", d, *FLAGS, self.tasks, expect=2)
+        other = os.path.join(self.work, "other-tasks")
+        with open(other, "w") as f:
+            f.write(TASKS.replace("7301", "7309"))
+        self.pollkill("batch", "--slurm", "--resume", "--results-dir", d, *FLAGS, other, expect=2)
+        self.pollkill("collect", d, "--results", os.path.join(self.work, "partial.jsonl"),
+                      expect=1)
+
+        loud = [f for f in FLAGS if f != "-q"]
+        job2, err = self.submit("--resume", "--results-dir", d, *loud, self.tasks)
+        self.assertIn("submitted 2 of 6 tasks", err)
+        self.assertIn("--array=1,4%2", err)
+        wait_for_job(job2)
+        now = sorted(os.listdir(records))
+        self.assertEqual(now, sorted(list(kept) + ["1.1.json", "4.1.json"]))
+        for name, mtime in kept.items():
+            self.assertEqual(os.stat(os.path.join(records, name)).st_mtime_ns, mtime, name)
+        results = os.path.join(self.work, "resume.jsonl")
+        self.pollkill("collect", d, "--results", results)
+        merged = read_records(results)
+        self.assert_like_local(merged, "--slurm --resume")
+        by_id = {r["id"]: r["slurm_job_id"].split("_")[0] for r in merged}
+        self.assertEqual({i for i, j in by_id.items() if j == job2}, {"ok", "hung"})
+        # Nothing left to submit now.
+        run = self.pollkill("batch", "--slurm", "--resume", "--results-dir", d, *loud,
+                            self.tasks)
+        self.assertEqual(run.stdout, "")
+        self.assertIn("nothing to submit", run.stderr)
+        self.assert_nothing_left()
+
+    def test_3_srun_launcher_inside_an_allocation(self):
+        d = os.path.join(self.work, "steps")
+        results = os.path.join(self.work, "steps.jsonl")
+        run = subprocess.run(
+            ["salloc", "--quiet", "-n", "2", POLLKILL, "batch", "--launcher", "srun",
+             "--results", results, "--results-dir", d, *FLAGS, self.tasks],
+            cwd=self.work, capture_output=True, text=True, timeout=120)
+        self.assertEqual(run.returncode, 1, run.stderr)
+        records = read_records(results)
+        self.assert_like_local(records, "--launcher srun")
+        self.assertTrue(all(re.fullmatch(r"\d+\.\d+", r["slurm_job_id"]) for r in records))
+        # The same directory's records, collected, are the same records.
+        collected = os.path.join(self.work, "steps-collected.jsonl")
+        self.pollkill("collect", d, "--results", collected)
+        self.assertEqual(sorted(map(json.dumps, read_records(collected))),
+                         sorted(map(json.dumps, records)))
+        self.assert_nothing_left()
+
+    def test_4_retryable_verdict_is_requeued_by_slurm(self):
+        # The test cluster sets RequeueExit=75. The task crashes on its first run and
+        # succeeds on the second; --retries 1 allows one more attempt.
+        d = os.path.join(self.work, "requeue")
+        flag = os.path.join(self.work, "requeue-flag")
+        tasks = os.path.join(self.work, "requeue-tasks")
+        with open(tasks, "w") as f:
+            f.write(json.dumps({"id": "flaky", "sh": f"[ -e {flag} ] && exit 0; "
+                                                     f"touch {flag}; kill -SEGV $$"}) + "\n")
+        job, _ = self.submit("--results-dir", d, "--retries", "1", tasks)
+        wait_for_job(job, timeout=240)
+        results = os.path.join(self.work, "requeue.jsonl")
+        self.pollkill("collect", d, "--results", results)
+        first, second = read_records(results)
+        self.assertEqual((first["attempt"], first["status"], first["final"]), (1, "crashed", False))
+        self.assertEqual((second["attempt"], second["status"], second["final"]), (2, "ok", True))
+        # Slurm requeued the same element: one job id for both attempts.
+        self.assertEqual(first["slurm_job_id"], f"{job}_1")
+        self.assertEqual(second["slurm_job_id"], f"{job}_1")
+        self.assert_nothing_left()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,189 @@
+// Pure pieces of the Slurm modes: array specs, job scripts and commands, attempt numbers,
+// element exit codes, record names and the order collect appends records in.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "pollkill/slurm.h"
+
+namespace pollkill {
+namespace {
+
+TEST(SlurmArraySpec, RangesOfConsecutiveTasks) {
+  struct Case {
+    std::vector<std::uint64_t> seqs;
+    int jobs;
+    std::string want;
+  };
+  for (const auto& c : std::vector<Case>{
+           {{1}, 0, "1"},
+           {{1, 2, 3, 4}, 2, "1-4%2"},
+           {{1, 2, 3, 5, 7, 8}, 0, "1-3,5,7-8"},
+           {{2, 4, 6}, 1, "2,4,6%1"},
+           {{9, 10}, 0, "9-10"},
+       }) {
+    EXPECT_EQ(array_spec(c.seqs, c.jobs), c.want);
+  }
+}
+
+TEST(SlurmCpus, CeilingOfTheCpuLimitElseOne) {
+  Limits limits;
+  EXPECT_EQ(slurm_cpus(limits), 1);
+  limits.cpus = 0.5;
+  EXPECT_EQ(slurm_cpus(limits), 1);
+  limits.cpus = 2.0;
+  EXPECT_EQ(slurm_cpus(limits), 2);
+  limits.cpus = 2.25;
+  EXPECT_EQ(slurm_cpus(limits), 3);
+}
+
+TEST(SlurmElementExit, RequeueOnlyForARetryThatIsDue) {
+  Result r;
+  r.status = Status::ok;
+  r.final = true;
+  EXPECT_EQ(element_exit_code(r), 0);
+  r.status = Status::hung;
+  EXPECT_EQ(element_exit_code(r), 1);
+  r.final = false;  // the retry policy wants another attempt
+  EXPECT_EQ(element_exit_code(r), 75);
+  r.status = Status::failed;
+  r.final = true;
+  EXPECT_EQ(element_exit_code(r), 1);
+}
+
+TEST(SlurmElementAttempt, RestartCountAndRecordsTogether) {
+  EXPECT_EQ(element_attempt(std::nullopt, 0), 1);  // first run, outside a requeue
+  EXPECT_EQ(element_attempt(0, 0), 1);
+  EXPECT_EQ(element_attempt(1, 1), 2);  // requeued by Slurm after attempt 1
+  EXPECT_EQ(element_attempt(0, 2), 3);  // a resumed submission: Slurm counts from 0
+  EXPECT_EQ(element_attempt(2, 1), 3);  // attempt 2 died without a record
+}
+
+TEST(SlurmRecordName, SeqDotAttemptDotJsonOnly) {
+  auto n = parse_record_name("12.3.json");
+  ASSERT_TRUE(n);
+  EXPECT_EQ(n->seq, 12u);
+  EXPECT_EQ(n->attempt, 3);
+  for (const char* bad : {"12.json", ".12.3.json.tmp.77", "12.3.json.tmp", "a.1.json", "0.1.json",
+                          "1.0.json", "1.2.3.json", ""}) {
+    EXPECT_FALSE(parse_record_name(bad)) << bad;
+  }
+  SlurmDir dir{"/shared/run"};
+  EXPECT_EQ(dir.record(4, 2), "/shared/run/records/4.2.json");
+  EXPECT_EQ(dir.log(4, 2, "err"), "/shared/run/logs/4.2.err");
+}
+
+TEST(SlurmScript, ExecsTheElementWithTheDirectoryQuoted) {
+  std::string script = sbatch_script("/usr/bin/pollkill", "/shared/my run");
+  EXPECT_EQ(script.rfind("#!/bin/sh\n", 0), 0u);
+  EXPECT_NE(script.find("\nexec /usr/bin/pollkill slurm-element '/shared/my run'\n"),
+            std::string::npos)
+      << script;
+}
+
+TEST(SlurmCommands, SbatchUserArgumentsComeLastSoTheyWin) {
+  auto argv = sbatch_command("/d", "1-3%2", 2, {"--partition=big", "--time=10"}, "/d/slurm/e.sh");
+  std::vector<std::string> want{"sbatch",
+                                "--parsable",
+                                "--job-name=pollkill",
+                                "--array=1-3%2",
+                                "--cpus-per-task=2",
+                                "--output=/d/slurm/%A_%a.out",
+                                "--error=/d/slurm/%A_%a.out",
+                                "--partition=big",
+                                "--time=10",
+                                "/d/slurm/e.sh"};
+  EXPECT_EQ(argv, want);
+}
+
+TEST(SlurmCommands, SrunStepIsExclusiveOneTaskWithTheAttempt) {
+  auto argv = srun_command("/bin/pk", "/d", 7, 2, 1, {"--mem=1G"});
+  std::vector<std::string> want{"srun",
+                                "--exclusive",
+                                "--ntasks=1",
+                                "--nodes=1",
+                                "--cpus-per-task=1",
+                                "--job-name=pollkill-7",
+                                "--quiet",
+                                "--mem=1G",
+                                "/bin/pk",
+                                "slurm-element",
+                                "/d",
+                                "--seq",
+                                "7",
+                                "--attempt",
+                                "2"};
+  EXPECT_EQ(argv, want);
+}
+
+TEST(SlurmRecord, ContractPlusHostAndJobId) {
+  Result r;
+  r.id = "a";
+  r.status = Status::ok;
+  auto record = element_record(r, "node1", "12_3");
+  EXPECT_EQ(record["host"], "node1");
+  EXPECT_EQ(record["slurm_job_id"], "12_3");
+  EXPECT_EQ(record["id"], "a");
+  EXPECT_TRUE(element_record(r, "node1", "")["slurm_job_id"].is_null());
+  // The contract's keys first, in their order; the Slurm keys after them.
+  auto plain = to_json(r);
+  auto it = record.begin();
+  for (auto p = plain.begin(); p != plain.end(); ++p, ++it) EXPECT_EQ(it.key(), p.key());
+  EXPECT_EQ(it.key(), "host");
+}
+
+TEST(SlurmMissing, TasksWithoutAFinalRecord) {
+  std::map<std::uint64_t, RecordedAttempts> done{
+      {1, {1, true, Status::ok}}, {2, {2, false, Status::error}}, {4, {1, true, Status::failed}}};
+  EXPECT_EQ(missing_tasks(5, done), (std::vector<std::uint64_t>{2, 3, 5}));
+  EXPECT_TRUE(missing_tasks(0, done).empty());
+}
+
+TEST(SlurmCollect, TaskThenAttemptOrderWithoutWhatIsThere) {
+  auto rec = [](const char* id, int attempt) {
+    return nlohmann::ordered_json{{"id", id}, {"attempt", attempt}};
+  };
+  std::vector<std::pair<RecordName, nlohmann::ordered_json>> records{
+      {{10, 1}, rec("j", 1)}, {{2, 2}, rec("b", 2)}, {{2, 1}, rec("b", 1)}, {{1, 1}, rec("a", 1)}};
+  auto out = records_to_append(records, {record_key("b", 1)});
+  std::vector<std::string> got;
+  for (const auto* r : out)
+    got.push_back((*r)["id"].get<std::string>() + std::to_string((*r)["attempt"].get<int>()));
+  EXPECT_EQ(got, (std::vector<std::string>{"a1", "b2", "j1"}));
+  // Collecting again adds nothing.
+  std::vector<std::string> all{record_key("a", 1), record_key("b", 1), record_key("b", 2),
+                               record_key("j", 1)};
+  EXPECT_TRUE(records_to_append(records, all).empty());
+}
+
+TEST(SlurmScan, FinalAttemptsFromTheRecordsDirectory) {
+  char tmpl[] = "/tmp/pollkill-slurm-scan-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  SlurmDir dir{tmpl};
+  std::filesystem::create_directories(dir.records());
+  auto write = [](const std::filesystem::path& p, const std::string& text) {
+    std::ofstream(p) << text;
+  };
+  write(dir.record(1, 1), R"({"id":"a","attempt":1,"final":false,"status":"hung"})");
+  write(dir.record(1, 2), R"({"id":"a","attempt":2,"final":true,"status":"ok"})");
+  write(dir.record(2, 1), R"({"id":"b","attempt":1,"final":true,"status":"cancelled"})");
+  write(dir.record(3, 1), R"({"id":"c","attempt":1,"final":true,"status":"failed"})");
+  write(dir.records() / "4.1.json", "{torn");
+  write(dir.records() / ".5.1.json.tmp.9", "{}");
+  std::vector<std::string> warnings;
+  auto scanned = scan_records(dir, &warnings);
+  EXPECT_EQ(warnings.size(), 1u);
+  ASSERT_EQ(scanned.size(), 3u);
+  EXPECT_EQ(scanned[1].highest, 2);
+  EXPECT_TRUE(scanned[1].final);
+  EXPECT_EQ(scanned[1].final_status, Status::ok);
+  EXPECT_FALSE(scanned[2].final);  // cancelled: resume runs it again, as batch does
+  EXPECT_EQ(scanned[3].final_status, Status::failed);
+  EXPECT_EQ(missing_tasks(4, scanned), (std::vector<std::uint64_t>{2, 4}));
+  std::filesystem::remove_all(tmpl);
+}
+
+}  // namespace
+}  // namespace pollkill
