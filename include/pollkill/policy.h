@@ -33,6 +33,8 @@ struct Limits {
 
 enum class OrphanPolicy { kill, wait };
 enum class MissingControllers { error, warn };
+/// `runner.systemd_scope`: when pollkill asks systemd for a delegated scope of its own.
+enum class SystemdScopeMode { automatic, never, always };
 
 struct WatchdogPolicy {
   Duration poll_interval{250};
@@ -48,6 +50,7 @@ struct WatchdogPolicy {
 struct RunnerPolicy {
   std::optional<std::string> cgroup_root;
   MissingControllers missing_controllers = MissingControllers::error;
+  SystemdScopeMode systemd_scope = SystemdScopeMode::automatic;
 };
 
 /// What the seccomp filter does with a system call: let it through, fail it with an errno,
@@ -165,6 +168,11 @@ bool operator==(const Policy&, const Policy&);
 
 /// "allow", "errno", "errno:ENOSYS", "kill", "log": how an action is written in a policy.
 std::string to_string(const SeccompAction& action);
+
+/// "auto", "never", "always": how `runner.systemd_scope` and `--systemd-scope` spell it.
+const char* to_string(SystemdScopeMode mode);
+/// The inverse of to_string(SystemdScopeMode); throws Error for any other word.
+SystemdScopeMode parse_systemd_scope(const std::string& word);
 
 /// Closest candidate to `word` by edit distance, when close enough to suggest
 /// (distance <= 2, or <= 1 for words up to 4 letters); empty otherwise.

@@ -87,6 +87,30 @@ HostCgroups probe_host_cgroups() {
   return host;
 }
 
+bool own_cgroup_usable(const HostCgroups& host, std::string* why_not) {
+  if (!host.mounts.cgroup2) {
+    if (why_not) *why_not = "no cgroup2 hierarchy is mounted";
+    return false;
+  }
+  const fs::path mount = *host.mounts.cgroup2;
+  const fs::path own = under_mount(mount, host.own_cgroup.empty() ? "/" : host.own_cgroup);
+  if (own == mount) return true;
+  const bool writable =
+      ::access(own.c_str(), W_OK) == 0 && ::access((own / "cgroup.procs").c_str(), W_OK) == 0;
+  if (!writable) {
+    if (why_not) *why_not = "its own cgroup '" + host.own_cgroup + "' is not writable";
+    return false;
+  }
+  if (host.systemd_pid1 && !host.own_delegated && !has_delegation_mark(own)) {
+    if (why_not) {
+      *why_not = "its own cgroup '" + host.own_cgroup +
+                 "' belongs to systemd and was not delegated (no trusted.delegate mark)";
+    }
+    return false;
+  }
+  return true;
+}
+
 RunRoot resolve_run_root(const HostCgroups& host, const std::optional<std::string>& flag,
                          const Policy& policy, const char* env_value, bool needs_controllers) {
   if (!host.mounts.cgroup2) {
@@ -115,15 +139,10 @@ RunRoot resolve_run_root(const HostCgroups& host, const std::optional<std::strin
   if (own_is_root) return RunRoot{own, "own cgroup (the hierarchy root)", false};
 
   std::string why_not;
-  const bool writable =
-      ::access(own.c_str(), W_OK) == 0 && ::access((own / "cgroup.procs").c_str(), W_OK) == 0;
-  if (!writable) {
-    why_not = "its own cgroup '" + host.own_cgroup + "' is not writable";
-  } else if (host.systemd_pid1 && !has_delegation_mark(own)) {
-    why_not = "its own cgroup '" + host.own_cgroup +
-              "' belongs to systemd and was not delegated (no trusted.delegate mark)";
-  } else {
-    return RunRoot{own, "own cgroup", needs_controllers};
+  if (own_cgroup_usable(host, &why_not)) {
+    return RunRoot{own,
+                   host.own_delegated ? "own cgroup (a delegated systemd scope)" : "own cgroup",
+                   needs_controllers};
   }
   if (host.root_user) {
     RunRoot root{mount / "pollkill", "root fallback", false};

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "pollkill/error.h"
+#include "pollkill/systemd.h"
 
 extern char** environ;
 
@@ -124,6 +125,9 @@ EnforceablePlan check_controllers(const HostCgroups& host, const RunRoot& root,
               ? "this host mounts cgroup v2 beside v1 (hybrid) and keeps the controller in "
                 "v1; boot with systemd.unified_cgroup_hierarchy=1 for a pure cgroup v2 "
                 "host, or set runner.missing_controllers = \"warn\" to run without the limit"
+          : host.scope_from_user_manager
+              ? user_manager_delegate_fix(missing) +
+                    "; or set runner.missing_controllers = \"warn\" to run without the limit"
               : "enable it in the parent's cgroup.subtree_control, run pollkill under "
                 "`systemd-run --scope -p Delegate=yes`, or set runner.missing_controllers "
                 "= \"warn\" to run without the limit");
