@@ -16,7 +16,7 @@ _pollkill() {
 
   local limits='--memory --memory-high --swap --cpus --pids --wall-time --cpu-time --output
     --poll-interval --hang-after --hang-cpu-below --spin-after --spin-cpu-above --heartbeat
-    --kill-grace --orphans --missing-controllers --policy --cgroup-root'
+    --kill-grace --orphans --missing-controllers --systemd-scope --policy --cgroup-root'
   local cmd='' sub='' i
   for ((i = 1; i < cword; i++)); do
     case ${words[i]} in
@@ -33,6 +33,7 @@ _pollkill() {
       return ;;
     --orphans) COMPREPLY=($(compgen -W 'kill wait' -- "$cur")); return ;;
     --missing-controllers) COMPREPLY=($(compgen -W 'error warn' -- "$cur")); return ;;
+    --systemd-scope) COMPREPLY=($(compgen -W 'auto never always' -- "$cur")); return ;;
     --heartbeat | --result | --results | --joblog) _filedir; return ;;
     --logs | --cgroup-root) _filedir -d; return ;;
     --memory | --memory-high | --swap | --cpus | --pids | --wall-time | --wall-time-max | \
@@ -67,7 +68,7 @@ _pollkill() {
         COMPREPLY=($(compgen -W "$(_pollkill_policies)" -- "$cur"))
         _filedir toml
       fi ;;
-    doctor) COMPREPLY=($(compgen -W '--policy --cgroup-root --help' -- "$cur")) ;;
+    doctor) COMPREPLY=($(compgen -W '--policy --cgroup-root --systemd-scope --help' -- "$cur")) ;;
     gc) COMPREPLY=($(compgen -W '--cgroup-root --help' -- "$cur")) ;;
   esac
 } && complete -F _pollkill pollkill
