@@ -313,5 +313,25 @@ TEST_F(SystemdUser, UndelegatedControllerNamesTheUserManagerFix) {
   EXPECT_TRUE(wait_until(socket_ready, Seconds(120), Seconds(0.25)));
 }
 
+// Without a running user manager (no login, no linger) there is nobody to ask: the error says
+// so and names `loginctl enable-linger`.
+TEST_F(SystemdUser, NoUserManagerNamesLinger) {
+  const std::string unit = "user@" + std::to_string(uid_) + ".service";
+  ASSERT_EQ(
+      sh(std::string("loginctl disable-linger ") + kTestUser + " && systemctl stop " + unit).status,
+      0);
+  const std::string socket = "/run/user/" + std::to_string(uid_) + "/systemd/private";
+  ASSERT_TRUE(
+      wait_until([&] { return !std::filesystem::exists(socket); }, Seconds(60), Seconds(0.25)));
+
+  RunOutput out = run_as_user({"run", "--memory", "64M", "--", "/bin/true"}, Seconds(60));
+  EXPECT_EQ(out.exit_code, 125) << out.describe();
+  EXPECT_NE(out.err.find("cannot reach your systemd user manager"), std::string::npos) << out.err;
+  EXPECT_NE(out.err.find("loginctl enable-linger " + std::to_string(uid_)), std::string::npos)
+      << out.err;
+
+  EXPECT_EQ(sh(std::string("loginctl enable-linger ") + kTestUser).status, 0);
+}
+
 }  // namespace
 }  // namespace pollkill::testing
