@@ -140,13 +140,21 @@ Connection connect_manager(SystemdManager manager) {
   int r;
   if (manager == SystemdManager::system) {
     r = sd_bus_open_system(&raw);
-  } else {
-    // sd_bus_open_user needs XDG_RUNTIME_DIR; give it the one found above.
-    if (!::getenv("XDG_RUNTIME_DIR")) ::setenv("XDG_RUNTIME_DIR", user_runtime_dir().c_str(), 0);
+  } else if (::getenv("XDG_RUNTIME_DIR") || ::getenv("DBUS_SESSION_BUS_ADDRESS")) {
     r = sd_bus_open_user(&raw);
-  }
-  if (r >= 0) {
-    return {Bus(raw), manager == SystemdManager::system ? "system bus" : "user bus", true};
+  } else {
+    // sd_bus_open_user needs XDG_RUNTIME_DIR; rather than set it in pollkill's environment
+    // (which the tasks inherit), dial the user bus found above.
+    r = sd_bus_new(&raw);
+    if (r >= 0) {
+      Bus owned(raw);
+      const std::string address = "unix:path=" + user_runtime_dir() + "/bus";
+      if ((r = sd_bus_set_address(owned.get(), address.c_str())) >= 0 &&
+          (r = sd_bus_set_bus_client(owned.get(), 1)) >= 0 &&
+          (r = sd_bus_start(owned.get())) >= 0) {
+        raw = owned.release();
+      }
+    }
   }
   std::string bus_why = std::string(std::strerror(-r)) + " (" + errno_name(-r) + ")";
   if (manager == SystemdManager::system) {
