@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <string>
 
@@ -182,6 +183,32 @@ TEST_F(SystemdHost, NeverKeepsTheRootFallback) {
   EXPECT_EQ(cgroup.rfind("/pollkill/pollkill-", 0), 0u) << cgroup;
   EXPECT_TRUE(scope_of(cgroup).empty()) << cgroup;
   expect_nothing_left(out, "");
+}
+
+// A batch asks for the scope once and runs every task inside it.
+TEST_F(SystemdHost, BatchRunsItsTasksInOneScope) {
+  TempDir dir;
+  std::ofstream(dir / "tasks") << kMemhog << " 512\n/bin/true\n";
+  const std::string results = (dir / "r.jsonl").string();
+  RunOutput out = run_pollkill(
+      {"batch", "-j", "2", "--memory", "64M", "--results", results, (dir / "tasks").string()},
+      Seconds(180));
+  EXPECT_EQ(out.exit_code, 1) << out.describe();  // one task ends oom
+  std::ifstream in(results);
+  std::string line, unit;
+  std::map<std::string, std::string> status;
+  while (std::getline(in, line)) {
+    auto record = nlohmann::json::parse(line);
+    const std::string cgroup = record["cgroup"];
+    EXPECT_EQ(cgroup.rfind("/system.slice/pollkill-", 0), 0u) << cgroup;
+    if (unit.empty()) unit = scope_of(cgroup);
+    EXPECT_EQ(scope_of(cgroup), unit) << cgroup;
+    status[record["id"]] = record["status"];
+  }
+  EXPECT_EQ(status["1"], "oom");
+  EXPECT_EQ(status["2"], "ok");
+  ASSERT_FALSE(unit.empty());
+  EXPECT_TRUE(wait_until([&] { return unit_gone(unit); }, Seconds(30), Seconds(0.2)));
 }
 
 TEST_F(SystemdHost, DoctorReportsTheScopeBusAndControllers) {
