@@ -16,7 +16,7 @@ _pollkill() {
 
   local limits='--memory --memory-high --swap --cpus --pids --wall-time --cpu-time --output
     --poll-interval --hang-after --hang-cpu-below --spin-after --spin-cpu-above --heartbeat
-    --kill-grace --orphans --missing-controllers --cgroup-v1 --policy --cgroup-root'
+    --kill-grace --orphans --missing-controllers --cgroup-v1 --systemd-scope --policy --cgroup-root'
   local cmd='' sub='' i
   for ((i = 1; i < cword; i++)); do
     case ${words[i]} in
@@ -34,6 +34,7 @@ _pollkill() {
     --orphans) COMPREPLY=($(compgen -W 'kill wait' -- "$cur")); return ;;
     --missing-controllers) COMPREPLY=($(compgen -W 'error warn' -- "$cur")); return ;;
     --cgroup-v1) COMPREPLY=($(compgen -W 'auto off' -- "$cur")); return ;;
+    --systemd-scope) COMPREPLY=($(compgen -W 'auto never always' -- "$cur")); return ;;
     --heartbeat | --result | --results | --joblog) _filedir; return ;;
     --logs | --cgroup-root | --results-dir) _filedir -d; return ;;
     --launcher) COMPREPLY=($(compgen -W 'local srun' -- "$cur")); return ;;
@@ -73,7 +74,7 @@ _pollkill() {
         COMPREPLY=($(compgen -W "$(_pollkill_policies)" -- "$cur"))
         _filedir toml
       fi ;;
-    doctor) COMPREPLY=($(compgen -W '--policy --cgroup-root --cgroup-v1 --help' -- "$cur")) ;;
+    doctor) COMPREPLY=($(compgen -W '--policy --cgroup-root --cgroup-v1 --systemd-scope --help' -- "$cur")) ;;
     gc) COMPREPLY=($(compgen -W '--cgroup-root --cgroup-v1 --help' -- "$cur")) ;;
   esac
 } && complete -F _pollkill pollkill

@@ -28,8 +28,20 @@ struct HostCgroups {
   /// (the mount starts at the namespace's root, a cgroup like any other: it has a
   /// cgroup.type file, which the real root lacks).
   bool mount_is_hierarchy_root = true;
+  /// pollkill started the scope it lives in with Delegate=yes (systemd.h), so its own cgroup
+  /// is delegated even where systemd sets no delegation mark (before systemd 251).
+  bool own_delegated = false;
+  /// That scope came from the user's manager: a missing controller is one the user manager
+  /// does not delegate, and the fix is a user@.service drop-in.
+  bool scope_from_user_manager = false;
 };
 HostCgroups probe_host_cgroups();
+
+/// Whether the process's own cgroup qualifies as a run root by itself: the hierarchy root
+/// always does; a non-root one must be writable and, on a systemd host, delegated (a
+/// trusted.delegate / user.delegate mark, or `own_delegated`). When not, `why_not` (if given)
+/// receives a phrase such as "its own cgroup '/system.slice/x.service' is not writable".
+bool own_cgroup_usable(const HostCgroups& host, std::string* why_not = nullptr);
 
 /// Where this invocation's run cgroup will be created, and why.
 struct RunRoot {

@@ -25,9 +25,13 @@ struct DoctorReport {
 /// Runs every check: cgroup2 mount and layout, own cgroup, the run root and whether it is
 /// writable, controllers there, cgroup.kill, clone3 into a cgroup (tried for real with
 /// /bin/true in a scratch cgroup, then removed), memory.peak, pressure files, seccomp,
-/// whether PID 1 is systemd; with a policy, whether its limits can be enforced here.
+/// whether PID 1 is systemd and, when a run would ask systemd for a delegated scope, that
+/// request for real (doctor then continues inside the scope: which manager, which bus, the
+/// delegated controllers); with a policy, whether its limits can be enforced here.
+/// `systemd_scope` overrides the policy's runner.systemd_scope (--systemd-scope).
 DoctorReport run_doctor(const std::optional<Policy>& policy,
-                        const std::optional<std::string>& cgroup_root);
+                        const std::optional<std::string>& cgroup_root,
+                        std::optional<SystemdScopeMode> systemd_scope = std::nullopt);
 
 /// One line per check ("[ok] name: detail", "[!!] name: detail" + "     fix: ...").
 std::string format_doctor(const DoctorReport& report);

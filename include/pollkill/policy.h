@@ -37,6 +37,8 @@ enum class MissingControllers { error, warn };
 /// the cgroup v1 controllers (`automatic`, policy value "auto"), or never (`off`, the default:
 /// a machine's v1 hierarchies often belong to its own supervisor).
 enum class CgroupV1 { off, automatic };
+/// `runner.systemd_scope`: when pollkill asks systemd for a delegated scope of its own.
+enum class SystemdScopeMode { automatic, never, always };
 
 struct WatchdogPolicy {
   Duration poll_interval{250};
@@ -56,6 +58,7 @@ struct RunnerPolicy {
   /// Where v1 run cgroups go in each v1 hierarchy, relative to that hierarchy's root; unset:
   /// pollkill's own v1 cgroup there (from /proc/self/cgroup).
   std::optional<std::string> cgroup_v1_root;
+  SystemdScopeMode systemd_scope = SystemdScopeMode::automatic;
 };
 
 /// What the seccomp filter does with a system call: let it through, fail it with an errno,
@@ -173,6 +176,11 @@ bool operator==(const Policy&, const Policy&);
 
 /// "allow", "errno", "errno:ENOSYS", "kill", "log": how an action is written in a policy.
 std::string to_string(const SeccompAction& action);
+
+/// "auto", "never", "always": how `runner.systemd_scope` and `--systemd-scope` spell it.
+const char* to_string(SystemdScopeMode mode);
+/// The inverse of to_string(SystemdScopeMode); throws Error for any other word.
+SystemdScopeMode parse_systemd_scope(const std::string& word);
 
 /// Closest candidate to `word` by edit distance, when close enough to suggest
 /// (distance <= 2, or <= 1 for words up to 4 letters); empty otherwise.

@@ -30,7 +30,7 @@ using namespace pollkill;
 struct LimitFlags {
   std::string memory, memory_high, swap, cpus, pids, wall_time, wall_time_max, cpu_time, output;
   std::string poll_interval, hang_after, hang_cpu_below, spin_after, spin_cpu_above, heartbeat,
-      kill_grace, orphans, missing_controllers, cgroup_v1;
+      kill_grace, orphans, missing_controllers, cgroup_v1, systemd_scope;
 };
 
 void add_limit_flags(CLI::App* app, LimitFlags& f) {
@@ -76,6 +76,11 @@ void add_limit_flags(CLI::App* app, LimitFlags& f) {
                   "hybrid hosts: enforce limits the unified hierarchy lacks through the cgroup "
                   "v1 controllers: auto, or off (default)")
       ->check(CLI::IsMember({"auto", "off"}))
+      ->group("Runner");
+  app->add_option("--systemd-scope", f.systemd_scope,
+                  "on systemd, ask for a delegated scope: auto (when not delegated), never, "
+                  "always")
+      ->check(CLI::IsMember({"auto", "never", "always"}))
       ->group("Runner");
 }
 
@@ -154,6 +159,7 @@ void apply_flags(const LimitFlags& f, Policy& p) {
   if (!f.kill_grace.empty()) p.watchdog.kill_grace = duration("--kill-grace", f.kill_grace);
   if (!f.orphans.empty())
     p.watchdog.orphans = f.orphans == "wait" ? OrphanPolicy::wait : OrphanPolicy::kill;
+  if (!f.systemd_scope.empty()) p.runner.systemd_scope = parse_systemd_scope(f.systemd_scope);
   if (!f.missing_controllers.empty()) {
     p.runner.missing_controllers =
         f.missing_controllers == "warn" ? MissingControllers::warn : MissingControllers::error;
@@ -334,6 +340,11 @@ int main(int argc, char** argv) {
       ->add_option("--cgroup-v1", doctor_v1,
                    "hybrid hosts: check with runner.cgroup_v1 set to this (auto or off)")
       ->check(CLI::IsMember({"auto", "off"}));
+  std::string doctor_scope;
+  doctor
+      ->add_option("--systemd-scope", doctor_scope,
+                   "on systemd: auto (ask for a delegated scope when needed), never, always")
+      ->check(CLI::IsMember({"auto", "never", "always"}));
 
   try {
     app.parse(argc, argv);
@@ -547,8 +558,9 @@ int main(int argc, char** argv) {
       report_error(e);
       return 2;
     }
-    DoctorReport doctor_report =
-        run_doctor(p, doctor_root.empty() ? std::nullopt : std::optional(doctor_root));
+    DoctorReport doctor_report = run_doctor(
+        p, doctor_root.empty() ? std::nullopt : std::optional(doctor_root),
+        doctor_scope.empty() ? std::nullopt : std::optional(parse_systemd_scope(doctor_scope)));
     std::fputs(format_doctor(doctor_report).c_str(), stdout);
     return doctor_report.ready() ? 0 : 1;
   }

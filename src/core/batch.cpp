@@ -26,6 +26,7 @@
 #include "pollkill/retry.h"
 #include "pollkill/sandbox.h"
 #include "pollkill/spawn.h"
+#include "pollkill/systemd.h"
 #include "pollkill/task.h"
 #include "pollkill/taskfile.h"
 
@@ -196,6 +197,7 @@ int Batch::run() {
   if (!logs_dir_.empty() && logs_dir_.back() == '/') logs_dir_.pop_back();
 
   HostCgroups host = probe_host_cgroups();
+  enter_delegated_scope(host, request_.cgroup_root, policy, ::getenv("POLLKILL_CGROUP_ROOT"));
   std::vector<std::string> wanted = controllers_for(validation.plan);
   RunRoot root = resolve_run_root(host, request_.cgroup_root, policy,
                                   ::getenv("POLLKILL_CGROUP_ROOT"), !wanted.empty());

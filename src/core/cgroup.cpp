@@ -93,6 +93,39 @@ HostCgroups probe_host_cgroups() {
   return host;
 }
 
+bool own_cgroup_usable(const HostCgroups& host, std::string* why_not) {
+  if (!host.mounts.cgroup2) {
+    if (why_not) *why_not = "no cgroup2 hierarchy is mounted";
+    return false;
+  }
+  const fs::path mount = *host.mounts.cgroup2;
+  // A path outside the cgroup namespace's root reads "/../..." (cgroup_namespaces(7)).
+  if (host.own_cgroup == "/.." || host.own_cgroup.rfind("/../", 0) == 0) {
+    if (why_not) {
+      *why_not = "its own cgroup '" + host.own_cgroup +
+                 "' lies outside the cgroup namespace's root, which the mount starts at";
+    }
+    return false;
+  }
+  const fs::path own = under_mount(mount, host.own_cgroup.empty() ? "/" : host.own_cgroup);
+  // The hierarchy root is always usable; a cgroup namespace's root is an ordinary cgroup.
+  if (own == mount && host.mount_is_hierarchy_root) return true;
+  const bool writable =
+      ::access(own.c_str(), W_OK) == 0 && ::access((own / "cgroup.procs").c_str(), W_OK) == 0;
+  if (!writable) {
+    if (why_not) *why_not = "its own cgroup '" + host.own_cgroup + "' is not writable";
+    return false;
+  }
+  if (host.systemd_pid1 && !host.own_delegated && !has_delegation_mark(own)) {
+    if (why_not) {
+      *why_not = "its own cgroup '" + host.own_cgroup +
+                 "' belongs to systemd and was not delegated (no trusted.delegate mark)";
+    }
+    return false;
+  }
+  return true;
+}
+
 RunRoot resolve_run_root(const HostCgroups& host, const std::optional<std::string>& flag,
                          const Policy& policy, const char* env_value, bool needs_controllers) {
   if (!host.mounts.cgroup2) {
@@ -139,18 +172,11 @@ RunRoot resolve_run_root(const HostCgroups& host, const std::optional<std::strin
   if (own_is_root) return RunRoot{own, "own cgroup (the hierarchy root)", false, true};
 
   std::string why_not;
-  const bool writable = !own_outside_namespace && ::access(own.c_str(), W_OK) == 0 &&
-                        ::access((own / "cgroup.procs").c_str(), W_OK) == 0;
-  if (own_outside_namespace) {
-    why_not = "its own cgroup '" + host.own_cgroup +
-              "' lies outside the cgroup namespace's root, which the mount starts at";
-  } else if (!writable) {
-    why_not = "its own cgroup '" + host.own_cgroup + "' is not writable";
-  } else if (host.systemd_pid1 && !has_delegation_mark(own)) {
-    why_not = "its own cgroup '" + host.own_cgroup +
-              "' belongs to systemd and was not delegated (no trusted.delegate mark)";
-  } else {
-    return RunRoot{own, own == mount ? "own cgroup (the cgroup namespace's root)" : "own cgroup",
+  if (own_cgroup_usable(host, &why_not)) {
+    return RunRoot{own,
+                   host.own_delegated ? "own cgroup (a delegated systemd scope)"
+                   : own == mount     ? "own cgroup (the cgroup namespace's root)"
+                                      : "own cgroup",
                    needs_controllers};
   }
   if (host.root_user) {

@@ -13,6 +13,7 @@
 #include "pollkill/hostcase.h"
 #include "pollkill/sandbox.h"
 #include "pollkill/spawn.h"
+#include "pollkill/systemd.h"
 
 namespace pollkill {
 namespace {
@@ -163,17 +164,80 @@ void check_host_case(const HostCgroups& host, const std::optional<std::string>& 
 
 }  // namespace
 
+namespace {
+
+// On a systemd host: would run ask for a delegated scope, and does asking work? Asked for real,
+// as run would: doctor then goes on inside the scope, so the checks below see what a run
+// gets there.
+void check_systemd(HostCgroups& host, const std::optional<std::string>& cgroup_root,
+                   const Policy& effective, const AddCheck& add) {
+  if (!host.systemd_pid1) {
+    add("systemd", true, "PID 1 is not systemd: no scope is requested", {}, false);
+    return;
+  }
+  add("systemd", true,
+      std::string("PID 1 is systemd: pollkill's cgroup must be delegated; this build ") +
+          (systemd_support_built() ? "can ask for a scope (libsystemd)"
+                                   : "has no libsystemd (POLLKILL_SYSTEMD=OFF)"),
+      {}, false);
+  const char* env_root = ::getenv("POLLKILL_CGROUP_ROOT");
+  const bool explicit_root = cgroup_root.has_value() || effective.runner.cgroup_root.has_value() ||
+                             (env_root && *env_root);
+  ScopeDecision decision = decide_scope(effective.runner.systemd_scope, host.systemd_pid1,
+                                        explicit_root, own_cgroup_usable(host));
+  if (!decision.request) {
+    add("systemd scope", true, "not requested: " + decision.why, {}, false);
+    return;
+  }
+  const SystemdManager manager = host.root_user ? SystemdManager::system : SystemdManager::user;
+  const bool required =
+      !host.root_user || effective.runner.systemd_scope == SystemdScopeMode::always;
+  if (!systemd_support_built()) {
+    add("systemd scope", false,
+        "would be requested (" + decision.why + "), but this build has no libsystemd",
+        "run pollkill under `systemd-run " +
+            std::string(manager == SystemdManager::user ? "--user " : "") +
+            "--scope -p Delegate=yes`, or rebuild with libsystemd-dev",
+        required);
+    return;
+  }
+  try {
+    SystemdScope scope = start_delegated_scope(manager, RunCgroup::make_name() + ".scope");
+    host.own_cgroup = probe_own_cgroup();
+    host.own_delegated = true;
+    host.scope_from_user_manager = manager == SystemdManager::user;
+    std::string delegated;
+    try {
+      delegated =
+          join(CgroupDir::open(*host.mounts.cgroup2 / host.own_cgroup.substr(1)).controllers());
+    } catch (const Error& e) {
+      delegated = std::string("unknown (") + e.what() + ")";
+    }
+    add("systemd scope", true,
+        "requested (" + decision.why + "): started " + scope.unit + " from the " +
+            to_string(manager) + " over " + scope.bus + " (systemd " + scope.version +
+            "); delegated controllers: " + (delegated.empty() ? "none" : delegated),
+        {}, false);
+  } catch (const Error& e) {
+    add("systemd scope", false, std::string("requested (") + decision.why + ") but " + e.what(),
+        e.hint() + (required ? "" : "; as root pollkill falls back to <mount>/pollkill"), required);
+  }
+}
+
+}  // namespace
+
 DoctorReport run_doctor(const std::optional<Policy>& policy,
-                        const std::optional<std::string>& cgroup_root) {
+                        const std::optional<std::string>& cgroup_root,
+                        std::optional<SystemdScopeMode> systemd_scope) {
   DoctorReport report;
   auto add = [&](std::string name, bool ok, std::string detail, std::string fix = {},
                  bool required = true) {
     report.checks.push_back({std::move(name), ok, required, std::move(detail), std::move(fix)});
   };
   HostCgroups host = probe_host_cgroups();
-  add("PID 1 is systemd", true,
-      host.systemd_pid1 ? "yes: pollkill's cgroup must be delegated" : "no", {}, false);
   Policy effective = policy.value_or(default_policy());
+  if (systemd_scope) effective.runner.systemd_scope = *systemd_scope;
+  if (host.mounts.cgroup2) check_systemd(host, cgroup_root, effective, add);
   std::vector<LimitWrite> plan = plan_limits(effective.limits);
   std::vector<std::string> available;
   std::vector<std::string> v1_controllers;

@@ -540,6 +540,11 @@ const std::vector<Section>& sections() {
             }},
            {"cgroup_v1_root", [](Reader& r, const toml::node& n, const std::string& k,
                                  Policy& p) { p.runner.cgroup_v1_root = r.string(n, k); }},
+           {"systemd_scope",
+            [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
+              p.runner.systemd_scope =
+                  parse_systemd_scope(r.choice(n, k, {"auto", "never", "always"}));
+            }},
        }},
       {"seccomp",
        {
@@ -853,6 +858,7 @@ std::string to_toml(const Policy& policy) {
       << (r.missing_controllers == MissingControllers::error ? "error" : "warn") << "\"\n";
   out << "cgroup_v1 = \"" << (r.cgroup_v1 == CgroupV1::automatic ? "auto" : "off") << "\"\n";
   line("cgroup_v1_root", r.cgroup_v1_root, string, "not set");
+  out << "systemd_scope = \"" << to_string(r.systemd_scope) << "\"\n";
   const auto list = [](const std::vector<std::string>& items) {
     std::string text = "[";
     for (const auto& item : items) text += (text.size() > 1 ? ", " : "") + toml_string(item);
@@ -930,7 +936,8 @@ bool operator==(const WatchdogPolicy& a, const WatchdogPolicy& b) {
 
 bool operator==(const RunnerPolicy& a, const RunnerPolicy& b) {
   return a.cgroup_root == b.cgroup_root && a.missing_controllers == b.missing_controllers &&
-         a.cgroup_v1 == b.cgroup_v1 && a.cgroup_v1_root == b.cgroup_v1_root;
+         a.cgroup_v1 == b.cgroup_v1 && a.cgroup_v1_root == b.cgroup_v1_root &&
+         a.systemd_scope == b.systemd_scope;
 }
 
 bool operator==(const SeccompAction& a, const SeccompAction& b) {
@@ -978,6 +985,22 @@ std::string to_string(const SeccompAction& action) {
       return action.error_number == EPERM ? "errno" : "errno:" + errno_name(action.error_number);
   }
   return "allow";
+}
+
+const char* to_string(SystemdScopeMode mode) {
+  switch (mode) {
+    case SystemdScopeMode::automatic: return "auto";
+    case SystemdScopeMode::never: return "never";
+    case SystemdScopeMode::always: return "always";
+  }
+  return "auto";
+}
+
+SystemdScopeMode parse_systemd_scope(const std::string& word) {
+  if (word == "auto") return SystemdScopeMode::automatic;
+  if (word == "never") return SystemdScopeMode::never;
+  if (word == "always") return SystemdScopeMode::always;
+  throw Error("invalid systemd_scope '" + word + "': expected auto, never or always");
 }
 
 std::string did_you_mean(std::string_view word, const std::vector<std::string_view>& candidates) {

@@ -21,6 +21,7 @@
 #include "pollkill/progress.h"
 #include "pollkill/sandbox.h"
 #include "pollkill/spawn.h"
+#include "pollkill/systemd.h"
 #include "pollkill/task.h"
 #include "pollkill/watchdog.h"
 
@@ -59,6 +60,7 @@ Result run_task(const RunRequest& request) {
   const SandboxPlan sandbox = prepare_sandbox(policy, current_environment());
 
   HostCgroups host = probe_host_cgroups();
+  enter_delegated_scope(host, request.cgroup_root, policy, ::getenv("POLLKILL_CGROUP_ROOT"));
   std::vector<LimitWrite> plan = plan_limits(policy.limits);
   std::vector<std::string> wanted = controllers_for(plan);
   RunRoot root = resolve_run_root(host, request.cgroup_root, policy,

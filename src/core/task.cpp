@@ -11,6 +11,7 @@
 
 #include "pollkill/error.h"
 #include "pollkill/hostcase.h"
+#include "pollkill/systemd.h"
 
 extern char** environ;
 
@@ -186,6 +187,9 @@ EnforceablePlan check_controllers(const HostCgroups& host, RunRoot& root,
                        "runner.cgroup_v1_root to a v1 cgroup you may write to, boot with "
                        "systemd.unified_cgroup_hierarchy=1, or set runner.missing_controllers "
                        "= \"warn\" to run without the limit")
+          : host.scope_from_user_manager
+              ? user_manager_delegate_fix(unmet) +
+                    "; or set runner.missing_controllers = \"warn\" to run without the limit"
               : controller_fix(host, root, kernel_controllers(host), unmet));
     }
     std::fprintf(stderr, "pollkill: warning: %s; running without %s\n", message.c_str(),

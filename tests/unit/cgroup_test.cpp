@@ -295,6 +295,19 @@ TEST_F(RunRootTest, UndelegatedSystemdCgroupWithoutRootNamesTheFix) {
   }
 }
 
+TEST_F(RunRootTest, ScopePollkillStartedCountsAsDelegatedWithoutAMark) {
+  make_cgroup(mount_ / "system.slice" / "pollkill-1-0a1b2c3d.scope");
+  host_.own_cgroup = "/system.slice/pollkill-1-0a1b2c3d.scope";
+  host_.systemd_pid1 = true;
+  EXPECT_FALSE(own_cgroup_usable(host_));  // no trusted.delegate mark on a tmpfs directory
+  host_.own_delegated = true;
+  EXPECT_TRUE(own_cgroup_usable(host_));
+  RunRoot r = resolve_run_root(host_, std::nullopt, policy_, nullptr, true);
+  EXPECT_EQ(r.path, mount_ / "system.slice" / "pollkill-1-0a1b2c3d.scope");
+  EXPECT_EQ(r.source, "own cgroup (a delegated systemd scope)");
+  EXPECT_TRUE(r.move_self_to_leaf);
+}
+
 TEST_F(RunRootTest, NoCgroup2MountIsAnError) {
   host_.mounts.cgroup2.reset();
   host_.mounts.layout = CgroupLayout::v1_only;
