@@ -10,11 +10,13 @@ namespace {
 // A shell loop that burns CPU for 2 to 3 s (whole seconds of /proc/uptime) without forking;
 // `body` runs 2000 times per clock check. With `echo $i` it writes constantly to /dev/null
 // (progress as /proc/PID/io wchar sees it); with `:` it writes nothing.
-std::vector<std::string> busy_loop(const std::string& body, const std::string& marker) {
+std::vector<std::string> busy_loop(const std::string& body, const std::string& marker,
+                                   int seconds = 3) {
   return {"sh", "-c",
-          "read up _ </proc/uptime; end=$((${up%.*} + 3)); "
-          "while :; do read up _ </proc/uptime; [ ${up%.*} -ge $end ] && break; "
-          "i=0; while [ $i -lt 2000 ]; do " +
+          "read up _ </proc/uptime; end=$((${up%.*} + " + std::to_string(seconds) +
+              ")); "
+              "while :; do read up _ </proc/uptime; [ ${up%.*} -ge $end ] && break; "
+              "i=0; while [ $i -lt 2000 ]; do " +
               body +
               "; i=$((i+1)); done; "
               "done >/dev/null",
@@ -76,12 +78,14 @@ TEST(RunWatchdog, SameBusyTaskWithoutWritesIsSpinning) {
   const std::string marker = unique_marker();
   RunOutput r =
       run_task_cli({"--spin-after", "1s", "--spin-cpu-above", "0.5", "--wall-time", "20s"},
-                   busy_loop(":", marker), Seconds(30));
+                   // Longer than its sibling's 3 s: on a busy machine a single 250 ms interval
+                   // under 0.5 CPU restarts the streak, so give it room for four in a row.
+                   busy_loop(":", marker, 8), Seconds(30));
   ASSERT_FALSE(r.timed_out) << r.describe();
   ASSERT_TRUE(r.json) << r.describe();
   const auto& j = *r.json;
   if (j["status"] == "ok") {
-    // It ran its 3 s without a verdict: only a machine too busy to give it half a CPU excuses
+    // It ran its 8 s without a verdict: only a machine too busy to give it half a CPU excuses
     // that.
     const double cpu = j["cpu_user_s"].get<double>() + j["cpu_system_s"].get<double>();
     const double wall = j["wall_s"];
