@@ -33,6 +33,9 @@ struct Limits {
 
 enum class OrphanPolicy { kill, wait };
 enum class MissingControllers { error, warn };
+/// Where a task's processes are held and killed: a cgroup, or (no usable cgroup) the process
+/// tree under a child subreaper. `automatic` picks cgroup when a run root resolves.
+enum class RunMode { automatic, cgroup, subreaper };
 
 struct WatchdogPolicy {
   Duration poll_interval{250};
@@ -48,6 +51,7 @@ struct WatchdogPolicy {
 struct RunnerPolicy {
   std::optional<std::string> cgroup_root;
   MissingControllers missing_controllers = MissingControllers::error;
+  RunMode mode = RunMode::automatic;
 };
 
 /// What the seccomp filter does with a system call: let it through, fail it with an errno,
@@ -165,6 +169,12 @@ bool operator==(const Policy&, const Policy&);
 
 /// "allow", "errno", "errno:ENOSYS", "kill", "log": how an action is written in a policy.
 std::string to_string(const SeccompAction& action);
+
+/// "auto", "cgroup", "subreaper": how a mode is written in a policy, on the command line and
+/// (cgroup, subreaper) in results.
+std::string to_string(RunMode mode);
+/// The inverse; throws Error naming the choices for any other word.
+RunMode parse_run_mode(std::string_view word);
 
 /// Closest candidate to `word` by edit distance, when close enough to suggest
 /// (distance <= 2, or <= 1 for words up to 4 letters); empty otherwise.

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -14,6 +15,7 @@
 
 #include "pollkill/cgroup.h"
 #include "pollkill/cgroupfs.h"
+#include "pollkill/container.h"
 #include "pollkill/fd.h"
 #include "pollkill/policy.h"
 #include "pollkill/progress.h"
@@ -76,15 +78,26 @@ class BlockedSignals {
 /// an inotify IN_MODIFY watch on the cgroup's cgroup.events (on_events), a sampling timer
 /// (on_sample, then on_events) and the deadline timer given with set_deadline_fd
 /// (on_deadline). `policy` must outlive the watch.
+///
+/// Where the task's processes live is the mode's business: a cgroup (CgroupContainer), or in
+/// subreaper mode the tree under the lingering init `child` (ProcTreeContainer; then the
+/// caller also watches tree_fd() and calls on_events when it is readable).
 class TaskWatch {
  public:
+  /// cgroup mode: the task's cgroup `dir`.
   TaskWatch(const Policy& policy, CgroupDir dir, Child child, Clock::time_point start,
             std::uint64_t start_cpu);
+  /// subreaper mode: `child` is a lingering init (spawned with subreaper_init).
+  TaskWatch(const Policy& policy, Child child, Clock::time_point start);
+  TaskWatch(const TaskWatch&) = delete;
+  TaskWatch& operator=(const TaskWatch&) = delete;
 
   bool finished() const { return done_; }
   bool main_running() const { return child_.running(); }
-  int pidfd() const { return child_.pidfd(); }
-  const CgroupDir& dir() const { return dir_; }
+  /// Readable when the main process ended (its pidfd, or the lingering init's status pipe).
+  int pidfd() const { return child_.exit_fd(); }
+  /// subreaper mode: readable when the whole tree is gone (the init's pidfd); -1 otherwise.
+  int tree_fd() const { return child_.lingering() ? child_.pidfd() : -1; }
 
   void on_main_exit();
   void on_events();
@@ -103,8 +116,6 @@ class TaskWatch {
  private:
   enum class Phase { running, terminating, killed };
 
-  std::uint64_t read_cpu_usage();
-  void track_memory();
   void refresh_populated();
   void begin_termination(Duration grace);
   void kill_now();
@@ -112,14 +123,11 @@ class TaskWatch {
   void check_done();
 
   const Policy& policy_;
-  CgroupDir dir_;
-  Child child_;
+  Child child_;  ///< before container_, which may refer to it
+  std::unique_ptr<TaskContainer> container_;
   Watchdog watchdog_;
   ProgressProbe probe_;
   bool watch_progress_;
-  KillMethod kill_method_;
-  UniqueFd cpu_stat_;       ///< kept open: one pread per sample instead of open/read/close
-  UniqueFd cgroup_events_;  ///< likewise, for "populated"
   int deadline_fd_ = -1;
   Phase phase_ = Phase::running;
   bool populated_ = true;
@@ -130,8 +138,6 @@ class TaskWatch {
   std::optional<int> cancel_signal_;
   std::set<int> reaped_;
   std::vector<UnkillableProcess> unkillable_;
-  std::optional<std::uint64_t> memory_peak_sampled_;
-  bool memory_current_absent_ = false;  ///< no memory controller: stop looking for the file
 };
 
 }  // namespace pollkill

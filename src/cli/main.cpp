@@ -28,7 +28,7 @@ using namespace pollkill;
 struct LimitFlags {
   std::string memory, memory_high, swap, cpus, pids, wall_time, wall_time_max, cpu_time, output;
   std::string poll_interval, hang_after, hang_cpu_below, spin_after, spin_cpu_above, heartbeat,
-      kill_grace, orphans, missing_controllers;
+      kill_grace, orphans, missing_controllers, mode;
 };
 
 void add_limit_flags(CLI::App* app, LimitFlags& f) {
@@ -69,6 +69,11 @@ void add_limit_flags(CLI::App* app, LimitFlags& f) {
   app->add_option("--missing-controllers", f.missing_controllers,
                   "when a limit's controller is missing: error (default) or warn")
       ->check(CLI::IsMember({"error", "warn"}))
+      ->group("Runner");
+  app->add_option("--mode", f.mode,
+                  "auto (default): a cgroup per task when one is usable, else subreaper; "
+                  "cgroup; subreaper (track the process tree through /proc, no cgroup limits)")
+      ->check(CLI::IsMember({"auto", "cgroup", "subreaper"}))
       ->group("Runner");
 }
 
@@ -151,6 +156,7 @@ void apply_flags(const LimitFlags& f, Policy& p) {
     p.runner.missing_controllers =
         f.missing_controllers == "warn" ? MissingControllers::warn : MissingControllers::error;
   }
+  if (!f.mode.empty()) p.runner.mode = parse_run_mode(f.mode);
 }
 
 // `--policy ARG`: a bare name is looked up in /etc/pollkill, then the shipped policies

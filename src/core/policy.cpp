@@ -533,6 +533,10 @@ const std::vector<Section>& sections() {
                                                  ? MissingControllers::error
                                                  : MissingControllers::warn;
             }},
+           {"mode",
+            [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
+              p.runner.mode = parse_run_mode(r.choice(n, k, {"auto", "cgroup", "subreaper"}));
+            }},
        }},
       {"seccomp",
        {
@@ -844,6 +848,7 @@ std::string to_toml(const Policy& policy) {
   line("cgroup_root", r.cgroup_root, string, "not set");
   out << "missing_controllers = \""
       << (r.missing_controllers == MissingControllers::error ? "error" : "warn") << "\"\n";
+  out << "mode = \"" << to_string(r.mode) << "\"\n";
   const auto list = [](const std::vector<std::string>& items) {
     std::string text = "[";
     for (const auto& item : items) text += (text.size() > 1 ? ", " : "") + toml_string(item);
@@ -920,7 +925,8 @@ bool operator==(const WatchdogPolicy& a, const WatchdogPolicy& b) {
 }
 
 bool operator==(const RunnerPolicy& a, const RunnerPolicy& b) {
-  return a.cgroup_root == b.cgroup_root && a.missing_controllers == b.missing_controllers;
+  return a.cgroup_root == b.cgroup_root && a.missing_controllers == b.missing_controllers &&
+         a.mode == b.mode;
 }
 
 bool operator==(const SeccompAction& a, const SeccompAction& b) {
@@ -957,6 +963,22 @@ bool operator==(const RetryPolicy& a, const RetryPolicy& b) {
 bool operator==(const Policy& a, const Policy& b) {
   return a.limits == b.limits && a.watchdog == b.watchdog && a.runner == b.runner &&
          a.seccomp == b.seccomp && a.sandbox == b.sandbox && a.retry == b.retry;
+}
+
+std::string to_string(RunMode mode) {
+  switch (mode) {
+    case RunMode::automatic: return "auto";
+    case RunMode::cgroup: return "cgroup";
+    case RunMode::subreaper: return "subreaper";
+  }
+  return "auto";
+}
+
+RunMode parse_run_mode(std::string_view word) {
+  if (word == "auto") return RunMode::automatic;
+  if (word == "cgroup") return RunMode::cgroup;
+  if (word == "subreaper") return RunMode::subreaper;
+  throw Error("unknown mode '" + std::string(word) + "'", "use auto, cgroup or subreaper");
 }
 
 std::string to_string(const SeccompAction& action) {

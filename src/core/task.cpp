@@ -152,12 +152,19 @@ BlockedSignals::~BlockedSignals() {
 TaskWatch::TaskWatch(const Policy& policy, CgroupDir dir, Child child, Clock::time_point start,
                      std::uint64_t start_cpu)
     : policy_(policy),
-      dir_(std::move(dir)),
       child_(std::move(child)),
+      container_(std::make_unique<CgroupContainer>(std::move(dir))),
       watchdog_(WatchdogConfig::from(policy), start, start_cpu),
       probe_(policy.watchdog.heartbeat),
-      watch_progress_(policy.watchdog.hang_after || policy.watchdog.spin_after),
-      kill_method_(choose_kill_method(dir_)) {}
+      watch_progress_(policy.watchdog.hang_after || policy.watchdog.spin_after) {}
+
+TaskWatch::TaskWatch(const Policy& policy, Child child, Clock::time_point start)
+    : policy_(policy),
+      child_(std::move(child)),
+      container_(std::make_unique<ProcTreeContainer>(child_)),
+      watchdog_(WatchdogConfig::from(policy), start, 0),
+      probe_(policy.watchdog.heartbeat),
+      watch_progress_(policy.watchdog.hang_after || policy.watchdog.spin_after) {}
 
 void TaskWatch::on_main_exit() {
   auto exit = child_.try_reap();
@@ -167,7 +174,7 @@ void TaskWatch::on_main_exit() {
     refresh_populated();
     if (populated_ && policy_.watchdog.orphans == OrphanPolicy::kill) {
       // The task is over; whatever it left behind (daemons, setsid children) goes now.
-      for (int pid : kill_cgroup(dir_, kill_method_)) reaped_.insert(pid);
+      for (int pid : container_->kill_all()) reaped_.insert(pid);
       enter_killed();
     }
   }
@@ -181,17 +188,10 @@ void TaskWatch::on_events() {
 
 void TaskWatch::on_sample(Clock::time_point now) {
   if (phase_ != Phase::running) return;
-  auto cpu = read_cpu_usage();
+  auto cpu = container_->cpu_usage_usec();
   Sample sample{now, cpu, false};
-  if (watch_progress_) {
-    std::vector<int> pids;
-    try {
-      pids = dir_.procs();
-    } catch (const SystemError&) {
-    }
-    sample.progress = probe_.observe(pids);
-  }
-  track_memory();
+  if (watch_progress_) sample.progress = probe_.observe(container_->pids());
+  container_->sample();
   if (auto verdict = watchdog_.observe(sample)) {
     verdict_ = *verdict;
     begin_termination(policy_.watchdog.kill_grace);
@@ -204,10 +204,7 @@ void TaskWatch::on_deadline() {
   } else if (phase_ == Phase::killed) {
     // cgroup.kill was written kKillWait ago and the cgroup is still populated: report the
     // survivors (usually uninterruptible sleep) instead of waiting forever.
-    try {
-      for (int pid : dir_.procs()) unkillable_.push_back(describe_process(pid));
-    } catch (const SystemError&) {
-    }
+    for (int pid : container_->pids()) unkillable_.push_back(describe_process(pid));
     gave_up_ = true;
     check_done();
   }
@@ -241,21 +238,8 @@ void TaskWatch::fill(Result& result, const Outcome& base, Clock::time_point star
     outcome.signal = main_exit_->signal;
   }
   outcome.signal_sent_by_pollkill = !reaped_.empty();
-  auto stat = dir_.read_keyed("cpu.stat");
-  if (stat) {
-    result.cpu_user_s = static_cast<double>((*stat)["user_usec"]) / 1e6;
-    result.cpu_system_s = static_cast<double>((*stat)["system_usec"]) / 1e6;
-  }
-  if (auto peak = dir_.read_u64("memory.peak")) {
-    result.memory_peak_bytes = *peak;
-  } else {
-    result.memory_peak_bytes = memory_peak_sampled_;
-  }
-  if (auto events = dir_.read_keyed("memory.events")) {
-    result.oom_kills = (*events)["oom_kill"];
-    outcome.oom_kills_delta = *result.oom_kills;
-  }
-  if (auto peak = dir_.read_u64("pids.peak")) result.pids_peak = *peak;
+  container_->fill_usage(result);
+  if (result.oom_kills) outcome.oom_kills_delta = *result.oom_kills;
   auto cls = classify(outcome, result.command);
   result.status = cls.status;
   result.reason = cls.reason;
@@ -267,56 +251,14 @@ void TaskWatch::fill(Result& result, const Outcome& base, Clock::time_point star
   result.wall_s = std::chrono::duration<double>(Clock::now() - started).count();
 }
 
-std::uint64_t TaskWatch::read_cpu_usage() {
-  // cpu.stat is read at every sample of every running task: keep it open and pread it.
-  if (!cpu_stat_) {
-    cpu_stat_.reset(::openat(dir_.fd(), "cpu.stat", O_RDONLY | O_CLOEXEC));
-    if (!cpu_stat_) return 0;
-  }
-  char buf[512];
-  ssize_t n = ::pread(cpu_stat_.get(), buf, sizeof buf - 1, 0);
-  if (n <= 0) return 0;
-  auto stat = parse_keyed(std::string_view(buf, static_cast<size_t>(n)));
-  auto it = stat.find("usage_usec");
-  return it == stat.end() ? 0 : it->second;
-}
-
 void TaskWatch::stop_with(Status status, std::string reason) {
   if (phase_ != Phase::running) return;
   verdict_ = Verdict{status, std::move(reason)};
   begin_termination(policy_.watchdog.kill_grace);
 }
 
-void TaskWatch::track_memory() {
-  // Without the memory controller the file is absent, and a task cgroup's files do not change
-  // while it runs: looking it up again at every sample was a quarter of the watching cost
-  // (docs/PERFORMANCE.md).
-  if (memory_current_absent_) return;
-  if (auto current = dir_.read_u64("memory.current")) {
-    memory_peak_sampled_ = std::max(memory_peak_sampled_.value_or(0), *current);
-  } else {
-    memory_current_absent_ = true;
-  }
-}
-
 void TaskWatch::refresh_populated() {
-  // Read after every cgroup.events notification and sample: kept open, pread at offset 0.
-  if (!cgroup_events_) {
-    cgroup_events_.reset(::openat(dir_.fd(), "cgroup.events", O_RDONLY | O_CLOEXEC));
-    if (!cgroup_events_) {
-      populated_ = false;
-      return;
-    }
-  }
-  char buf[256];
-  ssize_t n = ::pread(cgroup_events_.get(), buf, sizeof buf - 1, 0);
-  if (n <= 0) {
-    populated_ = false;
-    return;
-  }
-  auto events = parse_keyed(std::string_view(buf, static_cast<size_t>(n)));
-  auto it = events.find("populated");
-  populated_ = it != events.end() && it->second != 0;
+  populated_ = container_->populated();
 }
 
 void TaskWatch::begin_termination(Duration grace) {
@@ -324,13 +266,13 @@ void TaskWatch::begin_termination(Duration grace) {
     kill_now();
     return;
   }
-  for (int pid : signal_cgroup(dir_, SIGTERM)) reaped_.insert(pid);
+  for (int pid : container_->signal_all(SIGTERM)) reaped_.insert(pid);
   phase_ = Phase::terminating;
   arm_timer(deadline_fd_, grace, Duration(0));
 }
 
 void TaskWatch::kill_now() {
-  for (int pid : kill_cgroup(dir_, kill_method_)) reaped_.insert(pid);
+  for (int pid : container_->kill_all()) reaped_.insert(pid);
   enter_killed();
 }
 
