@@ -45,6 +45,8 @@ class ProcDir {
   explicit ProcDir(std::filesystem::path root = "/proc") : root_(std::move(root)) {}
   /// Every process's stat that could be read (processes vanish while scanning).
   std::vector<ProcStat> snapshot() const;
+  /// The pids listed now (cheap: no file is read).
+  std::vector<pid_t> pids() const;
   /// One process's stat; nullopt when it is gone.
   std::optional<ProcStat> stat(pid_t pid) const;
   const std::filesystem::path& root() const { return root_; }

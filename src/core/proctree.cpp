@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <unordered_map>
 
 #include "pollkill/fd.h"
@@ -119,6 +120,20 @@ std::vector<ProcStat> ProcDir::snapshot() const {
   return out;
 }
 
+std::vector<pid_t> ProcDir::pids() const {
+  std::vector<pid_t> out;
+  DIR* dir = ::opendir(root_.c_str());
+  if (!dir) return out;
+  while (dirent* entry = ::readdir(dir)) {
+    pid_t pid = 0;
+    const char* name = entry->d_name;
+    auto [p, ec] = std::from_chars(name, name + std::strlen(name), pid);
+    if (ec == std::errc() && *p == '\0' && pid > 0) out.push_back(pid);
+  }
+  ::closedir(dir);
+  return out;
+}
+
 std::optional<ProcStat> ProcDir::stat(pid_t pid) const {
   UniqueFd dirfd(::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dirfd) return std::nullopt;
@@ -192,29 +207,54 @@ std::vector<pid_t> ProcTree::kill_members() {
   // Stop first, so that no member can fork a process the next scan would miss: a stopped
   // process forks nothing, and a child forked before the stop is seen by the next scan
   // (its parent, or after reparenting the root, is a member). Repeat until a scan finds
-  // nobody new.
+  // nobody new. A process that keeps forking makes many rounds, so a round reads the stat
+  // of new pids only: a pid seen before (a member now stopped, or a process outside the
+  // tree) keeps its parent for this purpose.
   std::vector<ProcStat> stopped;
-  for (int round = 0; round < 1000; ++round) {
-    bool found_new = false;
-    for (const auto& p : scan()) {
-      if (p.pid == root_ || p.state == 'Z' || p.state == 'X') continue;
-      bool known = std::any_of(stopped.begin(), stopped.end(), [&](const ProcStat& s) {
-        return s.pid == p.pid && s.starttime == p.starttime;
-      });
-      if (known) continue;
-      if (signal_process(proc_, p.pid, p.starttime, SIGSTOP)) {
-        stopped.push_back(p);
-        found_new = true;
-      }
-    }
-    if (!found_new) break;
-  }
+  std::unordered_map<pid_t, bool> is_stopped;
   std::vector<pid_t> killed;
-  for (const auto& p : stopped) {
-    if (signal_process(proc_, p.pid, p.starttime, SIGKILL)) killed.push_back(p.pid);
+  // A pass ends with a full scan: a member it finds that this pass did not stop (a pid
+  // reused while cached) makes another pass.
+  for (int pass = 0; pass < 3; ++pass) {
+    std::unordered_map<pid_t, ProcStat> seen;
+    for (int round = 0; round < 100000; ++round) {
+      std::vector<ProcStat> now;
+      for (pid_t pid : proc_.pids()) {
+        auto it = seen.find(pid);
+        if (it == seen.end()) {
+          auto st = proc_.stat(pid);
+          if (!st) continue;
+          it = seen.emplace(pid, *st).first;
+        }
+        now.push_back(it->second);
+      }
+      bool found_new = false;
+      for (pid_t pid : descendants_of(now, root_)) {
+        if (pid == root_ || is_stopped.count(pid)) continue;
+        const ProcStat& p = seen[pid];
+        if (p.state == 'Z' || p.state == 'X') continue;
+        if (signal_process(proc_, pid, p.starttime, SIGSTOP)) {
+          stopped.push_back(p);
+          is_stopped[pid] = true;
+          found_new = true;
+        }
+      }
+      if (!found_new) break;
+    }
+    for (const auto& p : stopped) {
+      if (signal_process(proc_, p.pid, p.starttime, SIGKILL)) killed.push_back(p.pid);
+    }
+    for (const auto& p : stopped) signal_process(proc_, p.pid, p.starttime, SIGCONT);
+    stopped.clear();
+    bool missed = false;
+    for (const auto& p : scan()) {
+      if (p.pid != root_ && p.state != 'Z' && p.state != 'X' && !is_stopped.count(p.pid))
+        missed = true;
+    }
+    if (!missed) break;
   }
-  for (const auto& p : stopped) signal_process(proc_, p.pid, p.starttime, SIGCONT);
   std::sort(killed.begin(), killed.end());
+  killed.erase(std::unique(killed.begin(), killed.end()), killed.end());
   return killed;
 }
 

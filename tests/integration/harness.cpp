@@ -162,6 +162,7 @@ const std::vector<std::string>& result_contract_keys() {
                                                 "processes_reaped",
                                                 "unkillable",
                                                 "limits_not_enforced",
+                                                "mode",
                                                 "cgroup",
                                                 "stdout",
                                                 "stderr"};
