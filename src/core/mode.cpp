@@ -11,18 +11,18 @@ ModeDecision decide_mode(RunMode requested, const std::function<RunRoot()>& reso
   ModeDecision decision;
   if (requested == RunMode::subreaper) {
     decision.mode = RunMode::subreaper;
-    decision.why = "asked for (--mode subreaper or runner.mode)";
+    decision.why = "asked for with --mode or runner.mode";
     return decision;
   }
   if (requested == RunMode::cgroup) {
     decision.root = resolve_root();
-    decision.why = "asked for (--mode cgroup or runner.mode)";
+    decision.why = "asked for with --mode or runner.mode";
     return decision;
   }
   try {
     decision.root = resolve_root();
-    decision.why = "a usable run root exists: " + decision.root->path.string() + " (" +
-                   decision.root->source + ")";
+    decision.why = "a usable run root exists: " + decision.root->path.string() + ", from " +
+                   decision.root->source;
   } catch (const Error& e) {
     decision.mode = RunMode::subreaper;
     decision.root.reset();

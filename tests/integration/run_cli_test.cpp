@@ -184,6 +184,21 @@ TEST(RunDoctor, ReadyHereAndNamesTheLayout) {
   expect_nothing_left(r, "");
 }
 
+TEST(RunDoctor, NamesTheModeAndWhy) {
+  TempDir dir;
+  { std::ofstream(dir / "subreaper.toml") << "version = 1\n[runner]\nmode = \"subreaper\"\n"; }
+  RunOutput forced = run_pollkill({"doctor", "--policy", (dir / "subreaper.toml").string()});
+  EXPECT_EQ(forced.exit_code, 0) << forced.describe();
+  EXPECT_NE(forced.out.find("[ok] mode: subreaper: asked for"), std::string::npos) << forced.out;
+  EXPECT_NE(forced.out.find("[ok] subreaper trial: ran /bin/true"), std::string::npos)
+      << forced.out;
+  if (cgroup2_unavailable_reason()) return;  // auto would pick subreaper too
+  RunOutput automatic = run_pollkill({"doctor"});
+  EXPECT_NE(automatic.out.find("[ok] mode: cgroup, what --mode auto picks here: a usable run root"),
+            std::string::npos)
+      << automatic.out;
+}
+
 TEST(RunDoctor, PolicyNeedingRootIsNotReadyForAnOrdinaryUser) {
   PK_REQUIRE_CGROUP2();
   if (::geteuid() != 0 || ::access("/usr/bin/setpriv", X_OK) != 0) {
