@@ -181,6 +181,7 @@ std::vector<pid_t> ProcTree::live_members() const {
   for (const auto& p : last_) {
     if (p.pid != root_ && p.state != 'Z' && p.state != 'X') out.push_back(p.pid);
   }
+  std::sort(out.begin(), out.end());
   return out;
 }
 

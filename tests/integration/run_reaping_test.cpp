@@ -25,6 +25,13 @@ class RunReaping : public ::testing::TestWithParam<Method> {
     flags.insert(flags.end(), GetParam().flags.begin(), GetParam().flags.end());
     return flags;
   }
+  // Subreaper mode forks an init before the task and reads /proc at every sample and for
+  // every kill: under the VM's software emulation that added up to 1.3 s to a run (measured
+  // 3.04 s for the orphan case, 1.8 s for the hang). Timing bounds widen by this much there.
+  double subreaper_slack() const {
+    if (!GetParam().subreaper) return 0.0;
+    return ::getenv("POLLKILL_IN_VM") ? 1.5 : 0.5;
+  }
   TempDir dir_;
 };
 
@@ -56,8 +63,8 @@ TEST_P(RunReaping, SetsidTermIgnoringGrandchildIsReapedPromptly) {
   EXPECT_GE(j["processes_reaped"].get<int>(), 1) << j.dump();
   EXPECT_EQ(j["unkillable"], nlohmann::ordered_json::array());
   // Promptly: no kill grace is spent on orphans, and nothing waits for the daemon.
-  EXPECT_LT(r.elapsed.count(), 3.0) << r.describe();
-  EXPECT_LT(j["wall_s"].get<double>(), 2.0) << j.dump();
+  EXPECT_LT(r.elapsed.count(), 3.0 + subreaper_slack()) << r.describe();
+  EXPECT_LT(j["wall_s"].get<double>(), 2.0 + subreaper_slack()) << j.dump();
   expect_nothing_left(r, marker);
 }
 
@@ -73,7 +80,7 @@ TEST_P(RunReaping, PlainBackgroundOrphanIsReapedAndCounted) {
   const auto& j = *r.json;
   EXPECT_EQ(j["status"], "ok") << j.dump();
   EXPECT_EQ(j["processes_reaped"], 1) << j.dump();
-  EXPECT_LT(r.elapsed.count(), 3.0) << r.describe();
+  EXPECT_LT(r.elapsed.count(), 3.0 + subreaper_slack()) << r.describe();
   expect_nothing_left(r, marker);
 }
 
@@ -94,7 +101,7 @@ TEST_P(RunReaping, SleepingTaskIsHungAfterHangAfter) {
   // as CPU use; then SIGTERM ends sleep at once. 0.5 s slack for a loaded machine.
   const double wall = j["wall_s"];
   EXPECT_GE(wall, 1.0) << j.dump();
-  EXPECT_LE(wall, 1.0 + 2 * 0.1 + 0.5) << j.dump();
+  EXPECT_LE(wall, 1.0 + 2 * 0.1 + 0.5 + subreaper_slack()) << j.dump();
   EXPECT_NE(r.err.find("hung"), std::string::npos) << r.err;
   expect_nothing_left(r, marker);
 }
@@ -164,9 +171,9 @@ TEST_P(RunReaping, ContinuouslyForkingTaskIsReaped) {
   EXPECT_GE(j["processes_reaped"].get<int>(), 3) << j.dump();
   EXPECT_EQ(j["unkillable"], nlohmann::ordered_json::array());
   // Subreaper mode stops the tree process by process, rescanning /proc until nobody new
-  // appears: with hundreds of processes on a loaded 2-core host that took up to 1.7 s
-  // (cgroup.kill is one write), hence the wider margin there.
-  const double kill_slack = GetParam().subreaper ? 2.5 : 1.0;
+  // appears: with hundreds of processes on a loaded 2-core host that took up to 1.7 s, and
+  // 7 s under the VM's software emulation (cgroup.kill is one write), hence the wider margin.
+  const double kill_slack = !GetParam().subreaper ? 1.0 : (::getenv("POLLKILL_IN_VM") ? 8.0 : 2.5);
   EXPECT_LT(j["wall_s"].get<double>(), 1.0 + 0.3 + 0.1 + kill_slack) << j.dump();
   expect_nothing_left(r, marker);
 }
@@ -187,7 +194,7 @@ TEST_P(RunReaping, StoppedTaskIsHungAndKilled) {
   EXPECT_EQ(j["status"], "hung") << j.dump();
   EXPECT_EQ(j["signal"], 9) << j.dump();
   EXPECT_GE(j["wall_s"].get<double>(), 1.3) << j.dump();
-  EXPECT_LT(j["wall_s"].get<double>(), 1.3 + 0.2 + 0.5) << j.dump();
+  EXPECT_LT(j["wall_s"].get<double>(), 1.3 + 0.2 + 0.5 + subreaper_slack()) << j.dump();
   expect_nothing_left(r, marker);
 }
 
