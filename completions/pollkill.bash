@@ -16,7 +16,7 @@ _pollkill() {
 
   local limits='--memory --memory-high --swap --cpus --pids --wall-time --cpu-time --output
     --poll-interval --hang-after --hang-cpu-below --spin-after --spin-cpu-above --heartbeat
-    --kill-grace --orphans --missing-controllers --policy --cgroup-root'
+    --kill-grace --orphans --missing-controllers --mode --policy --cgroup-root'
   local cmd='' sub='' i
   for ((i = 1; i < cword; i++)); do
     case ${words[i]} in
@@ -33,6 +33,7 @@ _pollkill() {
       return ;;
     --orphans) COMPREPLY=($(compgen -W 'kill wait' -- "$cur")); return ;;
     --missing-controllers) COMPREPLY=($(compgen -W 'error warn' -- "$cur")); return ;;
+    --mode) COMPREPLY=($(compgen -W 'auto cgroup subreaper' -- "$cur")); return ;;
     --heartbeat | --result | --results | --joblog) _filedir; return ;;
     --logs | --cgroup-root) _filedir -d; return ;;
     --memory | --memory-high | --swap | --cpus | --pids | --wall-time | --wall-time-max | \
