@@ -475,6 +475,7 @@ bool Batch::start_attempt(Attempt what) {
   result.attempt = r->what.attempt;
   result.command = task.command;
   result.started_at = std::chrono::system_clock::now();
+  result.mode = subreaper_ ? "subreaper" : "cgroup";
   try {
     r->policy = task_policy(task, request_.policy);
   } catch (const Error& e) {
@@ -493,7 +494,6 @@ bool Batch::start_attempt(Attempt what) {
   result.stdout_path = base + ".out";
   result.stderr_path = base + ".err";
   std::string name = "task-" + std::to_string(task.seq) + "-" + std::to_string(result.attempt);
-  result.mode = subreaper_ ? "subreaper" : "cgroup";
   std::vector<LimitWrite> enforceable;
   if (subreaper_) {
     result.limits_not_enforced = cgroup_only_limits(r->policy.limits);
