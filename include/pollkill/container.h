@@ -103,8 +103,12 @@ class SubreaperScope {
   int previous_ = 0;
 };
 
-/// Kills and reaps every child of pollkill except `keep` (the guard) and their trees: what
-/// subreaper mode could not attribute to a task. Returns how many processes it killed.
+/// The calling process's children now (for reap_stray_children's `keep`).
+std::vector<pid_t> children_of_self(const ProcDir& proc = ProcDir());
+
+/// Kills and reaps every child of pollkill except `keep` (the guard, and whatever children
+/// the process had before the run began) and their trees: what subreaper mode could not
+/// attribute to a task. Returns how many processes it killed.
 int reap_stray_children(const std::vector<pid_t>& keep, ProcDir proc = ProcDir());
 
 }  // namespace pollkill

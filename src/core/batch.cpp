@@ -116,6 +116,7 @@ class Batch {
   RunCgroup run_;
   bool subreaper_ = false;  ///< subreaper mode: no cgroups, each task's tree under its init
   Guard guard_;
+  std::vector<pid_t> own_children_;  ///< subreaper mode: never reaped as strays (the guard...)
   std::vector<std::string> available_;
   UniqueFd epfd_, sigfd_, sample_timer_, sync_timer_, backoff_timer_, progress_timer_;
   UniqueFd devnull_;
@@ -237,8 +238,10 @@ int Batch::run() {
   std::optional<SubreaperScope> subreaper_scope;
   if (subreaper_) {
     // Orphans whose task's init was killed from outside come to pollkill, not to PID 1.
+    own_children_ = children_of_self();
     subreaper_scope.emplace();
     guard_ = Guard::start(nullptr);
+    own_children_.push_back(guard_.pid());
   } else {
     run_ = RunCgroup::prepare(*decision.root, *host.mounts.cgroup2, available_);
     guard_ = Guard::start(run_);
@@ -366,7 +369,7 @@ int Batch::run() {
   results_->sync();
   if (joblog_) joblog_->sync();
   if (subreaper_) {
-    reap_stray_children({guard_.pid()});
+    reap_stray_children(own_children_);
   } else {
     run_.destroy();
   }

@@ -160,6 +160,15 @@ SubreaperScope::~SubreaperScope() {
   ::prctl(PR_SET_CHILD_SUBREAPER, previous_, 0, 0, 0);
 }
 
+std::vector<pid_t> children_of_self(const ProcDir& proc) {
+  std::vector<pid_t> out;
+  const pid_t self = ::getpid();
+  for (const ProcStat& p : proc.snapshot()) {
+    if (p.ppid == self) out.push_back(p.pid);
+  }
+  return out;
+}
+
 int reap_stray_children(const std::vector<pid_t>& keep, ProcDir proc) {
   int killed = 0;
   const pid_t self = ::getpid();

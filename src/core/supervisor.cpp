@@ -91,10 +91,13 @@ Result run_task(const RunRequest& request) {
   Guard guard;
   std::optional<CgroupDir> task_dir;
   std::optional<SubreaperScope> subreaper_scope;
+  std::vector<pid_t> own_children;  // not the run's: never reaped as strays
   if (subreaper) {
     // Orphans whose task's init was killed from outside come to pollkill, not to PID 1.
+    own_children = children_of_self();
     subreaper_scope.emplace();
     guard = Guard::start(nullptr);
+    own_children.push_back(guard.pid());
   } else {
     // The guard exists before anything is created, so a SIGKILL at any moment leaves nothing.
     run = RunCgroup::prepare(*decision.root, *host.mounts.cgroup2, controllers_for(enforceable));
@@ -108,7 +111,7 @@ Result run_task(const RunRequest& request) {
   // Everything pollkill made goes, in this order, however the run ends from here on.
   const auto clean_up = [&] {
     if (subreaper) {
-      reap_stray_children({guard.pid()});
+      reap_stray_children(own_children);
     } else {
       run.destroy();
     }
