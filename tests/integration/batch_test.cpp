@@ -132,6 +132,32 @@ TEST_P(BatchMode, EachTaskReapsExactlyItsOwnOrphans) {
   expect_nothing_left(r, marker);
 }
 
+// SIGKILL to pollkill alone, with tasks that leave setsid'd orphans and ignore SIGTERM: the
+// guard kills every task's whole tree (the run cgroup, or each task's tree under its init).
+TEST_P(BatchMode, SigkillOfPollkillLeavesNoProcess) {
+  if (GetParam() != "subreaper") PK_REQUIRE_CGROUP2();
+  TempDir dir;
+  const std::string marker = unique_marker();
+  const std::string arg = long_sleep_arg(marker);
+  std::string tasks;
+  for (int i = 0; i < 3; ++i) {
+    tasks += "sh -c 'trap \"\" TERM; setsid sleep " + arg + " & sleep " + arg + "'\n";
+  }
+  write_file(dir / "tasks", tasks);
+  Pollkill p({"batch", "-j", "3", "--mode", GetParam(), "--results", (dir / "r.jsonl").string(),
+              (dir / "tasks").string()});
+  ASSERT_TRUE(
+      wait_until([&] { return processes_matching(marker, "sleep").size() == 6; }, Seconds(20)))
+      << processes_matching(marker, "sleep").size() << " of 6 sleeps started";
+  p.signal(SIGKILL);
+  RunOutput r = p.wait(Seconds(20));
+  EXPECT_EQ(r.term_signal, SIGKILL) << r.describe();
+  EXPECT_TRUE(wait_until([&] { return processes_matching(marker).empty(); }, Seconds(3)))
+      << processes_matching(marker).size() << " processes left 3 s after pollkill was killed";
+  EXPECT_TRUE(wait_until([&] { return find_leftover_cgroups(r.pid).empty(); }, Seconds(3)));
+  cleanup(marker, {r.pid});
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, BatchMode, ::testing::Values("cgroup", "subreaper"),
                          [](const ::testing::TestParamInfo<std::string>& param_info) {
                            return param_info.param;
