@@ -16,7 +16,7 @@ _pollkill() {
 
   local limits='--memory --memory-high --swap --cpus --pids --wall-time --cpu-time --output
     --poll-interval --hang-after --hang-cpu-below --spin-after --spin-cpu-above --heartbeat
-    --kill-grace --orphans --missing-controllers --cgroup-v1 --systemd-scope --policy --cgroup-root'
+    --kill-grace --orphans --missing-controllers --cgroup-v1 --systemd-scope --mode --policy --cgroup-root'
   local cmd='' sub='' i
   for ((i = 1; i < cword; i++)); do
     case ${words[i]} in
@@ -35,6 +35,7 @@ _pollkill() {
     --missing-controllers) COMPREPLY=($(compgen -W 'error warn' -- "$cur")); return ;;
     --cgroup-v1) COMPREPLY=($(compgen -W 'auto off' -- "$cur")); return ;;
     --systemd-scope) COMPREPLY=($(compgen -W 'auto never always' -- "$cur")); return ;;
+    --mode) COMPREPLY=($(compgen -W 'auto cgroup subreaper' -- "$cur")); return ;;
     --heartbeat | --result | --results | --joblog) _filedir; return ;;
     --logs | --cgroup-root | --results-dir) _filedir -d; return ;;
     --launcher) COMPREPLY=($(compgen -W 'local srun' -- "$cur")); return ;;

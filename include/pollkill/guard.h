@@ -4,6 +4,8 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
+
 #include "pollkill/cgroup.h"
 #include "pollkill/fd.h"
 
@@ -15,9 +17,25 @@ namespace pollkill {
 /// process in it, waits for it to empty, removes it, then exits. It ignores SIGINT, SIGTERM
 /// and SIGHUP so that a terminal's signal to the process group reaches pollkill's own
 /// handling instead.
+///
+/// In subreaper mode there is no run cgroup (`run` null): pollkill tells the guard each
+/// task's lingering init (watch_tree) and when it is done with it (forget_tree), through the
+/// same pipe. When the pipe closes, the guard kills the tree under every init it still
+/// holds (SIGSTOP all, SIGKILL all, as ProcTree::kill_members) and then the init. What this
+/// guarantees: if pollkill dies and the guard survives, every process that is still in a
+/// task's tree is killed; the init, which does not die with pollkill (its parent-death
+/// signal is caught), keeps the tree together until the guard gets to it. What it does not:
+/// if the guard is killed too (a SIGKILL to the whole process group), each init only kills
+/// its task's main process (the parent-death signal) and the rest of the tree stays.
 class Guard {
  public:
-  static Guard start(RunCgroup& run);
+  static Guard start(RunCgroup& run) { return start(&run); }
+  static Guard start(RunCgroup* run);
+
+  /// subreaper mode: the guard kills the tree under `init` (started at `starttime`, clock
+  /// ticks after boot) if pollkill dies before forget_tree.
+  void watch_tree(pid_t init, std::uint64_t starttime);
+  void forget_tree(pid_t init);
 
   Guard() = default;
   Guard(Guard&& other) noexcept;

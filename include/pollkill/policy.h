@@ -39,6 +39,9 @@ enum class MissingControllers { error, warn };
 enum class CgroupV1 { off, automatic };
 /// `runner.systemd_scope`: when pollkill asks systemd for a delegated scope of its own.
 enum class SystemdScopeMode { automatic, never, always };
+/// Where a task's processes are held and killed: a cgroup, or (no usable cgroup) the process
+/// tree under a child subreaper. `automatic` picks cgroup when a run root resolves.
+enum class RunMode { automatic, cgroup, subreaper };
 
 struct WatchdogPolicy {
   Duration poll_interval{250};
@@ -59,6 +62,7 @@ struct RunnerPolicy {
   /// pollkill's own v1 cgroup there (from /proc/self/cgroup).
   std::optional<std::string> cgroup_v1_root;
   SystemdScopeMode systemd_scope = SystemdScopeMode::automatic;
+  RunMode mode = RunMode::automatic;
 };
 
 /// What the seccomp filter does with a system call: let it through, fail it with an errno,
@@ -181,6 +185,11 @@ std::string to_string(const SeccompAction& action);
 const char* to_string(SystemdScopeMode mode);
 /// The inverse of to_string(SystemdScopeMode); throws Error for any other word.
 SystemdScopeMode parse_systemd_scope(const std::string& word);
+/// "auto", "cgroup", "subreaper": how a mode is written in a policy, on the command line and
+/// (cgroup, subreaper) in results.
+std::string to_string(RunMode mode);
+/// The inverse; throws Error naming the choices for any other word.
+RunMode parse_run_mode(std::string_view word);
 
 /// Closest candidate to `word` by edit distance, when close enough to suggest
 /// (distance <= 2, or <= 1 for words up to 4 letters); empty otherwise.

@@ -41,9 +41,10 @@ struct Result {
   std::vector<UnkillableProcess> unkillable;
   std::vector<std::string> limits_not_enforced;  ///< policy key names, e.g. "memory"
   std::vector<std::string> limits_cgroup_v1;     ///< policy keys enforced through cgroup v1
-  std::string cgroup;                            ///< path relative to the cgroup2 mount
-  std::optional<std::string> stdout_path;        ///< JSON "stdout"; null in `run`
-  std::optional<std::string> stderr_path;        ///< JSON "stderr"; null in `run`
+  std::string mode = "cgroup";                   ///< "cgroup" or "subreaper"
+  std::string cgroup;  ///< path relative to the cgroup2 mount; empty (JSON null) in subreaper mode
+  std::optional<std::string> stdout_path;  ///< JSON "stdout"; null in `run`
+  std::optional<std::string> stderr_path;  ///< JSON "stderr"; null in `run`
   /// The signal that cancelled pollkill (status cancelled); not serialized, only feeds
   /// exit_code_for (128+N, 130 when unset).
   std::optional<int> cancel_signal;

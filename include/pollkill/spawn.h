@@ -1,6 +1,7 @@
 // Starting the task's main process inside its cgroup, and owning it until it is reaped.
 #pragma once
 
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <optional>
@@ -24,8 +25,17 @@ class Child {
   /// With a pid namespace the process is pollkill's init, PID 1 there, which cannot die of
   /// the task's signal (PID 1 ignores default-action signals); it writes the task's wait
   /// status to `init_status` before it exits, and that status is what reaping returns.
-  Child(pid_t pid, UniqueFd pidfd, UniqueFd init_status)
-      : pid_(pid), pidfd_(std::move(pidfd)), init_status_(std::move(init_status)) {}
+  ///
+  /// With `linger` (subreaper mode) the process is pollkill's lingering init, a child
+  /// subreaper that outlives the task until the task's whole tree is gone. Then "the main
+  /// process" is the task under it: exit_fd() is the status pipe, readable when the task
+  /// ended; try_reap() returns the task's status from it; running() is false from then on,
+  /// while the init itself is still owned (process_running()) until reap_process().
+  Child(pid_t pid, UniqueFd pidfd, UniqueFd init_status, bool linger = false)
+      : pid_(pid),
+        pidfd_(std::move(pidfd)),
+        init_status_(std::move(init_status)),
+        linger_(linger) {}
   Child(Child&& other) noexcept;
   Child& operator=(Child&& other) noexcept;
   Child(const Child&) = delete;
@@ -35,7 +45,14 @@ class Child {
   pid_t pid() const noexcept { return pid_; }
   /// Readable (EPOLLIN) once the process has exited.
   int pidfd() const noexcept { return pidfd_.get(); }
-  bool running() const noexcept { return pid_ > 0; }
+  /// Readable once the task's main process ended: the pidfd, or a lingering init's status
+  /// pipe.
+  int exit_fd() const noexcept { return linger_ ? init_status_.get() : pidfd_.get(); }
+  /// The task's main process has not been seen to end.
+  bool running() const noexcept { return linger_ ? !task_ended_ : pid_ > 0; }
+  /// The process itself (a lingering init included) is not reaped yet.
+  bool process_running() const noexcept { return pid_ > 0; }
+  bool lingering() const noexcept { return linger_; }
 
   /// How the process ended.
   struct Exit {
@@ -46,6 +63,10 @@ class Child {
   std::optional<Exit> try_reap();
   /// Blocks until the process exits and reaps it.
   Exit reap();
+  /// A lingering init: reaps it if it has exited (WNOHANG), filling `usage` with its
+  /// rusage (which includes every process of the tree it or they waited for). False while
+  /// it still runs.
+  bool reap_process(struct rusage* usage);
 
  private:
   Exit finish(int status);
@@ -53,6 +74,8 @@ class Child {
   pid_t pid_ = -1;
   UniqueFd pidfd_;
   UniqueFd init_status_;
+  bool linger_ = false;
+  bool task_ended_ = false;
 };
 
 struct SandboxPlan;
@@ -61,10 +84,13 @@ struct SandboxPlan;
 struct SpawnRequest {
   std::vector<std::string> argv;  ///< argv[0] is looked up in PATH when it has no '/'
   std::vector<std::string> env;   ///< "NAME=value"; the environment of the new program
-  int cgroup_fd = -1;             ///< the task's cgroup directory
+  int cgroup_fd = -1;             ///< the task's cgroup directory; -1: none (subreaper mode)
   SpawnMethod method = SpawnMethod::clone3;
   /// Descriptors to become the child's stdin, stdout and stderr (-1: inherit pollkill's).
   int stdio[3] = {-1, -1, -1};
+  /// Subreaper mode: the child becomes a lingering init (see Child) that forks the task.
+  /// Ignored with a pid namespace, whose init already holds every process of the task.
+  bool subreaper_init = false;
   /// Namespaces, mounts, ids, rlimits and the seccomp filter (null: none of them).
   const SandboxPlan* sandbox = nullptr;
   /// The working directory of the new program; empty: pollkill's own.

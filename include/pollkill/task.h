@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -15,6 +16,7 @@
 #include "pollkill/cgroup.h"
 #include "pollkill/cgroup_v1.h"
 #include "pollkill/cgroupfs.h"
+#include "pollkill/container.h"
 #include "pollkill/fd.h"
 #include "pollkill/policy.h"
 #include "pollkill/progress.h"
@@ -91,17 +93,28 @@ class BlockedSignals {
 ///
 /// A sample reads only what a decision needs: cpu.stat when a CPU rule (cpu_time, hang_after,
 /// spin_after) is set, the processes' progress when hang or spin detection is on, and
-/// memory.current only where the kernel keeps no memory.peak. With none of these a sample
-/// costs nothing; the task's end is seen through cgroup.events, never by polling it.
+/// memory.current only where the kernel keeps no memory.peak. With none of these a sample of
+/// a cgroup costs nothing; the task's end is seen through cgroup.events, never by polling it.
+///
+/// Where the task's processes live is the mode's business: a cgroup (CgroupContainer), or in
+/// subreaper mode the tree under the lingering init `child` (ProcTreeContainer; then the
+/// caller also watches tree_fd() and calls on_events when it is readable).
 class TaskWatch {
  public:
+  /// cgroup mode: the task's cgroup `dir`.
   TaskWatch(const Policy& policy, CgroupDir dir, Child child, Clock::time_point start,
             std::uint64_t start_cpu);
+  /// subreaper mode: `child` is a lingering init (spawned with subreaper_init).
+  TaskWatch(const Policy& policy, Child child, Clock::time_point start);
+  TaskWatch(const TaskWatch&) = delete;
+  TaskWatch& operator=(const TaskWatch&) = delete;
 
   bool finished() const { return done_; }
   bool main_running() const { return child_.running(); }
-  int pidfd() const { return child_.pidfd(); }
-  const CgroupDir& dir() const { return dir_; }
+  /// Readable when the main process ended (its pidfd, or the lingering init's status pipe).
+  int pidfd() const { return child_.exit_fd(); }
+  /// subreaper mode: readable when the whole tree is gone (the init's pidfd); -1 otherwise.
+  int tree_fd() const { return child_.lingering() ? child_.pidfd() : -1; }
 
   void on_main_exit();
   void on_events();
@@ -113,7 +126,7 @@ class TaskWatch {
   /// The task's cgroup v1 cgroups (hybrid hosts): results (peak, OOM kills, pids peak) are
   /// read there, an OOM kill in the v1 memory cgroup ends the whole task as memory.oom.group
   /// does on v2, and they are removed with the watch.
-  void set_v1(V1TaskCgroups v1) { v1_ = std::move(v1); }
+  void set_v1(V1TaskCgroups v1);
   /// Counts output (relayed bytes or log file sizes) against the `output` limit.
   void on_output(std::uint64_t total);
   /// Stops the task with a verdict decided outside the watchdog (e.g. an adaptive limit).
@@ -124,9 +137,6 @@ class TaskWatch {
  private:
   enum class Phase { running, terminating, killed };
 
-  std::uint64_t read_cpu_usage();
-  std::vector<int> read_procs();
-  void track_memory();
   void refresh_populated();
   void begin_termination(Duration grace);
   void kill_now();
@@ -134,15 +144,12 @@ class TaskWatch {
   void check_done();
 
   const Policy& policy_;
-  CgroupDir dir_;
-  Child child_;
+  Child child_;  ///< before container_, which may refer to it
+  std::unique_ptr<TaskContainer> container_;
   Watchdog watchdog_;
   ProgressProbe probe_;
   bool watch_progress_;
-  KillMethod kill_method_;
-  UniqueFd cpu_stat_;       ///< kept open: one pread per sample instead of open/read/close
-  UniqueFd cgroup_events_;  ///< likewise, for "populated"
-  UniqueFd cgroup_procs_;   ///< likewise, for the processes whose progress is watched
+  bool sample_cpu_;  ///< a CPU rule is set (or subreaper mode): read the CPU at each sample
   int deadline_fd_ = -1;
   Phase phase_ = Phase::running;
   bool populated_ = true;
@@ -153,10 +160,6 @@ class TaskWatch {
   std::optional<int> cancel_signal_;
   std::set<int> reaped_;
   std::vector<UnkillableProcess> unkillable_;
-  std::optional<std::uint64_t> memory_peak_sampled_;
-  bool sample_cpu_;     ///< a CPU rule is set: read cpu.stat at each sample
-  bool sample_memory_;  ///< memory.current exists but memory.peak does not
-  V1TaskCgroups v1_;
 };
 
 }  // namespace pollkill

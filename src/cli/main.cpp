@@ -30,7 +30,7 @@ using namespace pollkill;
 struct LimitFlags {
   std::string memory, memory_high, swap, cpus, pids, wall_time, wall_time_max, cpu_time, output;
   std::string poll_interval, hang_after, hang_cpu_below, spin_after, spin_cpu_above, heartbeat,
-      kill_grace, orphans, missing_controllers, cgroup_v1, systemd_scope;
+      kill_grace, orphans, missing_controllers, cgroup_v1, systemd_scope, mode;
 };
 
 void add_limit_flags(CLI::App* app, LimitFlags& f) {
@@ -81,6 +81,11 @@ void add_limit_flags(CLI::App* app, LimitFlags& f) {
                   "on systemd, ask for a delegated scope: auto (when not delegated), never, "
                   "always")
       ->check(CLI::IsMember({"auto", "never", "always"}))
+      ->group("Runner");
+  app->add_option("--mode", f.mode,
+                  "auto (default): a cgroup per task when one is usable, else subreaper; "
+                  "cgroup; subreaper (track the process tree through /proc, no cgroup limits)")
+      ->check(CLI::IsMember({"auto", "cgroup", "subreaper"}))
       ->group("Runner");
 }
 
@@ -167,6 +172,7 @@ void apply_flags(const LimitFlags& f, Policy& p) {
   if (!f.cgroup_v1.empty()) {
     p.runner.cgroup_v1 = f.cgroup_v1 == "auto" ? CgroupV1::automatic : CgroupV1::off;
   }
+  if (!f.mode.empty()) p.runner.mode = parse_run_mode(f.mode);
 }
 
 // `--policy ARG`: a bare name is looked up in /etc/pollkill, then the shipped policies

@@ -17,10 +17,12 @@
 #include <memory>
 
 #include "pollkill/cgroup.h"
+#include "pollkill/container.h"
 #include "pollkill/error.h"
 #include "pollkill/fdlimit.h"
 #include "pollkill/gc.h"
 #include "pollkill/guard.h"
+#include "pollkill/mode.h"
 #include "pollkill/report.h"
 #include "pollkill/results.h"
 #include "pollkill/retry.h"
@@ -37,7 +39,7 @@ namespace fs = std::filesystem;
 
 // epoll tags: global sources below kSlotBase, per-slot sources as kSlotBase + slot * 8 + kind.
 enum : std::uint64_t { kSignal = 1, kSample, kSync, kBackoff, kProgress, kEvents, kSlotBase = 16 };
-enum SlotKind : std::uint64_t { kPidfd = 0, kDeadline, kWall };
+enum SlotKind : std::uint64_t { kPidfd = 0, kDeadline, kWall, kTree };
 
 std::uint64_t slot_tag(std::size_t slot, SlotKind kind) {
   return kSlotBase + slot * 8 + kind;
@@ -85,6 +87,7 @@ struct Running {
   std::unique_ptr<TaskWatch> watch;
   Clock::time_point start;
   bool pidfd_watched = false;
+  pid_t init_pid = -1;  // subreaper mode: the task's lingering init
 };
 
 class Batch {
@@ -114,6 +117,9 @@ class Batch {
   std::optional<AppendFile> joblog_;
   std::string logs_dir_;
   RunCgroup run_;
+  bool subreaper_ = false;  ///< subreaper mode: no cgroups, each task's tree under its init
+  Guard guard_;
+  std::vector<pid_t> own_children_;  ///< subreaper mode: never reaped as strays (the guard...)
   std::vector<std::string> available_;
   std::vector<std::string> v1_controllers_;  ///< limits through cgroup v1 (hybrid hosts)
   UniqueFd epfd_, sigfd_, sample_timer_, sync_timer_, backoff_timer_, progress_timer_;
@@ -196,14 +202,35 @@ int Batch::run() {
   logs_dir_ = fs::absolute(logs).lexically_normal().string();
   if (!logs_dir_.empty() && logs_dir_.back() == '/') logs_dir_.pop_back();
 
-  HostCgroups host = probe_host_cgroups();
-  enter_delegated_scope(host, request_.cgroup_root, policy, ::getenv("POLLKILL_CGROUP_ROOT"));
+  HostCgroups host;
   std::vector<std::string> wanted = controllers_for(validation.plan);
-  RunRoot root = resolve_run_root(host, request_.cgroup_root, policy,
-                                  ::getenv("POLLKILL_CGROUP_ROOT"), !wanted.empty());
-  EnforceablePlan enforceable = check_controllers(host, root, validation.plan, policy.runner);
-  available_ = controllers_for(enforceable.enforceable);
-  v1_controllers_ = enforceable.v1_controllers;
+  ModeDecision decision = decide_mode(policy.runner.mode, [&] {
+    host = probe_host_cgroups();
+    enter_delegated_scope(host, request_.cgroup_root, policy, ::getenv("POLLKILL_CGROUP_ROOT"));
+    return resolve_run_root(host, request_.cgroup_root, policy, ::getenv("POLLKILL_CGROUP_ROOT"),
+                            !wanted.empty());
+  });
+  subreaper_ = decision.mode == RunMode::subreaper;
+  std::vector<std::pair<std::string, std::filesystem::path>> v1_bases;
+  if (subreaper_) {
+    if (policy.runner.mode == RunMode::automatic && request_.verbosity > 0) {
+      std::fprintf(stderr, "pollkill: no usable cgroup (%s): running in subreaper mode\n",
+                   decision.why.c_str());
+    }
+    check_subreaper_sandbox(sandbox_);
+    std::vector<std::string> keys;
+    for (const auto& w : validation.plan) {
+      if (!w.implied && std::find(keys.begin(), keys.end(), w.key) == keys.end())
+        keys.push_back(w.key);
+    }
+    check_subreaper_limits(keys, policy.runner.missing_controllers);
+  } else {
+    EnforceablePlan enforceable =
+        check_controllers(host, *decision.root, validation.plan, policy.runner);
+    available_ = controllers_for(enforceable.enforceable);
+    v1_controllers_ = enforceable.v1_controllers;
+    v1_bases = enforceable.v1_bases;
+  }
 
   results_ = AppendFile::open(request_.results);
   if (!request_.resume && results_->initial_size() > 0 && request_.verbosity > 0) {
@@ -218,20 +245,31 @@ int Batch::run() {
   }
 
   // Run cgroups of pollkills that died without cleaning up (a machine crash, an old version).
-  std::vector<GcRemoved> gc_removed = gc_run_cgroups(root.path);
-  for (const auto& [controller, base] : enforceable.v1_bases) {
-    for (auto& removed : gc_v1_run_cgroups(base)) gc_removed.push_back(std::move(removed));
-  }
-  for (const auto& removed : gc_removed) {
-    if (request_.verbosity > 1)
-      std::fprintf(stderr, "pollkill: gc: removed '%s' (pollkill %d is gone)\n",
-                   removed.path.c_str(), removed.owner);
+  if (!subreaper_) {
+    std::vector<GcRemoved> gc_removed = gc_run_cgroups(decision.root->path);
+    for (const auto& [controller, base] : v1_bases) {
+      for (auto& removed : gc_v1_run_cgroups(base)) gc_removed.push_back(std::move(removed));
+    }
+    for (const auto& removed : gc_removed) {
+      if (request_.verbosity > 1)
+        std::fprintf(stderr, "pollkill: gc: removed '%s' (pollkill %d is gone)\n",
+                     removed.path.c_str(), removed.owner);
+    }
   }
 
   BlockedSignals blocked;
-  run_ = RunCgroup::prepare(root, *host.mounts.cgroup2, available_, enforceable.v1_bases);
-  Guard guard = Guard::start(run_);
-  run_.realize(guard.pid());
+  std::optional<SubreaperScope> subreaper_scope;
+  if (subreaper_) {
+    // Orphans whose task's init was killed from outside come to pollkill, not to PID 1.
+    own_children_ = children_of_self();
+    subreaper_scope.emplace();
+    guard_ = Guard::start(nullptr);
+    own_children_.push_back(guard_.pid());
+  } else {
+    run_ = RunCgroup::prepare(*decision.root, *host.mounts.cgroup2, available_, v1_bases);
+    guard_ = Guard::start(run_);
+    run_.realize(guard_.pid());
+  }
 
   epfd_.reset(::epoll_create1(EPOLL_CLOEXEC));
   if (!epfd_) throw_errno("epoll_create1");
@@ -335,6 +373,9 @@ int Batch::run() {
             drain_fd(wall_timers_[slot].get());
             r->watch->on_sample(Clock::now());
             break;
+          case kTree:  // the task's lingering init exited: its tree is empty
+            r->watch->on_events();
+            break;
         }
       }
     }
@@ -347,9 +388,13 @@ int Batch::run() {
   if (progress_) draw_progress(true), std::fputc('\n', stderr);
   results_->sync();
   if (joblog_) joblog_->sync();
-  run_.destroy();
-  guard.stop();
-  run_.leave_leaf();
+  if (subreaper_) {
+    reap_stray_children(own_children_);
+  } else {
+    run_.destroy();
+  }
+  guard_.stop();
+  if (!subreaper_) run_.leave_leaf();
   if (request_.verbosity > 0) std::fputs(summary_.format_text().c_str(), stderr);
   if (cancel_signal_) return 128 + *cancel_signal_;
   return summary_.exit_code();
@@ -458,6 +503,7 @@ bool Batch::start_attempt(Attempt what) {
   result.attempt = r->what.attempt;
   result.command = task.command;
   result.started_at = std::chrono::system_clock::now();
+  result.mode = subreaper_ ? "subreaper" : "cgroup";
   try {
     r->policy = task_policy(task, request_.policy);
   } catch (const Error& e) {
@@ -476,10 +522,15 @@ bool Batch::start_attempt(Attempt what) {
   result.stdout_path = base + ".out";
   result.stderr_path = base + ".err";
   std::string name = "task-" + std::to_string(task.seq) + "-" + std::to_string(result.attempt);
-  result.cgroup = run_.relative_path() + "/" + name;
-  LimitSplit limits = split_limits(r->policy.limits, available_, v1_controllers_);
-  result.limits_not_enforced = limits.not_enforced;
-  result.limits_cgroup_v1 = limits.v1_keys;
+  LimitSplit limits;
+  if (subreaper_) {
+    result.limits_not_enforced = cgroup_only_limits(r->policy.limits);
+  } else {
+    result.cgroup = run_.relative_path() + "/" + name;
+    limits = split_limits(r->policy.limits, available_, v1_controllers_);
+    result.limits_not_enforced = limits.not_enforced;
+    result.limits_cgroup_v1 = limits.v1_keys;
+  }
 
   CgroupDir dir;
   V1TaskCgroups v1;  // removed when this attempt is given up, else owned by its watch
@@ -487,16 +538,18 @@ bool Batch::start_attempt(Attempt what) {
   try {
     r->out = open_log(*result.stdout_path);
     r->err = open_log(*result.stderr_path);
-    dir = run_.create_child(name);
-    r->cgroup_path = dir.path();
-    apply_limits(dir, limits.v2, result.limits_not_enforced, MissingControllers::warn);
-    v1 = V1TaskCgroups::create(run_, name);
-    v1.apply(limits.v1, result.limits_not_enforced, MissingControllers::warn);
-    std::erase_if(result.limits_cgroup_v1, [&](const std::string& key) {
-      return std::find(result.limits_not_enforced.begin(), result.limits_not_enforced.end(),
-                       key) != result.limits_not_enforced.end();  // swap without accounting
-    });
-    v1_join = v1.open_join_fds();
+    if (!subreaper_) {
+      dir = run_.create_child(name);
+      r->cgroup_path = dir.path();
+      apply_limits(dir, limits.v2, result.limits_not_enforced, MissingControllers::warn);
+      v1 = V1TaskCgroups::create(run_, name);
+      v1.apply(limits.v1, result.limits_not_enforced, MissingControllers::warn);
+      std::erase_if(result.limits_cgroup_v1, [&](const std::string& key) {
+        return std::find(result.limits_not_enforced.begin(), result.limits_not_enforced.end(),
+                         key) != result.limits_not_enforced.end();  // swap without accounting
+      });
+      v1_join = v1.open_join_fds();
+    }
   } catch (const Error& e) {
     result.status = Status::error;
     result.reason = e.what();
@@ -510,17 +563,19 @@ bool Batch::start_attempt(Attempt what) {
     result.status = Status::error;
     result.reason = e.what();
     try {
-      remove_cgroup(r->cgroup_path);
+      if (!r->cgroup_path.empty()) remove_cgroup(r->cgroup_path);
     } catch (const Error& again) {
       std::fprintf(stderr, "pollkill: warning: %s\n", again.what());
     }
     record(result, r->what);
     return false;
   };
-  r->events_wd =
-      ::inotify_add_watch(inotify_.get(), (dir.path() / "cgroup.events").c_str(), IN_MODIFY);
-  if (r->events_wd < 0) {
-    return give_up(SystemError(errno, "watch '" + (dir.path() / "cgroup.events").string() + "'"));
+  if (!subreaper_) {
+    r->events_wd =
+        ::inotify_add_watch(inotify_.get(), (dir.path() / "cgroup.events").c_str(), IN_MODIFY);
+    if (r->events_wd < 0) {
+      return give_up(SystemError(errno, "watch '" + (dir.path() / "cgroup.events").string() + "'"));
+    }
   }
 
   std::vector<std::string> env = env_;
@@ -530,7 +585,9 @@ bool Batch::start_attempt(Attempt what) {
                   [&](const std::string& x) { return x.compare(0, eq + 1, e, 0, eq + 1) == 0; });
     env.push_back(e);
   }
-  SpawnRequest spawn_request{task.command, std::move(env), dir.fd(), spawn_method_};
+  SpawnRequest spawn_request{task.command, std::move(env), subreaper_ ? -1 : dir.fd(),
+                             spawn_method_};
+  spawn_request.subreaper_init = subreaper_;
   spawn_request.stdio[0] = devnull_.get();
   spawn_request.stdio[1] = r->out.get();
   spawn_request.stdio[2] = r->err.get();
@@ -556,16 +613,27 @@ bool Batch::start_attempt(Attempt what) {
         spawned.failure->error == ENOENT ? exit_code::kNotFound : exit_code::kNotExecutable;
     result.wall_s = std::chrono::duration<double>(Clock::now() - r->start).count();
     try {
-      remove_cgroup(r->cgroup_path);
+      if (!r->cgroup_path.empty()) remove_cgroup(r->cgroup_path);
     } catch (const Error& e) {
       std::fprintf(stderr, "pollkill: warning: %s\n", e.what());
     }
     record(result, r->what);
     return false;
   }
-  r->watch =
-      std::make_unique<TaskWatch>(r->policy, std::move(dir), std::move(spawned.child), r->start, 0);
-  r->watch->set_v1(std::move(v1));
+  if (subreaper_) {
+    r->init_pid = spawned.child.pid();
+    try {
+      if (auto st = ProcDir().stat(r->init_pid)) guard_.watch_tree(r->init_pid, st->starttime);
+      r->watch = std::make_unique<TaskWatch>(r->policy, std::move(spawned.child), r->start);
+    } catch (const Error& e) {
+      return give_up(e);  // the Child's destructor kills the init, and its task with it
+    }
+    epoll_add(epfd_.get(), r->watch->tree_fd(), slot_tag(slot, kTree));
+  } else {
+    r->watch = std::make_unique<TaskWatch>(r->policy, std::move(dir), std::move(spawned.child),
+                                           r->start, 0);
+    r->watch->set_v1(std::move(v1));
+  }
   r->watch->set_deadline_fd(deadline_timers_[slot].get());
   epoll_add(epfd_.get(), r->watch->pidfd(), slot_tag(slot, kPidfd));
   r->pidfd_watched = true;
@@ -592,8 +660,9 @@ void Batch::finish(std::size_t slot) {
   const fs::path path = r->cgroup_path;
   // Closing the descriptors takes them out of the epoll set; the cgroup directory goes last.
   r->watch.reset();
+  if (subreaper_) guard_.forget_tree(r->init_pid);
   try {
-    remove_cgroup(path);
+    if (!path.empty()) remove_cgroup(path);
   } catch (const Error& e) {
     std::fprintf(stderr, "pollkill: warning: %s\n", e.what());
   }

@@ -9,8 +9,10 @@
 
 #include "pollkill/cgroup.h"
 #include "pollkill/cgroup_v1.h"
+#include "pollkill/container.h"
 #include "pollkill/error.h"
 #include "pollkill/hostcase.h"
+#include "pollkill/mode.h"
 #include "pollkill/sandbox.h"
 #include "pollkill/spawn.h"
 #include "pollkill/systemd.h"
@@ -230,9 +232,12 @@ DoctorReport run_doctor(const std::optional<Policy>& policy,
                         const std::optional<std::string>& cgroup_root,
                         std::optional<SystemdScopeMode> systemd_scope) {
   DoctorReport report;
+  // In subreaper mode the cgroup facts are still reported, but a run here needs none of them.
+  bool cgroup_facts_optional = false;
   auto add = [&](std::string name, bool ok, std::string detail, std::string fix = {},
                  bool required = true) {
-    report.checks.push_back({std::move(name), ok, required, std::move(detail), std::move(fix)});
+    report.checks.push_back({std::move(name), ok, required && !cgroup_facts_optional,
+                             std::move(detail), std::move(fix)});
   };
   HostCgroups host = probe_host_cgroups();
   Policy effective = policy.value_or(default_policy());
@@ -242,6 +247,40 @@ DoctorReport run_doctor(const std::optional<Policy>& policy,
   std::vector<std::string> available;
   std::vector<std::string> v1_controllers;
   const bool needs_controllers = !controllers_for(plan).empty();
+  // The mode a run would use here, decided as `run` decides it.
+  ModeDecision mode;
+  try {
+    mode = decide_mode(effective.runner.mode, [&] {
+      return resolve_run_root(host, cgroup_root, effective, ::getenv("POLLKILL_CGROUP_ROOT"),
+                              !controllers_for(plan).empty());
+    });
+    const bool picked = effective.runner.mode == RunMode::automatic;
+    add("mode", true,
+        to_string(mode.mode) + (picked ? ", what --mode auto picks here: " : ": ") + mode.why +
+            (mode.mode == RunMode::subreaper
+                 ? "; hang, spin, wall and CPU time and reaping work, through /proc; memory, "
+                   "memory_high, swap, cpus and pids limits and the cgroup namespace do not"
+                 : ""));
+  } catch (const Error& e) {
+    add("mode", false, "cgroup (asked for), but: " + std::string(e.what()), e.hint());
+  }
+  const bool subreaper = mode.mode == RunMode::subreaper;
+  if (subreaper) {
+    try {
+      SubreaperScope scope;
+      SpawnRequest trial{{"/bin/true"}, {}, -1, default_spawn_method()};
+      trial.subreaper_init = true;
+      Spawned spawned = spawn(trial);
+      auto exit = spawned.child.reap();
+      bool ok = !spawned.failure && exit.exit_code == 0;
+      add("subreaper trial", ok,
+          ok ? "ran /bin/true under a child subreaper" : "could not run /bin/true as a task",
+          "needs Linux 3.4 (PR_SET_CHILD_SUBREAPER) and 5.3 (pidfd_open)");
+    } catch (const Error& e) {
+      add("subreaper trial", false, e.what(), e.hint());
+    }
+  }
+  cgroup_facts_optional = subreaper;
   if (!host.mounts.cgroup2) {
     add("cgroup2 mount", false, "none (layout: v1-only)",
         "mount cgroup2 (`mount -t cgroup2 none /sys/fs/cgroup/unified`) or boot with "
@@ -257,6 +296,7 @@ DoctorReport run_doctor(const std::optional<Policy>& policy,
     // The policy checks below still run when the cgroup part fails: a user learns both.
     available = check_cgroups(host, cgroup_root, effective, needs_controllers, add, v1_controllers);
   }
+  cgroup_facts_optional = false;
   const unsigned seccomp_mode = static_cast<unsigned>(::prctl(PR_GET_SECCOMP));
   const scmp_version* v = seccomp_version();
   add("seccomp", seccomp_mode != static_cast<unsigned>(-1),
@@ -264,7 +304,17 @@ DoctorReport run_doctor(const std::optional<Policy>& policy,
           std::to_string(v->micro) + (seccomp_mode == 0 ? ", not filtered" : ", already filtered"),
       "build the kernel with CONFIG_SECCOMP_FILTER=y", false);
 
-  if (policy) {
+  if (policy && subreaper) {
+    std::vector<std::string> missing = cgroup_only_limits(effective.limits);
+    bool ok = missing.empty();
+    bool allowed = ok || effective.runner.missing_controllers == MissingControllers::warn;
+    add("policy", ok,
+        ok ? "every limit can be enforced in subreaper mode"
+           : "cannot enforce without a cgroup: " + join(missing, ", ") +
+                 (allowed ? " (runner.missing_controllers = \"warn\": runs without them)" : ""),
+        "run where pollkill may create cgroups, or set runner.missing_controllers = \"warn\"",
+        !allowed);
+  } else if (policy) {
     LimitSplit split = split_limits(effective.limits, available, v1_controllers);
     const auto& missing = split.not_enforced;
     bool ok = missing.empty();

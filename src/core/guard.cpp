@@ -6,13 +6,37 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <map>
+#include <string>
 #include <utility>
 
 #include "pollkill/error.h"
+#include "pollkill/proctree.h"
 
 namespace pollkill {
 
-Guard Guard::start(RunCgroup& run) {
+namespace {
+
+// One message on the guard pipe: far below PIPE_BUF, so each write is atomic.
+struct TreeMessage {
+  std::int32_t init;  // > 0: watch this tree; < 0: forget -init
+  std::uint64_t starttime;
+};
+
+void kill_trees(const std::map<pid_t, std::uint64_t>& trees) {
+  ProcDir proc;
+  for (const auto& [init, starttime] : trees) {
+    auto now = proc.stat(init);
+    if (!now || now->starttime != starttime) continue;  // gone, or another process now
+    ProcTree tree(init, proc);
+    tree.kill_members();
+    signal_process(proc, init, starttime, SIGKILL);
+  }
+}
+
+}  // namespace
+
+Guard Guard::start(RunCgroup* run) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno("create the guard pipe");
   UniqueFd read_end(fds[0]);
@@ -32,17 +56,43 @@ Guard Guard::start(RunCgroup& run) {
       ::dup2(devnull, STDOUT_FILENO);
       ::close(devnull);
     }
-    char byte;
-    while (::read(read_end.get(), &byte, 1) != 0 && errno == EINTR) {
+    std::map<pid_t, std::uint64_t> trees;
+    for (;;) {
+      TreeMessage message;
+      ssize_t n = ::read(read_end.get(), &message, sizeof message);
+      if (n < 0 && errno == EINTR) continue;
+      if (n != static_cast<ssize_t>(sizeof message)) break;  // closed: pollkill is gone or done
+      if (message.init > 0) {
+        trees[message.init] = message.starttime;
+      } else {
+        trees.erase(-message.init);
+      }
     }
-    run.destroy();
-    run.leave_leaf();
+    kill_trees(trees);
+    if (run) {
+      run->destroy();
+      run->leave_leaf();
+    }
     ::_exit(0);
   }
   Guard guard;
   guard.pid_ = pid;
   guard.pipe_ = std::move(write_end);
   return guard;
+}
+
+void Guard::watch_tree(pid_t init, std::uint64_t starttime) {
+  TreeMessage message{static_cast<std::int32_t>(init), starttime};
+  if (pipe_ && ::write(pipe_.get(), &message, sizeof message) != sizeof message)
+    throw_errno("tell the guard about process " + std::to_string(init));
+}
+
+void Guard::forget_tree(pid_t init) {
+  TreeMessage message{-static_cast<std::int32_t>(init), 0};
+  if (pipe_) {
+    ssize_t ignored = ::write(pipe_.get(), &message, sizeof message);
+    (void)ignored;
+  }
 }
 
 Guard::Guard(Guard&& other) noexcept {

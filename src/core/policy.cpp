@@ -545,6 +545,10 @@ const std::vector<Section>& sections() {
               p.runner.systemd_scope =
                   parse_systemd_scope(r.choice(n, k, {"auto", "never", "always"}));
             }},
+           {"mode",
+            [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
+              p.runner.mode = parse_run_mode(r.choice(n, k, {"auto", "cgroup", "subreaper"}));
+            }},
        }},
       {"seccomp",
        {
@@ -859,6 +863,7 @@ std::string to_toml(const Policy& policy) {
   out << "cgroup_v1 = \"" << (r.cgroup_v1 == CgroupV1::automatic ? "auto" : "off") << "\"\n";
   line("cgroup_v1_root", r.cgroup_v1_root, string, "not set");
   out << "systemd_scope = \"" << to_string(r.systemd_scope) << "\"\n";
+  out << "mode = \"" << to_string(r.mode) << "\"\n";
   const auto list = [](const std::vector<std::string>& items) {
     std::string text = "[";
     for (const auto& item : items) text += (text.size() > 1 ? ", " : "") + toml_string(item);
@@ -937,7 +942,7 @@ bool operator==(const WatchdogPolicy& a, const WatchdogPolicy& b) {
 bool operator==(const RunnerPolicy& a, const RunnerPolicy& b) {
   return a.cgroup_root == b.cgroup_root && a.missing_controllers == b.missing_controllers &&
          a.cgroup_v1 == b.cgroup_v1 && a.cgroup_v1_root == b.cgroup_v1_root &&
-         a.systemd_scope == b.systemd_scope;
+         a.systemd_scope == b.systemd_scope && a.mode == b.mode;
 }
 
 bool operator==(const SeccompAction& a, const SeccompAction& b) {
@@ -974,6 +979,22 @@ bool operator==(const RetryPolicy& a, const RetryPolicy& b) {
 bool operator==(const Policy& a, const Policy& b) {
   return a.limits == b.limits && a.watchdog == b.watchdog && a.runner == b.runner &&
          a.seccomp == b.seccomp && a.sandbox == b.sandbox && a.retry == b.retry;
+}
+
+std::string to_string(RunMode mode) {
+  switch (mode) {
+    case RunMode::automatic: return "auto";
+    case RunMode::cgroup: return "cgroup";
+    case RunMode::subreaper: return "subreaper";
+  }
+  return "auto";
+}
+
+RunMode parse_run_mode(std::string_view word) {
+  if (word == "auto") return RunMode::automatic;
+  if (word == "cgroup") return RunMode::cgroup;
+  if (word == "subreaper") return RunMode::subreaper;
+  throw Error("unknown mode '" + std::string(word) + "'", "use auto, cgroup or subreaper");
 }
 
 std::string to_string(const SeccompAction& action) {

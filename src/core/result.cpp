@@ -107,7 +107,12 @@ nlohmann::ordered_json to_json(const Result& result) {
   json["unkillable"] = std::move(unkillable);
   json["limits_not_enforced"] = result.limits_not_enforced;
   json["limits_cgroup_v1"] = result.limits_cgroup_v1;
-  json["cgroup"] = result.cgroup;
+  json["mode"] = result.mode;
+  if (result.cgroup.empty()) {
+    json["cgroup"] = nullptr;
+  } else {
+    json["cgroup"] = result.cgroup;
+  }
   json["stdout"] = or_null(result.stdout_path);
   json["stderr"] = or_null(result.stderr_path);
   return json;

@@ -46,7 +46,12 @@ enum ChildStep : int {
   kStepNoNewPrivs,
   kStepSeccomp,
   kStepJoinCgroupV1,
+  kStepSubreaper,
 };
+
+// A lingering init's parent-death signal: caught (not SIGKILL) so that init can outlive
+// pollkill and the guard can still find the task's tree under it.
+constexpr int kInitParentDeathSignal = SIGUSR2;
 
 struct ChildReport {
   int step;
@@ -80,7 +85,10 @@ struct ChildPlan {
   const char* hostname = nullptr;
   size_t hostname_length = 0;
   bool loopback_up = false;
-  int init_status_fd = -1;  // with a pid namespace: where init writes the task's wait status
+  int init_status_fd = -1;  // with a pid namespace or linger: where init writes the task's status
+  // Subreaper mode without a pid namespace: init is a child subreaper that outlives the task
+  // until every process of the tree is gone (see init_main).
+  bool linger = false;
   const std::pair<int, rlimit>* rlimits = nullptr;
   size_t rlimit_count = 0;
   int umask = -1;
@@ -120,31 +128,59 @@ int loopback_up() {
   return err;
 }
 
-// pollkill's init, PID 1 of the task's pid namespace. The kernel ignores every default-action
-// signal sent to PID 1 (and kills the whole namespace when it exits), so the task must not be
-// PID 1 itself: init forwards every catchable signal to it, reaps whatever is reparented to
-// it, and when the task ends writes the task's wait status to the status pipe and exits. init
-// cannot die of the task's signal, so the status pipe is how pollkill learns it. Syscalls only.
+// pollkill's init: PID 1 of the task's pid namespace, or in subreaper mode a child subreaper
+// ("linger"). The kernel ignores every default-action signal sent to PID 1 (and kills the
+// whole namespace when it exits), so the task must not be PID 1 itself: init forwards every
+// catchable signal to it, reaps whatever is reparented to it, and when the task ends writes
+// the task's wait status to the status pipe. init cannot die of the task's signal, so the
+// status pipe is how pollkill learns it. As PID 1 it then exits (the kernel kills the rest of
+// the namespace); lingering, it closes the pipe and goes on reaping the orphans reparented to
+// it until it has no child left, then exits: while it lives, every process of the task is
+// in the tree under it, which is how subreaper mode tells tasks apart. Syscalls only.
 [[noreturn]] void init_main(const ChildPlan& plan, pid_t task) {
   ::close(plan.report_fd);  // the task's copy reports its exec; pollkill waits for that one
+  if (plan.linger) {
+    // A lingering init never execs, so close-on-exec never closes what it inherited from
+    // pollkill: keep only the status pipe. Holding the guard's pipe would keep the guard
+    // from seeing pollkill die; holding stdout, a reader from seeing the task's end.
+    const unsigned keep = static_cast<unsigned>(plan.init_status_fd);
+    for (auto [first, last] : {std::pair<unsigned, unsigned>{0, keep - 1}, {keep + 1, ~0U}}) {
+      if (first > last) continue;
+      if (::syscall(SYS_close_range, first, last, 0) != 0) {
+        for (unsigned fd = first; fd <= last && fd < 4096; ++fd) ::close(static_cast<int>(fd));
+      }
+    }
+  }
   sigset_t all;
   sigfillset(&all);
+  bool task_running = true;
   for (;;) {
     siginfo_t info;
     int sig = ::sigwaitinfo(&all, &info);
     if (sig < 0) continue;
     if (sig != SIGCHLD) {
-      ::kill(task, sig);
+      if (plan.linger && sig == kInitParentDeathSignal && ::getppid() != plan.parent) {
+        // pollkill died: end the task as PR_SET_PDEATHSIG would have; the guard kills the
+        // rest of the tree, which stays under this process for it to find.
+        if (task_running) ::kill(task, SIGKILL);
+        continue;
+      }
+      if (task_running) ::kill(task, sig);
       continue;
     }
     for (;;) {
       int status = 0;
       pid_t pid = ::waitpid(-1, &status, WNOHANG);
+      if (pid < 0 && errno == ECHILD && !task_running) ::_exit(0);
       if (pid <= 0) break;
       if (pid != task) continue;
       ssize_t ignored = ::write(plan.init_status_fd, &status, sizeof status);
       (void)ignored;
-      ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+      if (!plan.linger) {
+        ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+      }
+      task_running = false;
+      ::close(plan.init_status_fd);
     }
   }
 }
@@ -157,7 +193,8 @@ int loopback_up() {
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
   ::sigaction(SIGPIPE, &dfl, nullptr);  // pollkill ignores SIGPIPE; the task must not
-  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+  // A lingering init must survive pollkill long enough for the guard to find its tree.
+  if (::prctl(PR_SET_PDEATHSIG, plan.linger ? kInitParentDeathSignal : SIGKILL) != 0)
     report_and_exit(plan.report_fd, kStepPdeathsig, errno);
   // In a new pid namespace the parent is outside it, so getppid() reads 0.
   if (::getppid() != (plan.new_pid_ns ? 0 : plan.parent)) ::_exit(127);  // pollkill died
@@ -192,7 +229,10 @@ int loopback_up() {
   if (plan.loopback_up) {
     if (int err = loopback_up(); err != 0) report_and_exit(plan.report_fd, kStepLoopback, err);
   }
-  if (plan.new_pid_ns) {
+  if (plan.linger && ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) {
+    report_and_exit(plan.report_fd, kStepSubreaper, errno);
+  }
+  if (plan.new_pid_ns || plan.linger) {
     sigset_t all;
     sigfillset(&all);
     ::sigprocmask(SIG_SETMASK, &all, nullptr);  // init takes signals with sigwaitinfo
@@ -202,6 +242,8 @@ int loopback_up() {
     if (task > 0) init_main(plan, task);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     ::close(plan.init_status_fd);
+    if (plan.linger && ::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)  // init's death ends the task
+      report_and_exit(plan.report_fd, kStepPdeathsig, errno);
   }
   for (size_t i = 0; i < plan.rlimit_count; ++i) {
     if (::setrlimit(plan.rlimits[i].first, &plan.rlimits[i].second) != 0) {
@@ -266,6 +308,7 @@ std::string step_name(const ChildReport& report, const SandboxPlan* sandbox) {
     case kStepNoNewPrivs: return "set no_new_privs";
     case kStepSeccomp: return "load the seccomp filter";
     case kStepJoinCgroupV1: return "join the task's cgroup v1 cgroups";
+    case kStepSubreaper: return "become a child subreaper";
   }
   return "start";
 }
@@ -274,7 +317,8 @@ std::atomic<bool> clone3_unsupported{false};
 
 pid_t clone3_into_cgroup(int cgroup_fd, int* pidfd, std::uint64_t namespaces) {
   struct clone_args args {};
-  args.flags = CLONE_INTO_CGROUP | CLONE_PIDFD | namespaces;
+  // Without a cgroup (subreaper mode) the child starts in pollkill's own cgroup.
+  args.flags = (cgroup_fd >= 0 ? CLONE_INTO_CGROUP : 0) | CLONE_PIDFD | namespaces;
   args.pidfd = reinterpret_cast<std::uint64_t>(pidfd);
   args.exit_signal = SIGCHLD;
   args.cgroup = static_cast<std::uint64_t>(cgroup_fd);
@@ -304,6 +348,8 @@ Child& Child::operator=(Child&& other) noexcept {
     pid_ = std::exchange(other.pid_, -1);
     pidfd_ = std::move(other.pidfd_);
     init_status_ = std::move(other.init_status_);
+    linger_ = std::exchange(other.linger_, false);
+    task_ended_ = std::exchange(other.task_ended_, false);
   }
   return *this;
 }
@@ -325,6 +371,29 @@ Child::Exit decode(int status) {
 }  // namespace
 
 std::optional<Child::Exit> Child::try_reap() {
+  if (linger_) {
+    // The status pipe, not the init, says whether the task ended: the init may already have
+    // been reaped (reap_process) with the status still unread.
+    if (task_ended_ || !init_status_) return std::nullopt;
+    int task_status = 0;
+    ssize_t n;
+    do {
+      n = ::read(init_status_.get(), &task_status, sizeof task_status);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && errno == EAGAIN) return std::nullopt;
+    task_ended_ = true;
+    init_status_.reset();
+    if (n == static_cast<ssize_t>(sizeof task_status)) return decode(task_status);
+    // The pipe closed without a status: init itself died (killed) before the task ended;
+    // its own end is the answer.
+    int status = 0;
+    while (pid_ > 0 && ::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (pid_ <= 0) return Exit{};
+    pid_ = -1;
+    pidfd_.reset();
+    return decode(status);
+  }
   if (pid_ <= 0) return std::nullopt;
   int status = 0;
   pid_t r;
@@ -334,6 +403,19 @@ std::optional<Child::Exit> Child::try_reap() {
   if (r == 0) return std::nullopt;
   if (r < 0) throw_errno("wait for process " + std::to_string(pid_));
   return finish(status);
+}
+
+bool Child::reap_process(struct rusage* usage) {
+  if (pid_ <= 0) return true;
+  int status = 0;
+  pid_t r;
+  do {
+    r = ::wait4(pid_, &status, WNOHANG, usage);
+  } while (r < 0 && errno == EINTR);
+  if (r == 0) return false;
+  pid_ = -1;
+  pidfd_.reset();
+  return true;
 }
 
 Child::Exit Child::finish(int status) {
@@ -439,15 +521,16 @@ Spawned spawn(const SpawnRequest& request) {
       filter.filter = const_cast<sock_filter*>(sandbox->seccomp.data());
       plan.seccomp = &filter;
     }
-    if (sandbox->pid_init) {
-      int status_fds[2];
-      if (::pipe2(status_fds, O_CLOEXEC) != 0) throw_errno("create the init-status pipe");
-      status_read.reset(status_fds[0]);
-      status_write.reset(status_fds[1]);
-      // Never block the supervisor on it, even if a copy of the write end survived somewhere.
-      ::fcntl(status_read.get(), F_SETFL, O_NONBLOCK);
-      plan.init_status_fd = status_write.get();
-    }
+  }
+  plan.linger = request.subreaper_init && !(sandbox && sandbox->pid_init);
+  if ((sandbox && sandbox->pid_init) || plan.linger) {
+    int status_fds[2];
+    if (::pipe2(status_fds, O_CLOEXEC) != 0) throw_errno("create the init-status pipe");
+    status_read.reset(status_fds[0]);
+    status_write.reset(status_fds[1]);
+    // Never block the supervisor on it, even if a copy of the write end survived somewhere.
+    ::fcntl(status_read.get(), F_SETFL, O_NONBLOCK);
+    plan.init_status_fd = status_write.get();
   }
   plan.join_v1 = request.join_v1_fds.data();
   plan.join_v1_count = request.join_v1_fds.size();
@@ -477,9 +560,11 @@ Spawned spawn(const SpawnRequest& request) {
   }
   UniqueFd join_fd;
   if (method == SpawnMethod::fork) {
-    join_fd.reset(::openat(request.cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC));
-    if (!join_fd) throw_errno("open cgroup.procs of the task cgroup");
-    plan.join_fd = join_fd.get();
+    if (request.cgroup_fd >= 0) {
+      join_fd.reset(::openat(request.cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC));
+      if (!join_fd) throw_errno("open cgroup.procs of the task cgroup");
+      plan.join_fd = join_fd.get();
+    }
     pid = ::fork();
     if (pid == 0) child_main(plan);
     if (pid < 0) throw_errno("fork");
@@ -491,7 +576,7 @@ Spawned spawn(const SpawnRequest& request) {
       throw SystemError(err, "pidfd_open for the task's main process (needs Linux 5.3)");
     }
   }
-  Spawned spawned{Child(pid, UniqueFd(pidfd), std::move(status_read)), std::nullopt};
+  Spawned spawned{Child(pid, UniqueFd(pidfd), std::move(status_read), plan.linger), std::nullopt};
   report_write.reset();
   status_write.reset();
   join_fd.reset();

@@ -15,8 +15,10 @@
 #include <set>
 
 #include "pollkill/cgroup.h"
+#include "pollkill/container.h"
 #include "pollkill/error.h"
 #include "pollkill/guard.h"
+#include "pollkill/mode.h"
 #include "pollkill/output.h"
 #include "pollkill/progress.h"
 #include "pollkill/sandbox.h"
@@ -45,7 +47,8 @@ enum Tag : std::uint64_t {
   kDeadlineTimer,
   kWallTimer,
   kStdout,
-  kStderr
+  kStderr,
+  kTree
 };
 
 }  // namespace
@@ -59,33 +62,79 @@ Result run_task(const RunRequest& request) {
   // First, so that a policy this process cannot enforce fails before anything is created.
   const SandboxPlan sandbox = prepare_sandbox(policy, current_environment());
 
-  HostCgroups host = probe_host_cgroups();
-  enter_delegated_scope(host, request.cgroup_root, policy, ::getenv("POLLKILL_CGROUP_ROOT"));
+  HostCgroups host;
   std::vector<LimitWrite> plan = plan_limits(policy.limits);
   std::vector<std::string> wanted = controllers_for(plan);
-  RunRoot root = resolve_run_root(host, request.cgroup_root, policy,
-                                  ::getenv("POLLKILL_CGROUP_ROOT"), !wanted.empty());
-  EnforceablePlan checked = check_controllers(host, root, plan, policy.runner);
-  const std::vector<std::string> v2_controllers = controllers_for(checked.enforceable);
-  LimitSplit limits = split_limits(policy.limits, v2_controllers, checked.v1_controllers);
-  result.limits_not_enforced = limits.not_enforced;
-  result.limits_cgroup_v1 = limits.v1_keys;
+  ModeDecision decision = decide_mode(policy.runner.mode, [&] {
+    host = probe_host_cgroups();
+    enter_delegated_scope(host, request.cgroup_root, policy, ::getenv("POLLKILL_CGROUP_ROOT"));
+    return resolve_run_root(host, request.cgroup_root, policy, ::getenv("POLLKILL_CGROUP_ROOT"),
+                            !wanted.empty());
+  });
+  const bool subreaper = decision.mode == RunMode::subreaper;
+  result.mode = to_string(decision.mode);
+  std::vector<std::string> v2_controllers;
+  LimitSplit limits;
+  std::vector<std::pair<std::string, std::filesystem::path>> v1_bases;
+  if (subreaper) {
+    if (policy.runner.mode == RunMode::automatic) {
+      std::fprintf(stderr, "pollkill: no usable cgroup (%s): running in subreaper mode\n",
+                   decision.why.c_str());
+    }
+    check_subreaper_sandbox(sandbox);
+    result.limits_not_enforced = check_subreaper_limits(cgroup_only_limits(policy.limits),
+                                                        policy.runner.missing_controllers);
+  } else {
+    EnforceablePlan checked = check_controllers(host, *decision.root, plan, policy.runner);
+    v2_controllers = controllers_for(checked.enforceable);
+    limits = split_limits(policy.limits, v2_controllers, checked.v1_controllers);
+    result.limits_not_enforced = limits.not_enforced;
+    result.limits_cgroup_v1 = limits.v1_keys;
+    v1_bases = checked.v1_bases;
+  }
 
   BlockedSignals blocked;
-  // The guard exists before anything is created, so a SIGKILL at any moment leaves nothing.
-  RunCgroup run = RunCgroup::prepare(root, *host.mounts.cgroup2, v2_controllers, checked.v1_bases);
-  Guard guard = Guard::start(run);
-  run.realize(guard.pid());
-  CgroupDir task_dir = run.create_child("task-" + request.id);
-  result.cgroup = run.relative_path() + "/task-" + request.id;
-  apply_limits(task_dir, limits.v2, result.limits_not_enforced, policy.runner.missing_controllers);
-  V1TaskCgroups v1 = V1TaskCgroups::create(run, "task-" + request.id);
-  v1.apply(limits.v1, result.limits_not_enforced, policy.runner.missing_controllers);
-  std::erase_if(result.limits_cgroup_v1, [&](const std::string& key) {
-    return std::find(result.limits_not_enforced.begin(), result.limits_not_enforced.end(), key) !=
-           result.limits_not_enforced.end();  // swap, when v1 does not account it
-  });
-  const std::vector<UniqueFd> v1_join = v1.open_join_fds();
+  RunCgroup run;
+  Guard guard;
+  std::optional<CgroupDir> task_dir;
+  V1TaskCgroups v1;
+  std::vector<UniqueFd> v1_join;
+  std::optional<SubreaperScope> subreaper_scope;
+  std::vector<pid_t> own_children;  // not the run's: never reaped as strays
+  if (subreaper) {
+    // Orphans whose task's init was killed from outside come to pollkill, not to PID 1.
+    own_children = children_of_self();
+    subreaper_scope.emplace();
+    guard = Guard::start(nullptr);
+    own_children.push_back(guard.pid());
+  } else {
+    // The guard exists before anything is created, so a SIGKILL at any moment leaves nothing.
+    run = RunCgroup::prepare(*decision.root, *host.mounts.cgroup2, v2_controllers, v1_bases);
+    guard = Guard::start(run);
+    run.realize(guard.pid());
+    task_dir = run.create_child("task-" + request.id);
+    result.cgroup = run.relative_path() + "/task-" + request.id;
+    apply_limits(*task_dir, limits.v2, result.limits_not_enforced,
+                 policy.runner.missing_controllers);
+    v1 = V1TaskCgroups::create(run, "task-" + request.id);
+    v1.apply(limits.v1, result.limits_not_enforced, policy.runner.missing_controllers);
+    std::erase_if(result.limits_cgroup_v1, [&](const std::string& key) {
+      return std::find(result.limits_not_enforced.begin(), result.limits_not_enforced.end(),
+                       key) != result.limits_not_enforced.end();  // swap, when v1 does not
+                                                                  // account it
+    });
+    v1_join = v1.open_join_fds();
+  }
+  // Everything pollkill made goes, in this order, however the run ends from here on.
+  const auto clean_up = [&] {
+    if (subreaper) {
+      reap_stray_children(own_children);
+    } else {
+      run.destroy();
+    }
+    guard.stop();
+    if (!subreaper) run.leave_leaf();
+  };
 
   UniqueFd sigfd(::signalfd(-1, &blocked.set(), SFD_CLOEXEC | SFD_NONBLOCK));
   if (!sigfd) throw_errno("signalfd");
@@ -93,9 +142,9 @@ Result run_task(const RunRequest& request) {
   if (!epfd) throw_errno("epoll_create1");
   UniqueFd inotify(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
   if (!inotify) throw_errno("inotify_init1");
-  if (::inotify_add_watch(inotify.get(), (task_dir.path() / "cgroup.events").c_str(), IN_MODIFY) <
-      0) {
-    throw_errno("watch '" + (task_dir.path() / "cgroup.events").string() + "'");
+  if (task_dir && ::inotify_add_watch(inotify.get(), (task_dir->path() / "cgroup.events").c_str(),
+                                      IN_MODIFY) < 0) {
+    throw_errno("watch '" + (task_dir->path() / "cgroup.events").string() + "'");
   }
   UniqueFd sample_timer = make_timerfd();
   UniqueFd deadline_timer = make_timerfd();
@@ -104,9 +153,11 @@ Result run_task(const RunRequest& request) {
   // With an output limit the task writes into pipes that pollkill copies and counts;
   // otherwise it inherits pollkill's stdin, stdout and stderr.
   std::optional<OutputRelay> relay;
-  SpawnRequest spawn_request{request.command, sandbox.env, task_dir.fd(), default_spawn_method()};
+  SpawnRequest spawn_request{request.command, sandbox.env, task_dir ? task_dir->fd() : -1,
+                             default_spawn_method()};
   spawn_request.sandbox = &sandbox;
   for (const auto& fd : v1_join) spawn_request.join_v1_fds.push_back(fd.get());
+  spawn_request.subreaper_init = subreaper;
   if (policy.limits.output) {
     relay = OutputRelay::create(STDOUT_FILENO, STDERR_FILENO);
     spawn_request.stdio[1] = relay->child_end(0);
@@ -126,17 +177,26 @@ Result run_task(const RunRequest& request) {
     result.exit_code =
         spawned.failure->error == ENOENT ? exit_code::kNotFound : exit_code::kNotExecutable;
     result.wall_s = std::chrono::duration<double>(Clock::now() - start).count();
-    run.destroy();
-    guard.stop();
+    clean_up();
     return result;
   }
 
-  TaskWatch watch(policy, std::move(task_dir), std::move(spawned.child), start, 0);
-  watch.set_v1(std::move(v1));
+  std::optional<TaskWatch> watch_storage;
+  pid_t init_pid = -1;
+  if (subreaper) {
+    init_pid = spawned.child.pid();
+    if (auto st = ProcDir().stat(init_pid)) guard.watch_tree(init_pid, st->starttime);
+    watch_storage.emplace(policy, std::move(spawned.child), start);
+  } else {
+    watch_storage.emplace(policy, std::move(*task_dir), std::move(spawned.child), start, 0);
+    watch_storage->set_v1(std::move(v1));
+  }
+  TaskWatch& watch = *watch_storage;
   watch.set_deadline_fd(deadline_timer.get());
   epoll_add(epfd.get(), sigfd.get(), kSignal);
   epoll_add(epfd.get(), watch.pidfd(), kPidfd);
   epoll_add(epfd.get(), inotify.get(), kEvents);
+  if (watch.tree_fd() >= 0) epoll_add(epfd.get(), watch.tree_fd(), kTree);
   epoll_add(epfd.get(), sample_timer.get(), kSampleTimer);
   epoll_add(epfd.get(), deadline_timer.get(), kDeadlineTimer);
   if (relay) {
@@ -183,6 +243,9 @@ Result run_task(const RunRequest& request) {
           drain_fd(inotify.get());
           watch.on_events();
           break;
+        case kTree:  // the lingering init exited: the tree is empty (reaped in on_events)
+          watch.on_events();
+          break;
         case kWallTimer:
         case kSampleTimer:
           drain_fd(events[i].data.u64 == kWallTimer ? wall_timer.get() : sample_timer.get());
@@ -203,9 +266,9 @@ Result run_task(const RunRequest& request) {
   }
   if (relay) relay->drain();
   watch.fill(result, base, start);
-  run.destroy();
-  guard.stop();
-  run.leave_leaf();
+  watch_storage.reset();
+  if (subreaper) guard.forget_tree(init_pid);
+  clean_up();
   return result;
 }
 

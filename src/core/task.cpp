@@ -241,17 +241,29 @@ BlockedSignals::~BlockedSignals() {
 TaskWatch::TaskWatch(const Policy& policy, CgroupDir dir, Child child, Clock::time_point start,
                      std::uint64_t start_cpu)
     : policy_(policy),
-      dir_(std::move(dir)),
       child_(std::move(child)),
+      container_(std::make_unique<CgroupContainer>(std::move(dir))),
       watchdog_(WatchdogConfig::from(policy), start, start_cpu),
       probe_(policy.watchdog.heartbeat),
       watch_progress_(policy.watchdog.hang_after || policy.watchdog.spin_after),
-      kill_method_(choose_kill_method(dir_)),
-      sample_cpu_(watch_progress_ || policy.limits.cpu_time),
-      // A task cgroup's files do not come and go while it runs: decide once. Without the
-      // memory controller there is nothing to sample; with memory.peak (Linux 5.19+) the kernel
-      // keeps the peak itself.
-      sample_memory_(dir_.has("memory.current") && !dir_.has("memory.peak")) {}
+      // Without a CPU rule the watchdog only checks the wall time, which needs no reading.
+      sample_cpu_(watch_progress_ || policy.limits.cpu_time) {}
+
+TaskWatch::TaskWatch(const Policy& policy, Child child, Clock::time_point start)
+    : policy_(policy),
+      child_(std::move(child)),
+      container_(std::make_unique<ProcTreeContainer>(child_)),
+      watchdog_(WatchdogConfig::from(policy), start, 0),
+      probe_(policy.watchdog.heartbeat),
+      watch_progress_(policy.watchdog.hang_after || policy.watchdog.spin_after),
+      // The tree scan behind the CPU figure also keeps the orphan attribution current.
+      sample_cpu_(true) {}
+
+void TaskWatch::set_v1(V1TaskCgroups v1) {
+  if (auto* cgroup = dynamic_cast<CgroupContainer*>(container_.get())) {
+    cgroup->set_v1(std::move(v1));
+  }
+}
 
 void TaskWatch::on_main_exit() {
   auto exit = child_.try_reap();
@@ -261,7 +273,7 @@ void TaskWatch::on_main_exit() {
     refresh_populated();
     if (populated_ && policy_.watchdog.orphans == OrphanPolicy::kill) {
       // The task is over; whatever it left behind (daemons, setsid children) goes now.
-      for (int pid : kill_cgroup(dir_, kill_method_)) reaped_.insert(pid);
+      for (int pid : container_->kill_all()) reaped_.insert(pid);
       enter_killed();
     }
   }
@@ -275,23 +287,17 @@ void TaskWatch::on_events() {
 
 void TaskWatch::on_sample(Clock::time_point now) {
   if (phase_ != Phase::running) return;
-  if (sample_memory_) track_memory();
-  // Without a CPU rule the watchdog only checks the wall time, which needs no reading.
-  auto cpu = sample_cpu_ ? read_cpu_usage() : 0;
+  auto cpu = sample_cpu_ ? container_->cpu_usage_usec() : 0;
   Sample sample{now, cpu, false};
-  if (watch_progress_) {
-    sample.progress = probe_.observe(read_procs());
-  }
-  if (const CgroupDir* memory = v1_.dir_for("memory")) {
-    // cgroup v1 has no memory.oom.group: the OOM killer takes one process. End the whole task
+  if (watch_progress_) sample.progress = probe_.observe(container_->pids());
+  container_->sample();
+  if (container_->partial_oom_kill()) {
+    // cgroup v1 has no memory.oom.group: the OOM killer took one process. End the whole task
     // as v2's group kill would; the status is still oom (classify: oom_kill rose). Like that
     // kernel-side kill, it does not count in processes_reaped.
-    auto oom = memory->read_keyed("memory.oom_control");
-    if (oom && (*oom)["oom_kill"] > 0) {
-      kill_cgroup(dir_, kill_method_);
-      enter_killed();
-      return;
-    }
+    container_->kill_all();
+    enter_killed();
+    return;
   }
   if (auto verdict = watchdog_.observe(sample)) {
     verdict_ = *verdict;
@@ -305,10 +311,7 @@ void TaskWatch::on_deadline() {
   } else if (phase_ == Phase::killed) {
     // cgroup.kill was written kKillWait ago and the cgroup is still populated: report the
     // survivors (usually uninterruptible sleep) instead of waiting forever.
-    try {
-      for (int pid : dir_.procs()) unkillable_.push_back(describe_process(pid));
-    } catch (const SystemError&) {
-    }
+    for (int pid : container_->pids()) unkillable_.push_back(describe_process(pid));
     gave_up_ = true;
     check_done();
   }
@@ -342,36 +345,8 @@ void TaskWatch::fill(Result& result, const Outcome& base, Clock::time_point star
     outcome.signal = main_exit_->signal;
   }
   outcome.signal_sent_by_pollkill = !reaped_.empty();
-  auto stat = dir_.read_keyed("cpu.stat");
-  if (stat) {
-    result.cpu_user_s = static_cast<double>((*stat)["user_usec"]) / 1e6;
-    result.cpu_system_s = static_cast<double>((*stat)["system_usec"]) / 1e6;
-  }
-  const CgroupDir* v1_memory = v1_.dir_for("memory");
-  const CgroupDir* v1_pids = v1_.dir_for("pids");
-  if (auto peak = dir_.read_u64("memory.peak")) {
-    result.memory_peak_bytes = *peak;
-  } else if (auto v1_peak =
-                 v1_memory ? v1_memory->read_u64("memory.max_usage_in_bytes") : std::nullopt) {
-    result.memory_peak_bytes = *v1_peak;
-  } else {
-    result.memory_peak_bytes = memory_peak_sampled_;
-  }
-  if (auto events = dir_.read_keyed("memory.events")) {
-    result.oom_kills = (*events)["oom_kill"];
-    outcome.oom_kills_delta = *result.oom_kills;
-  } else if (auto oom = v1_memory ? v1_memory->read_keyed("memory.oom_control") : std::nullopt) {
-    // "oom_kill" in memory.oom_control: Linux 4.13 and newer.
-    if (oom->count("oom_kill")) {
-      result.oom_kills = (*oom)["oom_kill"];
-      outcome.oom_kills_delta = *result.oom_kills;
-    }
-  }
-  if (auto peak = dir_.read_u64("pids.peak")) {
-    result.pids_peak = *peak;
-  } else if (auto v1_peak = v1_pids ? v1_pids->read_u64("pids.peak") : std::nullopt) {
-    result.pids_peak = *v1_peak;
-  }
+  container_->fill_usage(result);
+  if (result.oom_kills) outcome.oom_kills_delta = *result.oom_kills;
   auto cls = classify(outcome, result.command);
   result.status = cls.status;
   result.reason = cls.reason;
@@ -383,69 +358,14 @@ void TaskWatch::fill(Result& result, const Outcome& base, Clock::time_point star
   result.wall_s = std::chrono::duration<double>(Clock::now() - started).count();
 }
 
-std::uint64_t TaskWatch::read_cpu_usage() {
-  // cpu.stat is read at every sample of every running task: keep it open and pread it.
-  if (!cpu_stat_) {
-    cpu_stat_.reset(::openat(dir_.fd(), "cpu.stat", O_RDONLY | O_CLOEXEC));
-    if (!cpu_stat_) return 0;
-  }
-  char buf[512];
-  ssize_t n = ::pread(cpu_stat_.get(), buf, sizeof buf - 1, 0);
-  if (n <= 0) return 0;
-  auto stat = parse_keyed(std::string_view(buf, static_cast<size_t>(n)));
-  auto it = stat.find("usage_usec");
-  return it == stat.end() ? 0 : it->second;
-}
-
-std::vector<int> TaskWatch::read_procs() {
-  // Read at every sample when hang or spin detection is on: kept open, pread from offset 0.
-  if (!cgroup_procs_) {
-    cgroup_procs_.reset(::openat(dir_.fd(), "cgroup.procs", O_RDONLY | O_CLOEXEC));
-    if (!cgroup_procs_) return {};
-  }
-  std::string text;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::pread(cgroup_procs_.get(), buf, sizeof buf, static_cast<off_t>(text.size()));
-    if (n <= 0) break;
-    text.append(buf, static_cast<size_t>(n));
-    // A seq_file read fills the buffer unless it reached the end: a short read is the end, and
-    // saves a second walk of the cgroup's tasks just to learn that.
-    if (static_cast<size_t>(n) < sizeof buf) break;
-  }
-  return parse_pids(text);
-}
-
 void TaskWatch::stop_with(Status status, std::string reason) {
   if (phase_ != Phase::running) return;
   verdict_ = Verdict{status, std::move(reason)};
   begin_termination(policy_.watchdog.kill_grace);
 }
 
-void TaskWatch::track_memory() {
-  if (auto current = dir_.read_u64("memory.current")) {
-    memory_peak_sampled_ = std::max(memory_peak_sampled_.value_or(0), *current);
-  }
-}
-
 void TaskWatch::refresh_populated() {
-  // Read after every cgroup.events notification and sample: kept open, pread at offset 0.
-  if (!cgroup_events_) {
-    cgroup_events_.reset(::openat(dir_.fd(), "cgroup.events", O_RDONLY | O_CLOEXEC));
-    if (!cgroup_events_) {
-      populated_ = false;
-      return;
-    }
-  }
-  char buf[256];
-  ssize_t n = ::pread(cgroup_events_.get(), buf, sizeof buf - 1, 0);
-  if (n <= 0) {
-    populated_ = false;
-    return;
-  }
-  auto events = parse_keyed(std::string_view(buf, static_cast<size_t>(n)));
-  auto it = events.find("populated");
-  populated_ = it != events.end() && it->second != 0;
+  populated_ = container_->populated();
 }
 
 void TaskWatch::begin_termination(Duration grace) {
@@ -453,13 +373,13 @@ void TaskWatch::begin_termination(Duration grace) {
     kill_now();
     return;
   }
-  for (int pid : signal_cgroup(dir_, SIGTERM)) reaped_.insert(pid);
+  for (int pid : container_->signal_all(SIGTERM)) reaped_.insert(pid);
   phase_ = Phase::terminating;
   arm_timer(deadline_fd_, grace, Duration(0));
 }
 
 void TaskWatch::kill_now() {
-  for (int pid : kill_cgroup(dir_, kill_method_)) reaped_.insert(pid);
+  for (int pid : container_->kill_all()) reaped_.insert(pid);
   enter_killed();
 }
 

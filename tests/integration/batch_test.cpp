@@ -51,8 +51,11 @@ std::string slurp(const fs::path& path) {
   return s.str();
 }
 
-TEST(Batch, MixedOutcomesGetTheirStatusesAndExitOne) {
-  PK_REQUIRE_CGROUP2();
+// The batch cases that need no limit, in both modes (subreaper needs no cgroup).
+class BatchMode : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(BatchMode, MixedOutcomesGetTheirStatusesAndExitOne) {
+  if (GetParam() != "subreaper") PK_REQUIRE_CGROUP2();
   TempDir dir;
   const std::string marker = unique_marker();
   write_file(
@@ -69,9 +72,10 @@ TEST(Batch, MixedOutcomesGetTheirStatusesAndExitOne) {
           " & exit 0'\n"
           "/nonexistent/pollkill-test-program\n"
           "{\"id\": \"json\", \"sh\": \"echo out; echo err >&2\", \"env\": {\"PKX\": \"1\"}}\n");
-  RunOutput r = run_pollkill({"batch", "-j", "3", "--hang-after", "1s", "--kill-grace", "0",
-                              "--results", (dir / "r.jsonl").string(), dir / "tasks"},
-                             Seconds(30));
+  RunOutput r =
+      run_pollkill({"batch", "-j", "3", "--mode", GetParam(), "--hang-after", "1s", "--kill-grace",
+                    "0", "--results", (dir / "r.jsonl").string(), dir / "tasks"},
+                   Seconds(30));
   EXPECT_EQ(r.exit_code, 1) << r.describe();
   auto records = read_records(dir / "r.jsonl");
   auto finals = finals_by_id(records);
@@ -90,6 +94,7 @@ TEST(Batch, MixedOutcomesGetTheirStatusesAndExitOne) {
   EXPECT_EQ(slurp(finals["json"]["stderr"].get<std::string>()), "err\n");
   for (const auto& [id, rec] : finals) {
     EXPECT_EQ(rec["attempt"], 1) << id;
+    EXPECT_EQ(rec["mode"], GetParam()) << id;
     std::vector<std::string> keys;
     for (const auto& [k, v] : rec.items()) keys.push_back(k);
     EXPECT_EQ(keys.size(), result_contract_keys().size()) << id;
@@ -99,6 +104,64 @@ TEST(Batch, MixedOutcomesGetTheirStatusesAndExitOne) {
       << r.err;
   expect_nothing_left(r, marker);
 }
+
+// Many tasks at once, each leaving a setsid'd, double-forked, SIGTERM-ignoring daemon: in
+// subreaper mode each daemon is reparented to its own task's init, so each task counts
+// exactly its own, and none is left.
+TEST_P(BatchMode, EachTaskReapsExactlyItsOwnOrphans) {
+  if (GetParam() != "subreaper") PK_REQUIRE_CGROUP2();
+  TempDir dir;
+  const std::string marker = unique_marker();
+  std::string tasks;
+  for (int i = 0; i < 8; ++i) {
+    // The subshell forks the daemon and exits, and sh waits for the subshell: by the time the
+    // main process exits the daemon exists, whether or not it has exec'd sleep yet.
+    tasks += "sh -c '(setsid sleep " + long_sleep_arg(marker) + " &); sleep 0.3; exit 0'\n";
+  }
+  write_file(dir / "tasks", tasks);
+  RunOutput r = run_pollkill({"batch", "-j", "4", "--mode", GetParam(), "--results",
+                              (dir / "r.jsonl").string(), dir / "tasks"},
+                             Seconds(60));
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  auto records = read_records(dir / "r.jsonl");
+  ASSERT_EQ(records.size(), 8u) << r.describe();
+  for (const auto& rec : records) {
+    EXPECT_EQ(rec["status"], "ok") << rec.dump();
+    EXPECT_EQ(rec["processes_reaped"], 1) << "its own daemon, no other's: " << rec.dump();
+  }
+  expect_nothing_left(r, marker);
+}
+
+// SIGKILL to pollkill alone, with tasks that leave setsid'd orphans and ignore SIGTERM: the
+// guard kills every task's whole tree (the run cgroup, or each task's tree under its init).
+TEST_P(BatchMode, SigkillOfPollkillLeavesNoProcess) {
+  if (GetParam() != "subreaper") PK_REQUIRE_CGROUP2();
+  TempDir dir;
+  const std::string marker = unique_marker();
+  const std::string arg = long_sleep_arg(marker);
+  std::string tasks;
+  for (int i = 0; i < 3; ++i) {
+    tasks += "sh -c 'trap \"\" TERM; setsid sleep " + arg + " & sleep " + arg + "'\n";
+  }
+  write_file(dir / "tasks", tasks);
+  Pollkill p({"batch", "-j", "3", "--mode", GetParam(), "--results", (dir / "r.jsonl").string(),
+              (dir / "tasks").string()});
+  ASSERT_TRUE(
+      wait_until([&] { return processes_matching(marker, "sleep").size() == 6; }, Seconds(20)))
+      << processes_matching(marker, "sleep").size() << " of 6 sleeps started";
+  p.signal(SIGKILL);
+  RunOutput r = p.wait(Seconds(20));
+  EXPECT_EQ(r.term_signal, SIGKILL) << r.describe();
+  EXPECT_TRUE(wait_until([&] { return processes_matching(marker).empty(); }, Seconds(3)))
+      << processes_matching(marker).size() << " processes left 3 s after pollkill was killed";
+  EXPECT_TRUE(wait_until([&] { return find_leftover_cgroups(r.pid).empty(); }, Seconds(3)));
+  cleanup(marker, {r.pid});
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, BatchMode, ::testing::Values("cgroup", "subreaper"),
+                         [](const ::testing::TestParamInfo<std::string>& param_info) {
+                           return param_info.param;
+                         });
 
 TEST(Batch, BadTaskFileLineStopsBeforeAnythingRuns) {
   TempDir dir;

@@ -163,6 +163,7 @@ const std::vector<std::string>& result_contract_keys() {
                                                 "unkillable",
                                                 "limits_not_enforced",
                                                 "limits_cgroup_v1",
+                                                "mode",
                                                 "cgroup",
                                                 "stdout",
                                                 "stderr"};

@@ -89,6 +89,50 @@ TEST(RunUsage, MissingMemoryControllerWithWarnRunsAndRecordsIt) {
   expect_nothing_left(r, "");
 }
 
+// Subreaper mode has no cgroup: cgroup limits follow --missing-controllers, the cgroup
+// namespace is refused, rlimits still apply. It needs no cgroup, so this runs everywhere.
+TEST(RunSubreaper, CgroupLimitsAreAnErrorNamingThemByDefault) {
+  RunOutput r = run_task_cli({"--mode", "subreaper", "--memory", "64M", "--pids", "10"},
+                             {"sh", "-c", "echo ran"});
+  EXPECT_EQ(r.exit_code, 125) << r.describe();
+  EXPECT_EQ(r.out, "");
+  EXPECT_NE(r.err.find("memory, pids limits need a cgroup, and subreaper mode has none"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("missing_controllers"), std::string::npos) << r.err;
+}
+
+TEST(RunSubreaper, WarnRunsAndRecordsTheLimitsAndTheMode) {
+  RunOutput r =
+      run_task_cli({"--mode", "subreaper", "--memory", "64M", "--missing-controllers", "warn"},
+                   {"sh", "-c", "echo ran"});
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_EQ(r.out, "ran\n");
+  ASSERT_TRUE(r.json) << r.describe();
+  const auto& j = *r.json;
+  EXPECT_EQ(j["mode"], "subreaper");
+  EXPECT_TRUE(j["cgroup"].is_null());
+  EXPECT_TRUE(j["memory_peak_bytes"].is_null());
+  EXPECT_EQ(j["limits_not_enforced"], nlohmann::ordered_json::array({"memory"})) << j.dump();
+  expect_nothing_left(r, "");
+}
+
+TEST(RunSubreaper, RlimitsApplyAndTheCgroupNamespaceIsRefused) {
+  TempDir dir;
+  {
+    std::ofstream(dir / "rl.toml") << "version = 1\n[sandbox]\nrlimits = { nofile = 77 }\n";
+    std::ofstream(dir / "ns.toml") << "version = 1\n[sandbox]\nnamespaces = [\"cgroup\"]\n";
+  }
+  RunOutput rl = run_task_cli({"--mode", "subreaper", "--policy", (dir / "rl.toml").string()},
+                              {"sh", "-c", "ulimit -n"});
+  EXPECT_EQ(rl.exit_code, 0) << rl.describe();
+  EXPECT_EQ(rl.out, "77\n");
+  RunOutput ns =
+      run_task_cli({"--mode", "subreaper", "--policy", (dir / "ns.toml").string()}, {"true"});
+  EXPECT_EQ(ns.exit_code, 125) << ns.describe();
+  EXPECT_NE(ns.err.find("subreaper mode has none"), std::string::npos) << ns.err;
+}
+
 TEST(RunUsage, UnwritableResultFileIsExit125) {
   PK_REQUIRE_CGROUP2();
   const std::string where = "/nonexistent-dir-" + unique_marker() + "/result.json";
@@ -182,6 +226,21 @@ TEST(RunDoctor, ReadyHereAndNamesTheLayout) {
   }
   // doctor tries a real spawn in a cgroup of its own; it must not leave it behind.
   expect_nothing_left(r, "");
+}
+
+TEST(RunDoctor, NamesTheModeAndWhy) {
+  TempDir dir;
+  { std::ofstream(dir / "subreaper.toml") << "version = 1\n[runner]\nmode = \"subreaper\"\n"; }
+  RunOutput forced = run_pollkill({"doctor", "--policy", (dir / "subreaper.toml").string()});
+  EXPECT_EQ(forced.exit_code, 0) << forced.describe();
+  EXPECT_NE(forced.out.find("[ok] mode: subreaper: asked for"), std::string::npos) << forced.out;
+  EXPECT_NE(forced.out.find("[ok] subreaper trial: ran /bin/true"), std::string::npos)
+      << forced.out;
+  if (cgroup2_unavailable_reason()) return;  // auto would pick subreaper too
+  RunOutput automatic = run_pollkill({"doctor"});
+  EXPECT_NE(automatic.out.find("[ok] mode: cgroup, what --mode auto picks here: a usable run root"),
+            std::string::npos)
+      << automatic.out;
 }
 
 TEST(RunDoctor, PolicyNeedingRootIsNotReadyForAnOrdinaryUser) {

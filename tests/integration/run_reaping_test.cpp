@@ -11,6 +11,8 @@ namespace {
 struct Method {
   std::string name;
   std::map<std::string, std::string> env;
+  std::vector<std::string> flags{};  ///< e.g. --mode subreaper
+  bool subreaper = false;
 };
 void PrintTo(const Method& m, std::ostream* os) {
   *os << m.name;
@@ -19,13 +21,30 @@ void PrintTo(const Method& m, std::ostream* os) {
 class RunReaping : public ::testing::TestWithParam<Method> {
  protected:
   LaunchOptions options() const { return LaunchOptions{GetParam().env, std::nullopt}; }
+  std::vector<std::string> with_mode(std::vector<std::string> flags) const {
+    flags.insert(flags.end(), GetParam().flags.begin(), GetParam().flags.end());
+    return flags;
+  }
+  // Subreaper mode forks an init before the task and reads /proc at every sample and for
+  // every kill: under the VM's software emulation that added up to 1.3 s to a run (measured
+  // 3.04 s for the orphan case, 1.8 s for the hang). Timing bounds widen by this much there.
+  double subreaper_slack() const {
+    if (!GetParam().subreaper) return 0.0;
+    return ::getenv("POLLKILL_IN_VM") ? 1.5 : 0.5;
+  }
   TempDir dir_;
 };
+
+// Subreaper mode needs no cgroup, so it runs everywhere; the cgroup paths need one.
+#define PK_REQUIRE_MODE()                            \
+  do {                                               \
+    if (!GetParam().subreaper) PK_REQUIRE_CGROUP2(); \
+  } while (0)
 
 // A double-forked, setsid'd daemon that ignores SIGTERM, started by a main process that
 // exits at once, but only after the daemon is known to run (it touches a file first).
 TEST_P(RunReaping, SetsidTermIgnoringGrandchildIsReapedPromptly) {
-  PK_REQUIRE_CGROUP2();
+  PK_REQUIRE_MODE();
   const std::string marker = unique_marker();
   const auto ready = dir_ / "daemon-ready";
   const std::string script =
@@ -34,7 +53,7 @@ TEST_P(RunReaping, SetsidTermIgnoringGrandchildIsReapedPromptly) {
       "while [ ! -e \"$1\" ]; do sleep 0.01; done";
   const std::vector<std::string> command = {
       "sh", "-c", script, "main", ready.string(), long_sleep_arg(marker), marker};
-  RunOutput r = run_task_cli({}, command, Seconds(20), options());
+  RunOutput r = run_task_cli(with_mode({}), command, Seconds(20), options());
   ASSERT_FALSE(r.timed_out) << r.describe();
   EXPECT_EQ(r.exit_code, 0) << r.describe();
   ASSERT_TRUE(r.json) << r.describe();
@@ -44,31 +63,31 @@ TEST_P(RunReaping, SetsidTermIgnoringGrandchildIsReapedPromptly) {
   EXPECT_GE(j["processes_reaped"].get<int>(), 1) << j.dump();
   EXPECT_EQ(j["unkillable"], nlohmann::ordered_json::array());
   // Promptly: no kill grace is spent on orphans, and nothing waits for the daemon.
-  EXPECT_LT(r.elapsed.count(), 3.0) << r.describe();
-  EXPECT_LT(j["wall_s"].get<double>(), 2.0) << j.dump();
+  EXPECT_LT(r.elapsed.count(), 3.0 + subreaper_slack()) << r.describe();
+  EXPECT_LT(j["wall_s"].get<double>(), 2.0 + subreaper_slack()) << j.dump();
   expect_nothing_left(r, marker);
 }
 
 TEST_P(RunReaping, PlainBackgroundOrphanIsReapedAndCounted) {
-  PK_REQUIRE_CGROUP2();
+  PK_REQUIRE_MODE();
   const std::string marker = unique_marker();
   const std::vector<std::string> command = {"sh", "-c", "sleep \"$1\" & exit 0", "main",
                                             long_sleep_arg(marker)};
-  RunOutput r = run_task_cli({}, command, Seconds(20), options());
+  RunOutput r = run_task_cli(with_mode({}), command, Seconds(20), options());
   ASSERT_FALSE(r.timed_out) << r.describe();
   EXPECT_EQ(r.exit_code, 0) << r.describe();
   ASSERT_TRUE(r.json) << r.describe();
   const auto& j = *r.json;
   EXPECT_EQ(j["status"], "ok") << j.dump();
   EXPECT_EQ(j["processes_reaped"], 1) << j.dump();
-  EXPECT_LT(r.elapsed.count(), 3.0) << r.describe();
+  EXPECT_LT(r.elapsed.count(), 3.0 + subreaper_slack()) << r.describe();
   expect_nothing_left(r, marker);
 }
 
 TEST_P(RunReaping, SleepingTaskIsHungAfterHangAfter) {
-  PK_REQUIRE_CGROUP2();
+  PK_REQUIRE_MODE();
   const std::string marker = unique_marker();
-  RunOutput r = run_task_cli({"--hang-after", "1s", "--poll-interval", "100ms"},
+  RunOutput r = run_task_cli(with_mode({"--hang-after", "1s", "--poll-interval", "100ms"}),
                              {"sleep", long_sleep_arg(marker)}, Seconds(20), options());
   ASSERT_FALSE(r.timed_out) << r.describe();
   EXPECT_EQ(r.exit_code, 124) << r.describe();
@@ -82,17 +101,25 @@ TEST_P(RunReaping, SleepingTaskIsHungAfterHangAfter) {
   // as CPU use; then SIGTERM ends sleep at once. 0.5 s slack for a loaded machine.
   const double wall = j["wall_s"];
   EXPECT_GE(wall, 1.0) << j.dump();
-  EXPECT_LE(wall, 1.0 + 2 * 0.1 + 0.5) << j.dump();
+  EXPECT_LE(wall, 1.0 + 2 * 0.1 + 0.5 + subreaper_slack()) << j.dump();
   EXPECT_NE(r.err.find("hung"), std::string::npos) << r.err;
   expect_nothing_left(r, marker);
 }
 
 TEST_P(RunReaping, TaskRunsInsideTheTaskCgroup) {
-  PK_REQUIRE_CGROUP2();
-  RunOutput r = run_task_cli({}, {"cat", "/proc/self/cgroup"}, Seconds(20), options());
+  PK_REQUIRE_MODE();
+  RunOutput r = run_task_cli(with_mode({}), {"cat", "/proc/self/cgroup"}, Seconds(20), options());
   ASSERT_FALSE(r.timed_out) << r.describe();
   EXPECT_EQ(r.exit_code, 0) << r.describe();
   ASSERT_TRUE(r.json) << r.describe();
+  if (GetParam().subreaper) {
+    // No task cgroup: the task stays in pollkill's own, and the result says so.
+    EXPECT_EQ((*r.json)["mode"], "subreaper") << r.json->dump();
+    EXPECT_TRUE((*r.json)["cgroup"].is_null()) << r.json->dump();
+    expect_nothing_left(r, "");
+    return;
+  }
+  EXPECT_EQ((*r.json)["mode"], "cgroup") << r.json->dump();
   const std::string cgroup = (*r.json)["cgroup"];
   EXPECT_FALSE(cgroup.empty());
   EXPECT_EQ(cgroup_v2_path(r.out), cgroup) << r.out;
@@ -103,8 +130,8 @@ TEST_P(RunReaping, TaskRunsInsideTheTaskCgroup) {
 // close-on-exec: the task sees exactly stdin, stdout and stderr. A task holding the guard's
 // pipe would keep the guard from noticing pollkill's death.
 TEST_P(RunReaping, TaskInheritsOnlyStdio) {
-  PK_REQUIRE_CGROUP2();
-  RunOutput r = run_task_cli({}, {"sh", "-c", "ls /proc/$$/fd"}, Seconds(20), options());
+  PK_REQUIRE_MODE();
+  RunOutput r = run_task_cli(with_mode({}), {"sh", "-c", "ls /proc/$$/fd"}, Seconds(20), options());
   ASSERT_FALSE(r.timed_out) << r.describe();
   EXPECT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_EQ(r.out, "0\n1\n2\n");
@@ -112,9 +139,9 @@ TEST_P(RunReaping, TaskInheritsOnlyStdio) {
 }
 
 TEST_P(RunReaping, MissingProgramIsStillExecError127) {
-  PK_REQUIRE_CGROUP2();
+  PK_REQUIRE_MODE();
   const std::string program = "pollkill-no-such-program-" + unique_marker();
-  RunOutput r = run_task_cli({}, {program}, Seconds(20), options());
+  RunOutput r = run_task_cli(with_mode({}), {program}, Seconds(20), options());
   ASSERT_FALSE(r.timed_out) << r.describe();
   EXPECT_EQ(r.exit_code, 127) << r.describe();
   ASSERT_TRUE(r.json) << r.describe();
@@ -126,15 +153,15 @@ TEST_P(RunReaping, MissingProgramIsStillExecError127) {
 // A main process that forks without pause and ignores SIGTERM, as do its children: only a
 // kill that stops the forking (cgroup.kill, or freezing first) can empty the cgroup.
 TEST_P(RunReaping, ContinuouslyForkingTaskIsReaped) {
-  PK_REQUIRE_CGROUP2();
+  PK_REQUIRE_MODE();
   const std::string marker = unique_marker();
-  RunOutput r =
-      run_task_cli({"--wall-time", "1s", "--kill-grace", "300ms", "--poll-interval", "100ms"},
-                   {"sh", "-c",
-                    "trap '' TERM; while :; do sleep \"$1\" & sleep \"$1\" & /bin/true & done &"
-                    " while :; do /bin/true; done",
-                    "forker-" + marker, long_sleep_arg(marker)},
-                   Seconds(30), options());
+  RunOutput r = run_task_cli(
+      with_mode({"--wall-time", "1s", "--kill-grace", "300ms", "--poll-interval", "100ms"}),
+      {"sh", "-c",
+       "trap '' TERM; while :; do sleep \"$1\" & sleep \"$1\" & /bin/true & done &"
+       " while :; do /bin/true; done",
+       "forker-" + marker, long_sleep_arg(marker)},
+      Seconds(30), options());
   ASSERT_FALSE(r.timed_out) << r.describe();
   EXPECT_EQ(r.exit_code, 124) << r.describe();
   ASSERT_TRUE(r.json) << r.describe();
@@ -143,18 +170,23 @@ TEST_P(RunReaping, ContinuouslyForkingTaskIsReaped) {
   EXPECT_EQ(j["signal"], 9) << j.dump();
   EXPECT_GE(j["processes_reaped"].get<int>(), 3) << j.dump();
   EXPECT_EQ(j["unkillable"], nlohmann::ordered_json::array());
-  EXPECT_LT(j["wall_s"].get<double>(), 1.0 + 0.3 + 0.1 + 1.0) << j.dump();
+  // Subreaper mode stops the tree process by process, rescanning /proc until nobody new
+  // appears, racing the fork loop: with hundreds of processes on a loaded 2-core host that
+  // took up to 1.7 s, and 7 to 11 s under the VM's software emulation (cgroup.kill is one
+  // write). The bound there only says that it ends; that nothing is left is checked below.
+  const double kill_slack = !GetParam().subreaper ? 1.0 : (::getenv("POLLKILL_IN_VM") ? 20.0 : 2.5);
+  EXPECT_LT(j["wall_s"].get<double>(), 1.0 + 0.3 + 0.1 + kill_slack) << j.dump();
   expect_nothing_left(r, marker);
 }
 
 // A stopped process takes no CPU and makes no progress: hung. SIGTERM stays pending while it
 // is stopped, so only the kill after the grace period ends it.
 TEST_P(RunReaping, StoppedTaskIsHungAndKilled) {
-  PK_REQUIRE_CGROUP2();
+  PK_REQUIRE_MODE();
   const std::string marker = unique_marker();
   RunOutput r =
-      run_task_cli({"--hang-after", "1s", "--poll-interval", "100ms", "--kill-grace", "300ms",
-                    "--wall-time", "20s"},
+      run_task_cli(with_mode({"--hang-after", "1s", "--poll-interval", "100ms", "--kill-grace",
+                              "300ms", "--wall-time", "20s"}),
                    {"sh", "-c", "kill -STOP $$", "stopped-" + marker}, Seconds(30), options());
   ASSERT_FALSE(r.timed_out) << r.describe();
   EXPECT_EQ(r.exit_code, 124) << r.describe();
@@ -163,16 +195,16 @@ TEST_P(RunReaping, StoppedTaskIsHungAndKilled) {
   EXPECT_EQ(j["status"], "hung") << j.dump();
   EXPECT_EQ(j["signal"], 9) << j.dump();
   EXPECT_GE(j["wall_s"].get<double>(), 1.3) << j.dump();
-  EXPECT_LT(j["wall_s"].get<double>(), 1.3 + 0.2 + 0.5) << j.dump();
+  EXPECT_LT(j["wall_s"].get<double>(), 1.3 + 0.2 + 0.5 + subreaper_slack()) << j.dump();
   expect_nothing_left(r, marker);
 }
 
 TEST_P(RunReaping, RunnerKilledGuardStillReaps) {
-  PK_REQUIRE_CGROUP2();
+  PK_REQUIRE_MODE();
   const std::string marker = unique_marker();
   const std::string arg = long_sleep_arg(marker);
   auto run = start_run(
-      {},
+      with_mode({}),
       {"sh", "-c", "trap '' TERM; sleep \"$1\" & setsid sleep \"$1\" & sleep \"$1\"", "main", arg},
       options());
   ASSERT_TRUE(
@@ -230,7 +262,12 @@ INSTANTIATE_TEST_SUITE_P(
                       Method{"fork_spawn", {{"POLLKILL_SPAWN_METHOD", "fork"}}},
                       Method{
                           "both_fallbacks",
-                          {{"POLLKILL_KILL_METHOD", "freeze"}, {"POLLKILL_SPAWN_METHOD", "fork"}}}),
+                          {{"POLLKILL_KILL_METHOD", "freeze"}, {"POLLKILL_SPAWN_METHOD", "fork"}}},
+                      Method{"subreaper", {}, {"--mode", "subreaper"}, true},
+                      Method{"subreaper_fork_spawn",
+                             {{"POLLKILL_SPAWN_METHOD", "fork"}},
+                             {"--mode", "subreaper"},
+                             true}),
     [](const ::testing::TestParamInfo<Method>& param_info) { return param_info.param.name; });
 
 }  // namespace

@@ -23,11 +23,25 @@ std::vector<std::string> busy_loop(const std::string& body, const std::string& m
           "busy-" + marker};
 }
 
-TEST(RunWatchdog, BusyLoopWithoutProgressIsSpinning) {
-  PK_REQUIRE_CGROUP2();
+// The verdicts that only need CPU samples, in both modes: the cgroup's cpu.stat, and in
+// subreaper mode the processes' own counters from /proc.
+class RunWatchdogMode : public ::testing::TestWithParam<std::string> {
+ protected:
+  std::vector<std::string> with_mode(std::vector<std::string> flags) const {
+    flags.insert(flags.end(), {"--mode", GetParam()});
+    return flags;
+  }
+};
+#define PK_REQUIRE_MODE()                                \
+  do {                                                   \
+    if (GetParam() != "subreaper") PK_REQUIRE_CGROUP2(); \
+  } while (0)
+
+TEST_P(RunWatchdogMode, BusyLoopWithoutProgressIsSpinning) {
+  PK_REQUIRE_MODE();
   const std::string marker = unique_marker();
   // The default spin threshold (0.9 CPU): the wall time only bounds the test.
-  RunOutput r = run_task_cli({"--spin-after", "1s", "--wall-time", "6s"},
+  RunOutput r = run_task_cli(with_mode({"--spin-after", "1s", "--wall-time", "6s"}),
                              {"sh", "-c", "while :; do :; done", "spin-" + marker}, Seconds(30));
   ASSERT_FALSE(r.timed_out) << r.describe();
   ASSERT_TRUE(r.json) << r.describe();
@@ -41,6 +55,7 @@ TEST(RunWatchdog, BusyLoopWithoutProgressIsSpinning) {
   }
   EXPECT_EQ(r.exit_code, 124) << r.describe();
   EXPECT_EQ(j["status"], "spinning") << j.dump();
+  EXPECT_EQ(j["mode"], GetParam()) << j.dump();
   EXPECT_GE(j["processes_reaped"].get<int>(), 1);
   // Default poll interval 250ms: due at the first sample at or after 1 s of busy intervals.
   EXPECT_GE(wall, 1.0) << j.dump();
@@ -162,11 +177,12 @@ TEST(RunWatchdog, WallTimeIsTimeout) {
   expect_nothing_left(r, marker);
 }
 
-TEST(RunWatchdog, CpuTimeIsCpuLimit) {
-  PK_REQUIRE_CGROUP2();
+TEST_P(RunWatchdogMode, CpuTimeIsCpuLimit) {
+  PK_REQUIRE_MODE();
   const std::string marker = unique_marker();
-  RunOutput r = run_task_cli({"--cpu-time", "1s", "--poll-interval", "100ms", "--wall-time", "20s"},
-                             {"sh", "-c", "while :; do :; done", "cpu-" + marker}, Seconds(30));
+  RunOutput r = run_task_cli(
+      with_mode({"--cpu-time", "1s", "--poll-interval", "100ms", "--wall-time", "20s"}),
+      {"sh", "-c", "while :; do :; done", "cpu-" + marker}, Seconds(30));
   ASSERT_FALSE(r.timed_out) << r.describe();
   EXPECT_EQ(r.exit_code, 124) << r.describe();
   ASSERT_TRUE(r.json) << r.describe();
@@ -219,6 +235,11 @@ TEST(RunWatchdog, ZeroKillGraceKillsAtOnce) {
   EXPECT_LE(wall, 1.0 + 0.1 + 0.3) << j.dump();
   expect_nothing_left(r, marker);
 }
+
+INSTANTIATE_TEST_SUITE_P(Modes, RunWatchdogMode, ::testing::Values("cgroup", "subreaper"),
+                         [](const ::testing::TestParamInfo<std::string>& param_info) {
+                           return param_info.param;
+                         });
 
 }  // namespace
 }  // namespace pollkill::testing

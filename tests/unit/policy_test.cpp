@@ -80,12 +80,15 @@ cgroup_root = "/sys/fs/cgroup/pk"
 missing_controllers = "warn"
 cgroup_v1 = "auto"
 cgroup_v1_root = "/batch"
+mode = "subreaper"
 )",
                                 "test.toml");
   Policy want;
   want.limits = {2ull << 30, 1ull << 30, 0, 1.5, 100, 5400s, 90s, 64'000'000};
   want.watchdog = {100ms, 2min, 0.0, 5min, 2.0, "/tmp/beat", 0ms, OrphanPolicy::wait};
-  want.runner = {"/sys/fs/cgroup/pk", MissingControllers::warn, CgroupV1::automatic, "/batch"};
+  want.runner = {"/sys/fs/cgroup/pk",         MissingControllers::warn,
+                 CgroupV1::automatic,         "/batch",
+                 SystemdScopeMode::automatic, RunMode::subreaper};
   EXPECT_EQ(p, want);
 }
 
@@ -223,6 +226,9 @@ TEST(Policy, RejectsBadPoliciesAtTheOffendingKeyOrValue) {
       {"version = 1\n[runner]\nmissing_controllers = \"eror\"\n", 3, 23,
        "runner.missing_controllers: invalid value 'eror' (use \"error\" or \"warn\"); did you mean "
        "'error'?"},
+      {"version = 1\n[runner]\nmode = \"subreaper \"\n", 3, 8,
+       "runner.mode: invalid value 'subreaper ' (use \"auto\" or \"cgroup\" or \"subreaper\"); did "
+       "you mean 'subreaper'?"},
   };
   for (const auto& c : cases) {
     try {

@@ -192,6 +192,7 @@ TEST(ResultTest, JsonKeysInContractOrder) {
                                           "unkillable",
                                           "limits_not_enforced",
                                           "limits_cgroup_v1",
+                                          "mode",
                                           "cgroup",
                                           "stdout",
                                           "stderr"};
@@ -206,13 +207,14 @@ TEST(ResultTest, JsonKeysInContractOrder) {
 
 TEST(ResultTest, JsonNullsAndValues) {
   Result empty;
-  EXPECT_EQ(dump_result_line(empty),
-            R"({"id":"run","attempt":1,"final":true,"command":[],"status":"error","reason":"",)"
-            R"("exit_code":null,"signal":null,"started_at":"1970-01-01T00:00:00.000Z",)"
-            R"("wall_s":0.0,"cpu_user_s":0.0,"cpu_system_s":0.0,"memory_peak_bytes":null,)"
-            R"("oom_kills":null,"pids_peak":null,"processes_reaped":0,"unkillable":[],)"
-            R"("limits_not_enforced":[],"limits_cgroup_v1":[],"cgroup":"","stdout":null,)"
-            R"("stderr":null})");
+  EXPECT_EQ(
+      dump_result_line(empty),
+      R"({"id":"run","attempt":1,"final":true,"command":[],"status":"error","reason":"",)"
+      R"("exit_code":null,"signal":null,"started_at":"1970-01-01T00:00:00.000Z",)"
+      R"("wall_s":0.0,"cpu_user_s":0.0,"cpu_system_s":0.0,"memory_peak_bytes":null,)"
+      R"("oom_kills":null,"pids_peak":null,"processes_reaped":0,"unkillable":[],)"
+      R"("limits_not_enforced":[],"limits_cgroup_v1":[],"mode":"cgroup","cgroup":null,"stdout":null,)"
+      R"("stderr":null})");
 
   Result full;
   full.id = "build";
@@ -241,6 +243,12 @@ TEST(ResultTest, JsonNullsAndValues) {
   EXPECT_EQ(json["memory_peak_bytes"], 1048576u);
   EXPECT_EQ(json["oom_kills"], 0u);
   EXPECT_EQ(json["stdout"], "out/build.stdout");
+  EXPECT_EQ(json["mode"], "cgroup");
+  EXPECT_EQ(json["cgroup"], "pk/build.2");
+  full.mode = "subreaper";
+  full.cgroup.clear();
+  EXPECT_EQ(to_json(full)["mode"], "subreaper");
+  EXPECT_TRUE(to_json(full)["cgroup"].is_null());
   const std::string line = dump_result_line(full);
   EXPECT_NE(line.find(R"("wall_s":1.235,"cpu_user_s":0.0,"cpu_system_s":2.001)"), std::string::npos)
       << line;

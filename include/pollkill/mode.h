@@ -1,0 +1,44 @@
+// Which mode a run uses: a cgroup per task, or, where no cgroup is usable, the process tree
+// under a child subreaper (degraded: no memory, cpu or pids limits, no cgroup namespace).
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pollkill/cgroup.h"
+#include "pollkill/policy.h"
+
+namespace pollkill {
+
+struct SandboxPlan;
+
+/// The mode chosen, and why, for messages and `pollkill doctor`.
+struct ModeDecision {
+  RunMode mode = RunMode::cgroup;  ///< cgroup or subreaper, never automatic
+  std::optional<RunRoot> root;     ///< set in cgroup mode
+  std::string why;                 ///< e.g. "no cgroup pollkill may use: ..."
+};
+
+/// Decides the mode (pure but for `resolve_root`, which probes the host and resolves the
+/// run root, throwing Error when there is none): `cgroup` resolves and lets its Error
+/// through (today's behaviour); `subreaper` never calls it; `automatic` is cgroup when the
+/// run root resolves, else subreaper with the Error's message as the reason.
+ModeDecision decide_mode(RunMode requested, const std::function<RunRoot()>& resolve_root);
+
+/// The policy keys of `limits` that need a cgroup controller (memory, memory_high, swap,
+/// cpus, pids), in that order (pure).
+std::vector<std::string> cgroup_only_limits(const Limits& limits);
+
+/// Subreaper mode cannot enforce `keys` (from cgroup_only_limits): with
+/// MissingControllers::error throws Error naming them and the reason; with warn prints a
+/// warning and returns them for limits_not_enforced. Empty `keys`: returns nothing.
+std::vector<std::string> check_subreaper_limits(const std::vector<std::string>& keys,
+                                                MissingControllers missing);
+
+/// A [sandbox] that needs a task cgroup (the cgroup namespace) cannot run in subreaper
+/// mode: throws Error naming it.
+void check_subreaper_sandbox(const SandboxPlan& sandbox);
+
+}  // namespace pollkill

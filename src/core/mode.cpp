@@ -1,0 +1,72 @@
+#include "pollkill/mode.h"
+
+#include <cstdio>
+
+#include "pollkill/error.h"
+#include "pollkill/sandbox.h"
+
+namespace pollkill {
+
+ModeDecision decide_mode(RunMode requested, const std::function<RunRoot()>& resolve_root) {
+  ModeDecision decision;
+  if (requested == RunMode::subreaper) {
+    decision.mode = RunMode::subreaper;
+    decision.why = "asked for with --mode or runner.mode";
+    return decision;
+  }
+  if (requested == RunMode::cgroup) {
+    decision.root = resolve_root();
+    decision.why = "asked for with --mode or runner.mode";
+    return decision;
+  }
+  try {
+    decision.root = resolve_root();
+    decision.why = "a usable run root exists: " + decision.root->path.string() + ", from " +
+                   decision.root->source;
+  } catch (const Error& e) {
+    decision.mode = RunMode::subreaper;
+    decision.root.reset();
+    decision.why = e.what();
+  }
+  return decision;
+}
+
+std::vector<std::string> cgroup_only_limits(const Limits& limits) {
+  std::vector<std::string> keys;
+  if (limits.memory) keys.push_back("memory");
+  if (limits.memory_high) keys.push_back("memory_high");
+  if (limits.swap) keys.push_back("swap");
+  if (limits.cpus) keys.push_back("cpus");
+  if (limits.pids) keys.push_back("pids");
+  return keys;
+}
+
+std::vector<std::string> check_subreaper_limits(const std::vector<std::string>& keys,
+                                                MissingControllers missing) {
+  if (keys.empty()) return {};
+  std::string names;
+  for (const auto& k : keys) names += (names.empty() ? "" : ", ") + k;
+  std::string message = "the " + names + " limit" + (keys.size() > 1 ? "s need" : " needs") +
+                        " a cgroup, and subreaper mode has none";
+  if (missing == MissingControllers::error) {
+    throw Error(message,
+                "run where pollkill may create cgroups (root, a delegated cgroup, "
+                "`systemd-run --scope -p Delegate=yes`, or --cgroup-root), or set "
+                "runner.missing_controllers = \"warn\" (--missing-controllers warn) to run "
+                "without the limit; rlimits in [sandbox.rlimits] still apply per process");
+  }
+  std::fprintf(stderr, "pollkill: warning: %s; running without %s\n", message.c_str(),
+               keys.size() > 1 ? "these limits" : "this limit");
+  return keys;
+}
+
+void check_subreaper_sandbox(const SandboxPlan& sandbox) {
+  if (sandbox.new_cgroup_ns) {
+    throw Error(
+        "sandbox.namespaces lists \"cgroup\", which needs a task cgroup as the namespace's "
+        "root, and subreaper mode has none",
+        "remove \"cgroup\" from sandbox.namespaces, or run where pollkill may create cgroups");
+  }
+}
+
+}  // namespace pollkill
