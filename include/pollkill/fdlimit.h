@@ -1,8 +1,10 @@
-// The open-file budget of a batch: each running task holds a dozen descriptors (pidfd, its
-// cgroup directory, cpu.stat, cgroup.events, two log files, two timers, the exec-status pipe
-// while it starts), so `batch -j 1000` needs far more than the 1024 that distributions give a
-// process by default. The soft RLIMIT_NOFILE is raised toward the hard limit for pollkill itself
-// and set back for the tasks, as systemd does for its services.
+// The open-file budget of a batch: each running task holds up to about 20 descriptors (pidfd,
+// its cgroup directory, cpu.stat, cgroup.events, cgroup.procs, two log files, two timers, up to
+// 8 open /proc/PID/io with hang or spin detection, on hybrid hosts its v1 directories and, while
+// it starts, their join descriptors and the exec-status pipe), so `batch -j 1000` needs far more
+// than the 1024 that distributions give a process by default. The soft RLIMIT_NOFILE is raised
+// toward the hard limit for pollkill itself and set back for the tasks, as systemd does for its
+// services.
 #pragma once
 
 #include <sys/resource.h>
@@ -13,7 +15,7 @@
 namespace pollkill {
 
 /// Descriptors one running batch task may hold at once, and pollkill's own beyond them.
-inline constexpr std::uint64_t kFdsPerTask = 16;
+inline constexpr std::uint64_t kFdsPerTask = 24;
 inline constexpr std::uint64_t kFdsBase = 64;
 
 /// The descriptors a batch running `jobs` tasks at once may need.

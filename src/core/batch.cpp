@@ -158,7 +158,7 @@ int Batch::run() {
   // Before anything is created: a [sandbox] this process cannot set up fails the batch here.
   sandbox_ = prepare_sandbox(policy, current_environment());
   const int jobs = request_.jobs > 0 ? request_.jobs : default_jobs();
-  // Each running task holds about a dozen descriptors: raise the soft open-file limit now (or
+  // Each running task holds up to about 20 descriptors: raise the soft open-file limit now (or
   // refuse --jobs the hard limit cannot cover), and give the tasks the limit pollkill had, so a
   // program that uses select() does not meet descriptors above 1024. A task's own
   // sandbox.rlimits.nofile wins.
@@ -204,9 +204,19 @@ int Batch::run() {
 
   HostCgroups host;
   std::vector<std::string> wanted = controllers_for(validation.plan);
-  ModeDecision decision = decide_mode(policy.runner.mode, [&] {
+  // A scope asked for with "always" must be had: its failure is an error, not a reason to fall
+  // back to subreaper mode as a failed "auto" request is (decide_mode says why on stderr).
+  const bool scope_required = policy.runner.systemd_scope == SystemdScopeMode::always &&
+                              policy.runner.mode != RunMode::subreaper;
+  if (scope_required) {
     host = probe_host_cgroups();
     enter_delegated_scope(host, request_.cgroup_root, policy, ::getenv("POLLKILL_CGROUP_ROOT"));
+  }
+  ModeDecision decision = decide_mode(policy.runner.mode, [&] {
+    if (!scope_required) {
+      host = probe_host_cgroups();
+      enter_delegated_scope(host, request_.cgroup_root, policy, ::getenv("POLLKILL_CGROUP_ROOT"));
+    }
     return resolve_run_root(host, request_.cgroup_root, policy, ::getenv("POLLKILL_CGROUP_ROOT"),
                             !wanted.empty());
   });

@@ -242,7 +242,10 @@ DoctorReport run_doctor(const std::optional<Policy>& policy,
   HostCgroups host = probe_host_cgroups();
   Policy effective = policy.value_or(default_policy());
   if (systemd_scope) effective.runner.systemd_scope = *systemd_scope;
-  if (host.mounts.cgroup2) check_systemd(host, cgroup_root, effective, add);
+  // With --mode subreaper a run never asks systemd for a scope: neither does doctor.
+  if (host.mounts.cgroup2 && effective.runner.mode != RunMode::subreaper) {
+    check_systemd(host, cgroup_root, effective, add);
+  }
   std::vector<LimitWrite> plan = plan_limits(effective.limits);
   std::vector<std::string> available;
   std::vector<std::string> v1_controllers;

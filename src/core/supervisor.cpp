@@ -65,9 +65,19 @@ Result run_task(const RunRequest& request) {
   HostCgroups host;
   std::vector<LimitWrite> plan = plan_limits(policy.limits);
   std::vector<std::string> wanted = controllers_for(plan);
-  ModeDecision decision = decide_mode(policy.runner.mode, [&] {
+  // A scope asked for with "always" must be had: its failure is an error, not a reason to fall
+  // back to subreaper mode as a failed "auto" request is (decide_mode says why on stderr).
+  const bool scope_required = policy.runner.systemd_scope == SystemdScopeMode::always &&
+                              policy.runner.mode != RunMode::subreaper;
+  if (scope_required) {
     host = probe_host_cgroups();
     enter_delegated_scope(host, request.cgroup_root, policy, ::getenv("POLLKILL_CGROUP_ROOT"));
+  }
+  ModeDecision decision = decide_mode(policy.runner.mode, [&] {
+    if (!scope_required) {
+      host = probe_host_cgroups();
+      enter_delegated_scope(host, request.cgroup_root, policy, ::getenv("POLLKILL_CGROUP_ROOT"));
+    }
     return resolve_run_root(host, request.cgroup_root, policy, ::getenv("POLLKILL_CGROUP_ROOT"),
                             !wanted.empty());
   });

@@ -485,8 +485,8 @@ TEST(Batch, JobsBeyondTheHardOpenFileLimitAreRefusedBeforeAnythingRuns) {
                     "100", "--results", (dir / "r.jsonl").string(), (dir / "tasks").string()},
                    Seconds(30), shell);
   EXPECT_EQ(r.exit_code, 2) << r.describe();
-  EXPECT_NE(r.err.find("--jobs 100 needs up to 1664 open files"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("use --jobs 12 or less"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--jobs 100 needs up to 2464 open files"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("use --jobs 8 or less"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir / "ran"));
 }
 

@@ -262,5 +262,21 @@ TEST(RunDoctor, PolicyNeedingRootIsNotReadyForAnOrdinaryUser) {
   EXPECT_NE(r.out.find("needs root"), std::string::npos) << r.out;
 }
 
+// A scope asked for with "always" must be had: without systemd that is an error, not a quiet
+// fall back to subreaper mode (which "auto" may do when no run root is usable).
+TEST(RunCli, SystemdScopeAlwaysWithoutSystemdIsAnError) {
+  if (std::filesystem::exists("/run/systemd/system")) {
+    GTEST_SKIP() << "PID 1 is systemd here: \"always\" asks for a real scope";
+  }
+  RunOutput r = run_pollkill({"run", "--systemd-scope", "always", "--", "true"});
+  EXPECT_EQ(r.exit_code, 125) << r.describe();
+  EXPECT_NE(r.err.find("\"always\" but PID 1 is not systemd"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("subreaper"), std::string::npos) << r.err;
+  // With --mode subreaper no scope is asked for at all.
+  RunOutput s =
+      run_pollkill({"run", "--systemd-scope", "always", "--mode", "subreaper", "--", "true"});
+  EXPECT_EQ(s.exit_code, 0) << s.describe();
+}
+
 }  // namespace
 }  // namespace pollkill::testing
