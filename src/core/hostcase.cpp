@@ -169,7 +169,11 @@ HostAssessment assess_host(const HostFacts& f) {
       a.limits.push_back(
           {cl.controller, cl.flags, cl.controller, false, "unavailable: no usable cgroup", ""});
     }
-    a.limits.push_back({time_limits, time_flags, "", false, "unavailable: no usable cgroup", ""});
+    // Subreaper mode (--mode auto picks it here) measures them from /proc.
+    a.limits.push_back({time_limits, time_flags, "", true,
+                        "in subreaper mode (--mode auto or subreaper): from the processes' own "
+                        "counters in /proc",
+                        ""});
     return a;
   }
 

@@ -330,16 +330,29 @@ TEST_F(CgroupNamespace, DoctorNamesTheNamespace) {
 }
 
 TEST_F(CgroupNamespace, ReadOnlyMountIsAClearError) {
-  RunOutput r = start_in_namespace("ro", {"run", "--", "true"})->wait(Seconds(60));
+  // --mode cgroup: the clear error, naming the mount and the fix.
+  RunOutput r =
+      start_in_namespace("ro", {"run", "--mode", "cgroup", "--", "true"})->wait(Seconds(60));
   EXPECT_EQ(r.exit_code, 125) << r.describe();
   EXPECT_NE(r.err.find("read-only"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(cgroup2_mount()->string()), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("remount"), std::string::npos) << "names the fix: " << r.err;
 
+  // --mode auto (the default): no usable cgroup, so subreaper mode, saying why.
+  RunOutput a = start_in_namespace("ro", {"run", "--", "true"})->wait(Seconds(60));
+  EXPECT_EQ(a.exit_code, 0) << a.describe();
+  EXPECT_NE(a.err.find("running in subreaper mode"), std::string::npos) << a.err;
+  EXPECT_NE(a.err.find("read-only"), std::string::npos) << a.err;
+
+  // doctor: the host case is "no usable cgroup" (informational here: subreaper mode needs no
+  // cgroup), the mode line says why, and the time limits still work.
   RunOutput doctor = start_in_namespace("ro", {"doctor"})->wait(Seconds(60));
-  EXPECT_EQ(doctor.exit_code, 1) << doctor.describe();
-  EXPECT_NE(doctor.out.find("[!!] host: no usable cgroup"), std::string::npos) << doctor.out;
+  EXPECT_EQ(doctor.exit_code, 0) << doctor.describe();
+  EXPECT_NE(doctor.out.find("[--] host: no usable cgroup"), std::string::npos) << doctor.out;
+  EXPECT_NE(doctor.out.find("[ok] mode: subreaper"), std::string::npos) << doctor.out;
   EXPECT_NE(doctor.out.find("read-only"), std::string::npos) << doctor.out;
+  EXPECT_NE(doctor.out.find("[ok] limit wall_time"), std::string::npos) << doctor.out;
+  EXPECT_NE(doctor.out.find("[--] limit memory"), std::string::npos) << doctor.out;
   expect_nothing_left(doctor, "");
 }
 

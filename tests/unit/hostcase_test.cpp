@@ -141,7 +141,7 @@ TEST(AssessHost, EachCaseNamesItselfAndItsLimits) {
       EXPECT_TRUE(has(limit(a, "cpu").fix, c.cpu_fix_part)) << limit(a, "cpu").fix;
     }
     const auto& time = limit(a, "wall_time, cpu_time, hang, spin");
-    EXPECT_EQ(time.available, a.kind != HostCase::no_cgroup);
+    EXPECT_TRUE(time.available);  // through cpu.stat, or /proc in subreaper mode
   }
 }
 
