@@ -171,10 +171,12 @@ TEST_P(RunReaping, ContinuouslyForkingTaskIsReaped) {
   EXPECT_GE(j["processes_reaped"].get<int>(), 3) << j.dump();
   EXPECT_EQ(j["unkillable"], nlohmann::ordered_json::array());
   // Subreaper mode stops the tree process by process, rescanning /proc until nobody new
-  // appears, racing the fork loop: with hundreds of processes on a loaded 2-core host that
-  // took up to 1.7 s, and 7 to 11 s under the VM's software emulation (cgroup.kill is one
-  // write). The bound there only says that it ends; that nothing is left is checked below.
-  const double kill_slack = !GetParam().subreaper ? 1.0 : (::getenv("POLLKILL_IN_VM") ? 20.0 : 2.5);
+  // appears, racing the fork loop: with hundreds of processes on a 2-core host that took 1.7 to
+  // 2.8 s (a clean-clone CI run), and 7 to 11 s under the VM's software emulation (cgroup.kill
+  // is one write). The bound there only says that it ends, well inside the 30 s safety
+  // timeout; that nothing is left is checked below.
+  const double kill_slack =
+      !GetParam().subreaper ? 1.0 : (::getenv("POLLKILL_IN_VM") ? 25.0 : 15.0);
   EXPECT_LT(j["wall_s"].get<double>(), 1.0 + 0.3 + 0.1 + kill_slack) << j.dump();
   expect_nothing_left(r, marker);
 }
