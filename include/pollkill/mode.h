@@ -19,6 +19,9 @@ struct ModeDecision {
   RunMode mode = RunMode::cgroup;  ///< cgroup or subreaper, never automatic
   std::optional<RunRoot> root;     ///< set in cgroup mode
   std::string why;                 ///< e.g. "no cgroup pollkill may use: ..."
+  /// automatic fell back to subreaper because the cgroup path failed: that error's fix (e.g.
+  /// `loginctl enable-linger`), for a limit that needs a cgroup; empty otherwise.
+  std::string cgroup_fix;
 };
 
 /// Decides the mode (pure but for `resolve_root`, which probes the host and resolves the
@@ -34,8 +37,11 @@ std::vector<std::string> cgroup_only_limits(const Limits& limits);
 /// Subreaper mode cannot enforce `keys` (from cgroup_only_limits): with
 /// MissingControllers::error throws Error naming them and the reason; with warn prints a
 /// warning and returns them for limits_not_enforced. Empty `keys`: returns nothing.
+/// `decision`, when given, is the automatic fall back that led here: the error then also says
+/// why no cgroup is usable and its fix.
 std::vector<std::string> check_subreaper_limits(const std::vector<std::string>& keys,
-                                                MissingControllers missing);
+                                                MissingControllers missing,
+                                                const ModeDecision* decision = nullptr);
 
 /// A [sandbox] that needs a task cgroup (the cgroup namespace) cannot run in subreaper
 /// mode: throws Error naming it.

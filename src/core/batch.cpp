@@ -233,7 +233,7 @@ int Batch::run() {
       if (!w.implied && std::find(keys.begin(), keys.end(), w.key) == keys.end())
         keys.push_back(w.key);
     }
-    check_subreaper_limits(keys, policy.runner.missing_controllers);
+    check_subreaper_limits(keys, policy.runner.missing_controllers, &decision);
   } else {
     EnforceablePlan enforceable =
         check_controllers(host, *decision.root, validation.plan, policy.runner);

@@ -27,6 +27,7 @@ ModeDecision decide_mode(RunMode requested, const std::function<RunRoot()>& reso
     decision.mode = RunMode::subreaper;
     decision.root.reset();
     decision.why = e.what();
+    decision.cgroup_fix = e.hint();
   }
   return decision;
 }
@@ -42,13 +43,21 @@ std::vector<std::string> cgroup_only_limits(const Limits& limits) {
 }
 
 std::vector<std::string> check_subreaper_limits(const std::vector<std::string>& keys,
-                                                MissingControllers missing) {
+                                                MissingControllers missing,
+                                                const ModeDecision* decision) {
   if (keys.empty()) return {};
   std::string names;
   for (const auto& k : keys) names += (names.empty() ? "" : ", ") + k;
   std::string message = "the " + names + " limit" + (keys.size() > 1 ? "s need" : " needs") +
                         " a cgroup, and subreaper mode has none";
+  const bool fell_back = decision && !decision->cgroup_fix.empty();
+  if (fell_back) message += " (no cgroup is usable here: " + decision->why + ")";
   if (missing == MissingControllers::error) {
+    if (fell_back) {
+      throw Error(message, decision->cgroup_fix +
+                               "; or set runner.missing_controllers = \"warn\" "
+                               "(--missing-controllers warn) to run without the limit");
+    }
     throw Error(message,
                 "run where pollkill may create cgroups (root, a delegated cgroup, "
                 "`systemd-run --scope -p Delegate=yes`, or --cgroup-root), or set "

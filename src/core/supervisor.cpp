@@ -92,8 +92,8 @@ Result run_task(const RunRequest& request) {
                    decision.why.c_str());
     }
     check_subreaper_sandbox(sandbox);
-    result.limits_not_enforced = check_subreaper_limits(cgroup_only_limits(policy.limits),
-                                                        policy.runner.missing_controllers);
+    result.limits_not_enforced = check_subreaper_limits(
+        cgroup_only_limits(policy.limits), policy.runner.missing_controllers, &decision);
   } else {
     EnforceablePlan checked = check_controllers(host, *decision.root, plan, policy.runner);
     v2_controllers = controllers_for(checked.enforceable);
