@@ -11,6 +11,7 @@
 #include "pollkill/batch.h"
 #include "pollkill/cgroup.h"
 #include "pollkill/cgroup_v1.h"
+#include "pollkill/diag.h"
 #include "pollkill/doctor.h"
 #include "pollkill/error.h"
 #include "pollkill/gc.h"
@@ -180,11 +181,6 @@ void apply_flags(const LimitFlags& f, Policy& p) {
 Policy load_policy(const std::string& arg) {
   return load_policy_file(
       resolve_policy(arg, policy_search_path(::getenv("POLLKILL_POLICY_PATH"))));
-}
-
-void report_error(const Error& e) {
-  std::fprintf(stderr, "pollkill: error: %s\n", e.what());
-  if (!e.hint().empty()) std::fprintf(stderr, "pollkill: hint: %s\n", e.hint().c_str());
 }
 
 void write_result(const std::string& where, const Result& result) {
@@ -366,11 +362,12 @@ int main(int argc, char** argv) {
 
   if (run->parsed()) {
     if (command.empty()) {
-      std::fprintf(
-          stderr,
-          "pollkill: error: no command given\nUsage: pollkill run [OPTIONS] -- COMMAND [ARG...]\n");
+      diag::error(Error("no command given", "pollkill run [OPTIONS] -- COMMAND [ARG...]"));
       return exit_code::kInternal;
     }
+    diag::set_level(quiet     ? diag::Level::quiet
+                    : verbose ? diag::Level::verbose
+                              : diag::Level::normal);
     Result result;
     try {
       RunRequest request;
@@ -383,22 +380,22 @@ int main(int argc, char** argv) {
       if (!cgroup_root.empty()) request.cgroup_root = cgroup_root;
       result = run_task(request);
     } catch (const Error& e) {
-      report_error(e);
+      diag::error(e);
       return exit_code::kInternal;
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "pollkill: error: %s\n", e.what());
+      diag::error(e.what());
       return exit_code::kInternal;
     }
     int code = exit_code_for(result);
-    if (!quiet && (verbose || (result.status != Status::ok && result.status != Status::failed))) {
-      std::fprintf(stderr, "pollkill: %s: %s (exit %d)\n",
-                   std::string(to_string(result.status)).c_str(), result.reason.c_str(), code);
+    if (verbose || (result.status != Status::ok && result.status != Status::failed)) {
+      diag::notice(std::string(to_string(result.status)) + ": " + result.reason + " (exit " +
+                   std::to_string(code) + ")");
     }
     if (!result_path.empty()) {
       try {
         write_result(result_path, result);
       } catch (const Error& e) {
-        report_error(e);
+        diag::error(e);
         return exit_code::kInternal;
       }
     }
@@ -423,6 +420,9 @@ int main(int argc, char** argv) {
       if (progress_on) batch_request.progress = true;
       if (progress_off) batch_request.progress = false;
       batch_request.verbosity = batch_quiet ? 0 : batch_verbose ? 2 : 1;
+      diag::set_level(batch_quiet     ? diag::Level::quiet
+                      : batch_verbose ? diag::Level::verbose
+                                      : diag::Level::normal);
       if (batch_slurm || launcher == "srun") {
         if (batch_slurm && launcher == "srun")
           throw Error("--slurm and --launcher srun are two different modes",
@@ -463,10 +463,10 @@ int main(int argc, char** argv) {
         throw Error("--results-dir, --sbatch-arg and --srun-arg need --slurm or --launcher srun");
       return run_batch(batch_request);
     } catch (const Error& e) {
-      report_error(e);
+      diag::error(e);
       return 2;
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "pollkill: error: %s\n", e.what());
+      diag::error(e.what());
       return 2;
     }
   }
@@ -481,7 +481,7 @@ int main(int argc, char** argv) {
       }
       return summary.exit_code();
     } catch (const Error& e) {
-      report_error(e);
+      diag::error(e);
       return 2;
     }
   }
@@ -490,7 +490,7 @@ int main(int argc, char** argv) {
     try {
       return collect_slurm_results(collect_dir, collect_results);
     } catch (const Error& e) {
-      report_error(e);
+      diag::error(e);
       return 2;
     }
   }
@@ -501,10 +501,10 @@ int main(int argc, char** argv) {
           element_dir, element_seq > 0 ? std::optional(element_seq) : std::nullopt,
           element_attempt_arg > 0 ? std::optional(element_attempt_arg) : std::nullopt);
     } catch (const Error& e) {
-      report_error(e);
+      diag::error(e);
       return element_exit::kSetup;
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "pollkill: error: %s\n", e.what());
+      diag::error(e.what());
       return element_exit::kSetup;
     }
   }
@@ -529,7 +529,7 @@ int main(int argc, char** argv) {
       if (removed.empty()) std::printf("nothing to remove under %s\n", root.path.c_str());
       return 0;
     } catch (const Error& e) {
-      report_error(e);
+      diag::error(e);
       return 2;
     }
   }
@@ -545,7 +545,7 @@ int main(int argc, char** argv) {
           std::printf("%s: ok\n", file.c_str());
         }
       } catch (const Error& e) {
-        std::fprintf(stderr, "%s\n", e.what());
+        diag::text(std::string(e.what()) + "\n");
         status = 1;
       }
     }
@@ -561,7 +561,7 @@ int main(int argc, char** argv) {
         p->runner.cgroup_v1 = doctor_v1 == "auto" ? CgroupV1::automatic : CgroupV1::off;
       }
     } catch (const Error& e) {
-      report_error(e);
+      diag::error(e);
       return 2;
     }
     DoctorReport doctor_report = run_doctor(

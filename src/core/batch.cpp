@@ -18,6 +18,7 @@
 
 #include "pollkill/cgroup.h"
 #include "pollkill/container.h"
+#include "pollkill/diag.h"
 #include "pollkill/error.h"
 #include "pollkill/fdlimit.h"
 #include "pollkill/gc.h"
@@ -171,8 +172,7 @@ int Batch::run() {
 
   if (request_.resume) {
     resume_ = read_results(request_.results);
-    for (const auto& w : resume_.warnings)
-      std::fprintf(stderr, "pollkill: warning: %s\n", w.c_str());
+    for (const auto& w : resume_.warnings) diag::warning(w);
     // Refuse before anything runs when the task file is not the one the results came from.
     while (auto task = file_->next(policy)) {
       auto it = resume_.tasks.find(task->id);
@@ -224,8 +224,7 @@ int Batch::run() {
   std::vector<std::pair<std::string, std::filesystem::path>> v1_bases;
   if (subreaper_) {
     if (policy.runner.mode == RunMode::automatic && request_.verbosity > 0) {
-      std::fprintf(stderr, "pollkill: no usable cgroup (%s): running in subreaper mode\n",
-                   decision.why.c_str());
+      diag::notice("no usable cgroup (" + decision.why + "): running in subreaper mode");
     }
     check_subreaper_sandbox(sandbox_);
     std::vector<std::string> keys;
@@ -244,10 +243,8 @@ int Batch::run() {
 
   results_ = AppendFile::open(request_.results);
   if (!request_.resume && results_->initial_size() > 0 && request_.verbosity > 0) {
-    std::fprintf(stderr,
-                 "pollkill: warning: appending to the existing results in '%s'; --resume would "
-                 "skip the tasks already done\n",
-                 request_.results.c_str());
+    diag::warning("appending to the existing results in '" + request_.results +
+                  "'; --resume would skip the tasks already done");
   }
   if (!request_.joblog.empty()) {
     joblog_ = AppendFile::open(request_.joblog);
@@ -262,8 +259,8 @@ int Batch::run() {
     }
     for (const auto& removed : gc_removed) {
       if (request_.verbosity > 1)
-        std::fprintf(stderr, "pollkill: gc: removed '%s' (pollkill %d is gone)\n",
-                     removed.path.c_str(), removed.owner);
+        diag::detail("gc: removed '" + removed.path.string() + "' (pollkill " +
+                     std::to_string(removed.owner) + " is gone)");
     }
   }
 
@@ -395,7 +392,10 @@ int Batch::run() {
     start_ready();
   }
 
-  if (progress_) draw_progress(true), std::fputc('\n', stderr);
+  if (progress_) {
+    draw_progress(true);
+    diag::text("\n");
+  }
   results_->sync();
   if (joblog_) joblog_->sync();
   if (subreaper_) {
@@ -405,7 +405,7 @@ int Batch::run() {
   }
   guard_.stop();
   if (!subreaper_) run_.leave_leaf();
-  if (request_.verbosity > 0) std::fputs(summary_.format_text().c_str(), stderr);
+  if (request_.verbosity > 0) diag::text(summary_.format_text());
   if (cancel_signal_) return 128 + *cancel_signal_;
   return summary_.exit_code();
 }
@@ -416,9 +416,11 @@ void Batch::on_signal() {
     int sig = static_cast<int>(info.ssi_signo);
     if (!cancel_signal_) {
       cancel_signal_ = sig;
-      if (request_.verbosity > 0)
-        std::fprintf(stderr, "\npollkill: %s: stopping; running tasks are being reaped\n",
-                     sig == SIGINT ? "interrupted" : "terminated");
+      if (request_.verbosity > 0) {
+        diag::text("\n");
+        diag::notice(std::string(sig == SIGINT ? "interrupted" : "terminated") +
+                     ": stopping; running tasks are being reaped");
+      }
     }
     // The first signal asks each task to stop (SIGTERM, then the kill after kill_grace); a
     // second one kills at once.
@@ -575,7 +577,7 @@ bool Batch::start_attempt(Attempt what) {
     try {
       if (!r->cgroup_path.empty()) remove_cgroup(r->cgroup_path);
     } catch (const Error& again) {
-      std::fprintf(stderr, "pollkill: warning: %s\n", again.what());
+      diag::warning(again.what());
     }
     record(result, r->what);
     return false;
@@ -625,7 +627,7 @@ bool Batch::start_attempt(Attempt what) {
     try {
       if (!r->cgroup_path.empty()) remove_cgroup(r->cgroup_path);
     } catch (const Error& e) {
-      std::fprintf(stderr, "pollkill: warning: %s\n", e.what());
+      diag::warning(e.what());
     }
     record(result, r->what);
     return false;
@@ -674,7 +676,7 @@ void Batch::finish(std::size_t slot) {
   try {
     if (!path.empty()) remove_cgroup(path);
   } catch (const Error& e) {
-    std::fprintf(stderr, "pollkill: warning: %s\n", e.what());
+    diag::warning(e.what());
   }
   record(r->result, r->what);
 }
@@ -696,8 +698,8 @@ void Batch::record(Result& result, const Attempt& what) {
     joblog_->append(format_joblog_line(joblog_entry(result, what.task.seq)));
   summary_.add(SummaryRecord::from(result));
   if (request_.verbosity > 1) {
-    std::fprintf(stderr, "pollkill: %s (attempt %d): %s: %s\n", result.id.c_str(), result.attempt,
-                 std::string(to_string(result.status)).c_str(), result.reason.c_str());
+    diag::notice(result.id + " (attempt " + std::to_string(result.attempt) +
+                 "): " + std::string(to_string(result.status)) + ": " + result.reason);
   }
   if (result.status == Status::ok) ok_walls_.add(result.wall_s);
   if (retry) {
@@ -728,8 +730,7 @@ void Batch::draw_progress(bool force) {
                          : 0;
   std::snprintf(tail, sizeof tail, ", %.0fs elapsed, ETA %.0fs\x1b[K", elapsed, eta);
   line += tail;
-  std::fputs(line.c_str(), stderr);
-  std::fflush(stderr);
+  diag::text(line);
 }
 
 }  // namespace

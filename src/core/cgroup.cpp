@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "pollkill/diag.h"
 #include "pollkill/error.h"
 
 namespace pollkill {
@@ -465,7 +466,7 @@ void RunCgroup::destroy() noexcept {
       remove_cgroup(path_);
     }
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "pollkill: warning: cleaning up '%s': %s\n", path_.c_str(), e.what());
+    diag::warning("cleaning up '" + path_.string() + "': " + e.what());
   }
   // Every task process lived in the unified run cgroup too, so once that is empty the v1 ones
   // are: only their directories are left (remove_cgroup: missing is fine, co-mounted twice too).
@@ -473,7 +474,7 @@ void RunCgroup::destroy() noexcept {
     try {
       remove_cgroup(path);
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "pollkill: warning: cleaning up '%s': %s\n", path.c_str(), e.what());
+      diag::warning("cleaning up '" + path.string() + "': " + e.what());
     }
   }
   path_.clear();
@@ -489,7 +490,7 @@ void RunCgroup::leave_leaf() noexcept {
       throw_errno("remove cgroup '" + self_leaf_->string() + "'");
     }
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "pollkill: warning: leaving '%s': %s\n", self_leaf_->c_str(), e.what());
+    diag::warning("leaving '" + self_leaf_->string() + "': " + e.what());
   }
   self_leaf_.reset();
 }

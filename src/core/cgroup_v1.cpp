@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "pollkill/diag.h"
 #include "pollkill/error.h"
 #include "pollkill/task.h"
 
@@ -204,7 +205,7 @@ void V1TaskCgroups::remove() noexcept {
     try {
       remove_cgroup(path);
     } catch (const std::exception& ex) {
-      std::fprintf(stderr, "pollkill: warning: cleaning up '%s': %s\n", path.c_str(), ex.what());
+      diag::warning("cleaning up '" + path.string() + "': " + ex.what());
     }
   }
   dirs_.clear();

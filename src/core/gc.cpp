@@ -8,6 +8,7 @@
 
 #include "pollkill/cgroup.h"
 #include "pollkill/cgroupfs.h"
+#include "pollkill/diag.h"
 
 namespace pollkill {
 namespace fs = std::filesystem;
@@ -48,7 +49,7 @@ std::vector<GcRemoved> gc_run_cgroups(const std::filesystem::path& root) {
       remove_cgroup(entry.path());
       removed.push_back({entry.path(), *owner, killed});
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "pollkill: warning: gc '%s': %s\n", entry.path().c_str(), e.what());
+      diag::warning("gc '" + entry.path().string() + "': " + e.what());
     }
   }
   return removed;
@@ -70,15 +71,14 @@ std::vector<GcRemoved> gc_v1_run_cgroups(const std::filesystem::path& base) {
       }
       inside += CgroupDir::open(entry.path()).procs().size();
       if (inside > 0) {
-        std::fprintf(stderr,
-                     "pollkill: warning: gc '%s': %zu processes are still inside; left alone\n",
-                     entry.path().c_str(), inside);
+        diag::warning("gc '" + entry.path().string() + "': " + std::to_string(inside) +
+                      " processes are still inside; left alone");
         continue;
       }
       remove_cgroup(entry.path());
       removed.push_back({entry.path(), *owner, 0});
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "pollkill: warning: gc '%s': %s\n", entry.path().c_str(), e.what());
+      diag::warning("gc '" + entry.path().string() + "': " + e.what());
     }
   }
   return removed;

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "pollkill/diag.h"
 #include "pollkill/error.h"
 #include "pollkill/sandbox.h"
 
@@ -64,8 +65,7 @@ std::vector<std::string> check_subreaper_limits(const std::vector<std::string>& 
                 "runner.missing_controllers = \"warn\" (--missing-controllers warn) to run "
                 "without the limit; rlimits in [sandbox.rlimits] still apply per process");
   }
-  std::fprintf(stderr, "pollkill: warning: %s; running without %s\n", message.c_str(),
-               keys.size() > 1 ? "these limits" : "this limit");
+  diag::warning(message + "; running without " + (keys.size() > 1 ? "these limits" : "this limit"));
   return keys;
 }
 

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "pollkill/diag.h"
 #include "pollkill/error.h"
 
 namespace pollkill {
@@ -176,8 +177,7 @@ Summary summarize_results_file(const std::string& path) {
     } catch (const nlohmann::json::exception&) {
     }
     if (!record) {
-      std::fprintf(stderr, "pollkill: warning: %s:%llu: not a record, skipped\n", path.c_str(),
-                   static_cast<unsigned long long>(number));
+      diag::warning(path + ":" + std::to_string(number) + ": not a record, skipped");
       continue;
     }
     summary.add(*record);

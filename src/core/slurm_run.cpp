@@ -18,6 +18,7 @@
 #include <iostream>
 #include <iterator>
 
+#include "pollkill/diag.h"
 #include "pollkill/error.h"
 #include "pollkill/fd.h"
 #include "pollkill/report.h"
@@ -194,7 +195,7 @@ Prepared prepare_dir(const SlurmBatchRequest& request) {
   }
   std::vector<std::string> warnings;
   p.recorded = scan_records(p.dir, &warnings);
-  for (const auto& w : warnings) std::fprintf(stderr, "pollkill: warning: %s\n", w.c_str());
+  for (const auto& w : warnings) diag::warning(w);
   bool have_tasks = fs::exists(p.dir.tasks());
   if (have_tasks && request.resume) {
     if (read_file(p.dir.tasks()) != text) {
@@ -284,8 +285,8 @@ int submit_slurm_batch(const SlurmBatchRequest& request) {
   std::vector<std::uint64_t> todo = missing_tasks(p.tasks, p.recorded);
   if (todo.empty()) {
     if (request.verbosity > 0)
-      std::fprintf(stderr, "pollkill: every task in '%s' has a final record; nothing to submit\n",
-                   p.dir.root.c_str());
+      diag::notice("every task in '" + p.dir.root.string() +
+                   "' has a final record; nothing to submit");
     return 0;
   }
   fs::path script = p.dir.slurm() / "element.sh";
@@ -304,11 +305,10 @@ int submit_slurm_batch(const SlurmBatchRequest& request) {
   std::printf("%s\n", job.c_str());
   std::fflush(stdout);
   if (request.verbosity > 0) {
-    std::fprintf(stderr,
-                 "pollkill: submitted %zu of %llu tasks as job array %s (--array=%s)\n"
-                 "pollkill: when it has ended: pollkill collect %s --results RESULTS.jsonl\n",
-                 todo.size(), static_cast<unsigned long long>(p.tasks), job.c_str(), array.c_str(),
-                 shell_join({p.dir.root.string()}).c_str());
+    diag::notice("submitted " + std::to_string(todo.size()) + " of " + std::to_string(p.tasks) +
+                 " tasks as job array " + job + " (--array=" + array + ")");
+    diag::notice("when it has ended: pollkill collect " + shell_join({p.dir.root.string()}) +
+                 " --results RESULTS.jsonl");
   }
   return 0;
 }
@@ -402,10 +402,10 @@ int run_slurm_element(const fs::path& dir_path, std::optional<std::uint64_t> seq
   write_file_atomic(dir.record(seq, attempt),
                     record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   int code = element_exit_code(result);
-  std::fprintf(stderr, "pollkill: task %s (#%llu) attempt %d on %s: %s: %s (element exit %d)\n",
-               result.id.c_str(), static_cast<unsigned long long>(seq), attempt,
-               host_name().c_str(), std::string(to_string(result.status)).c_str(),
-               result.reason.c_str(), code);
+  diag::notice("task " + result.id + " (#" + std::to_string(seq) + ") attempt " +
+               std::to_string(attempt) + " on " + host_name() + ": " +
+               std::string(to_string(result.status)) + ": " + result.reason + " (element exit " +
+               std::to_string(code) + ")");
   return code;
 }
 
@@ -417,7 +417,7 @@ int collect_slurm_results(const fs::path& dir_path, const std::string& results) 
   }
   std::vector<std::string> warnings;
   auto records = read_records(dir, &warnings);
-  for (const auto& w : warnings) std::fprintf(stderr, "pollkill: warning: %s\n", w.c_str());
+  for (const auto& w : warnings) diag::warning(w);
 
   std::vector<std::string> present;
   {
@@ -455,23 +455,21 @@ int collect_slurm_results(const fs::path& dir_path, const std::string& results) 
     ++missing_count;
     if (missing.size() < 20) missing.push_back(task->id);
   }
-  std::fprintf(stderr, "pollkill: collected %zu new records into %s (%zu were there already)\n",
-               to_append.size(), results.c_str(), records.size() - to_append.size());
+  diag::notice("collected " + std::to_string(to_append.size()) + " new records into " + results +
+               " (" + std::to_string(records.size() - to_append.size()) + " were there already)");
   if (missing_count == 0) {
-    std::fprintf(stderr, "pollkill: all %llu tasks have a final record\n",
-                 static_cast<unsigned long long>(tasks));
+    diag::notice("all " + std::to_string(tasks) + " tasks have a final record");
     return 0;
   }
   std::string list;
   for (const auto& id : missing) list += (list.empty() ? "" : ", ") + id;
   if (missing_count > missing.size()) list += ", ...";
-  std::fprintf(stderr,
-               "pollkill: %llu of %llu tasks have no final record yet: %s\n"
-               "pollkill: hint: still queued or running (squeue), or submit them again with "
-               "pollkill batch --slurm --resume --results-dir %s\n",
-               static_cast<unsigned long long>(missing_count),
-               static_cast<unsigned long long>(tasks), list.c_str(),
-               shell_join({dir.root.string()}).c_str());
+  diag::notice(std::to_string(missing_count) + " of " + std::to_string(tasks) +
+               " tasks have no final record yet: " + list);
+  diag::hint(
+      "still queued or running (squeue), or submit them again with pollkill batch --slurm "
+      "--resume --results-dir " +
+      shell_join({dir.root.string()}));
   return 1;
 }
 
@@ -571,9 +569,9 @@ void SrunBatch::finished(pid_t pid, int status) {
   results_->sync();
   if (auto summary = SummaryRecord::from(nlohmann::json(*record))) summary_.add(*summary);
   if (request_.verbosity > 1) {
-    std::fprintf(stderr, "pollkill: %s (attempt %d): %s: %s\n", step.task.id.c_str(), step.attempt,
-                 record->value("status", std::string()).c_str(),
-                 record->value("reason", std::string()).c_str());
+    diag::notice(step.task.id + " (attempt " + std::to_string(step.attempt) +
+                 "): " + record->value("status", std::string()) + ": " +
+                 record->value("reason", std::string()));
   }
   if (!record->value("final", true) && !cancel_signal_) {
     ++step.attempt;
@@ -583,9 +581,9 @@ void SrunBatch::finished(pid_t pid, int status) {
 
 int SrunBatch::run() {
   if (env_or("SLURM_JOB_ID").empty() && request_.verbosity > 0) {
-    std::fprintf(stderr,
-                 "pollkill: warning: not inside a Slurm allocation (no SLURM_JOB_ID): each srun "
-                 "asks for an allocation of its own; run under salloc or in an sbatch script\n");
+    diag::warning(
+        "not inside a Slurm allocation (no SLURM_JOB_ID): each srun asks for an allocation of "
+        "its own; run under salloc or in an sbatch script");
   }
   prepared_ = prepare_dir(request_);
   self_ = self_exe();
@@ -641,8 +639,10 @@ int SrunBatch::run() {
     if (n < 0 && errno == EINTR) continue;
     if (n != sizeof info) throw_errno("read the signalfd");
     if (info.ssi_signo != SIGCHLD) {
-      if (!cancel_signal_ && request_.verbosity > 0)
-        std::fprintf(stderr, "\npollkill: stopping; the running steps are being cancelled\n");
+      if (!cancel_signal_ && request_.verbosity > 0) {
+        diag::text("\n");
+        diag::notice("stopping; the running steps are being cancelled");
+      }
       cancel_signal_ = static_cast<int>(info.ssi_signo);
       // srun passes SIGTERM on to its step, where the element's pollkill reaps the task and
       // records it as cancelled.
@@ -652,7 +652,7 @@ int SrunBatch::run() {
     pid_t pid;
     while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) finished(pid, status);
   }
-  if (request_.verbosity > 0) std::fputs(summary_.format_text().c_str(), stderr);
+  if (request_.verbosity > 0) diag::text(summary_.format_text());
   if (cancel_signal_) return 128 + *cancel_signal_;
   return summary_.exit_code();
 }

@@ -16,6 +16,7 @@
 
 #include "pollkill/cgroup.h"
 #include "pollkill/container.h"
+#include "pollkill/diag.h"
 #include "pollkill/error.h"
 #include "pollkill/guard.h"
 #include "pollkill/mode.h"
@@ -88,8 +89,7 @@ Result run_task(const RunRequest& request) {
   std::vector<std::pair<std::string, std::filesystem::path>> v1_bases;
   if (subreaper) {
     if (policy.runner.mode == RunMode::automatic) {
-      std::fprintf(stderr, "pollkill: no usable cgroup (%s): running in subreaper mode\n",
-                   decision.why.c_str());
+      diag::notice("no usable cgroup (" + decision.why + "): running in subreaper mode");
     }
     check_subreaper_sandbox(sandbox);
     result.limits_not_enforced = check_subreaper_limits(

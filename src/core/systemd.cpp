@@ -10,6 +10,7 @@
 #include <cstring>
 #include <memory>
 
+#include "pollkill/diag.h"
 #include "pollkill/error.h"
 
 #ifdef POLLKILL_HAVE_SYSTEMD
@@ -389,7 +390,7 @@ std::optional<SystemdScope> enter_delegated_scope(HostCgroups& host,
     scope = start_delegated_scope(manager, unit);
   } catch (const Error& e) {
     if (mode == SystemdScopeMode::automatic && host.root_user) {
-      std::fprintf(stderr, "pollkill: warning: %s; using <mount>/pollkill instead\n", e.what());
+      diag::warning(std::string(e.what()) + "; using <mount>/pollkill instead");
       return std::nullopt;
     }
     throw;

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "pollkill/diag.h"
 #include "pollkill/error.h"
 #include "pollkill/hostcase.h"
 #include "pollkill/systemd.h"
@@ -192,8 +193,8 @@ EnforceablePlan check_controllers(const HostCgroups& host, RunRoot& root,
                     "; or set runner.missing_controllers = \"warn\" to run without the limit"
               : controller_fix(host, root, kernel_controllers(host), unmet));
     }
-    std::fprintf(stderr, "pollkill: warning: %s; running without %s\n", message.c_str(),
-                 out.not_enforced.size() > 1 ? "these limits" : "this limit");
+    diag::warning(message + "; running without " +
+                  (out.not_enforced.size() > 1 ? "these limits" : "this limit"));
   }
   // The controllers are there, but a cgroup other than the hierarchy root cannot enable them
   // for its children while processes live in it. pollkill moves itself out into a leaf; other
@@ -212,8 +213,8 @@ EnforceablePlan check_controllers(const HostCgroups& host, RunRoot& root,
       if (runner.missing_controllers == MissingControllers::error) {
         throw Error(message, sharing_fix(root.path));
       }
-      std::fprintf(stderr, "pollkill: warning: %s; running without %s\n", message.c_str(),
-                   keys.size() > 1 ? "these limits" : "this limit");
+      diag::warning(message + "; running without " +
+                    (keys.size() > 1 ? "these limits" : "this limit"));
       out.not_enforced.insert(out.not_enforced.end(), keys.begin(), keys.end());
       out.enforceable.clear();
     }
