@@ -1,5 +1,5 @@
-// Task cgroups: where they live (the run root), which controllers they need, the limits
-// written into them, killing everything inside, and removing them.
+// Task cgroups: where they live (the run root), the run cgroup that holds them, killing
+// everything inside, and removing them. The limits written into them are limits.h's.
 #pragma once
 
 #include <sys/types.h>
@@ -54,6 +54,10 @@ struct RunRoot {
   bool hierarchy_root = false;
 };
 
+/// POLLKILL_CGROUP_ROOT: a run root given through the environment, for resolve_run_root's
+/// `env_value`; null when unset. The one place pollkill reads it.
+const char* cgroup_root_env();
+
 /// Resolves the run root in this order: `flag` (--cgroup-root), policy runner.cgroup_root,
 /// `env_value` (POLLKILL_CGROUP_ROOT); then the process's own cgroup when usable (the
 /// hierarchy root always is; a non-root one must be writable and, on a systemd host, carry
@@ -63,29 +67,6 @@ struct RunRoot {
 /// non-root own cgroup requires moving pollkill into a leaf). Throws Error with a remedy.
 RunRoot resolve_run_root(const HostCgroups& host, const std::optional<std::string>& flag,
                          const Policy& policy, const char* env_value, bool needs_controllers);
-
-/// One cgroup attribute write that applies a limit.
-struct LimitWrite {
-  std::string attr;   ///< e.g. "memory.max"
-  std::string value;  ///< e.g. "67108864"
-  std::string key;    ///< the policy key it enforces, e.g. "memory"
-  std::string controller;
-  /// Written because another key implies it (swap = 0 and oom.group with memory), not
-  /// because the user set it: when unenforceable it is not reported on its own.
-  bool implied = false;
-};
-
-/// The writes that enforce `limits` (pure): memory.max, memory.swap.max (0 unless swap is
-/// set), memory.oom.group=1, memory.high, cpu.max ("QUOTA 100000"), pids.max.
-std::vector<LimitWrite> plan_limits(const Limits& limits);
-
-/// The controllers a plan needs, without duplicates, in a stable order.
-std::vector<std::string> controllers_for(const std::vector<LimitWrite>& plan);
-
-/// Splits a plan into what `available` controllers can enforce and the policy keys that
-/// cannot be enforced (for the result's limits_not_enforced).
-std::pair<std::vector<LimitWrite>, std::vector<std::string>> split_enforceable(
-    const std::vector<LimitWrite>& plan, const std::vector<std::string>& available);
 
 /// How a cgroup's processes are killed. cgroup.kill appeared in Linux 5.14; before that (or
 /// when forced for tests) freeze the cgroup, SIGKILL every pid, thaw, until it is empty.

@@ -1,7 +1,8 @@
 // Hybrid hosts: the limits the unified hierarchy cannot enforce, applied through the cgroup v1
 // controller hierarchies mounted beside it. Tracking, events, freezing and killing stay on
 // the unified hierarchy; a task is in its unified task cgroup and, for each v1 controller
-// used, in a v1 task cgroup of the same name. Used only with runner.cgroup_v1 = "auto".
+// used, in a v1 task cgroup of the same name. Used only with runner.cgroup_v1 = "auto". The
+// v1 limit plans and writes are limits.h's.
 #pragma once
 
 #include <filesystem>
@@ -14,7 +15,6 @@
 #include "pollkill/cgroup.h"
 #include "pollkill/cgroupfs.h"
 #include "pollkill/fd.h"
-#include "pollkill/policy.h"
 
 namespace pollkill {
 
@@ -38,30 +38,6 @@ V1Placement place_v1(const std::string& controller, const CgroupMounts& mounts,
                      const std::map<std::string, std::string, std::less<>>& own,
                      const std::optional<std::string>& v1_root);
 
-/// The v1 writes that enforce `limits` (pure), for the memory, cpu and pids controllers:
-/// memory.limit_in_bytes; memory.memsw.limit_in_bytes = memory + swap (swap 0 unless set, as
-/// on v2; implied); cpu.cfs_period_us = 100000 and cpu.cfs_quota_us; pids.max. memory_high has
-/// no v1 equivalent (memory.soft_limit_in_bytes only acts under global memory pressure, which
-/// is not what memory.high promises), nor has a swap limit without a memory limit.
-std::vector<LimitWrite> plan_limits_v1(const Limits& limits);
-
-/// Whether the v1 backend can enforce policy key `key` (pure): memory, cpus, pids, and swap
-/// when `limits` also sets memory.
-bool v1_can_enforce(std::string_view key, const Limits& limits);
-
-/// A task's limits split between the two backends (pure).
-struct LimitSplit {
-  std::vector<LimitWrite> v2;             ///< writes to the unified task cgroup
-  std::vector<LimitWrite> v1;             ///< writes to the v1 task cgroups
-  std::vector<std::string> v1_keys;       ///< policy keys enforced through v1 (the result's
-                                          ///< limits_cgroup_v1), implied ones not listed
-  std::vector<std::string> not_enforced;  ///< policy keys neither backend can enforce
-};
-/// `v2_available`: the controllers the unified run cgroup enables; `v1_controllers`: those
-/// whose limits go through v1 (never one of `v2_available`).
-LimitSplit split_limits(const Limits& limits, const std::vector<std::string>& v2_available,
-                        const std::vector<std::string>& v1_controllers);
-
 /// One task's v1 cgroups, named like its unified task cgroup, one per v1 run cgroup of the
 /// RunCgroup. Removed at destruction (by then the unified cgroup is empty, so these are too).
 class V1TaskCgroups {
@@ -79,10 +55,6 @@ class V1TaskCgroups {
   bool empty() const noexcept { return dirs_.empty(); }
   /// The task cgroup in `controller`'s hierarchy; null when that controller is not used.
   const CgroupDir* dir_for(std::string_view controller) const;
-  /// Applies the v1 writes (see apply_limits: an implied memsw limit is skipped when swap is
-  /// not accounted; an explicit one is an error or, with warn, goes to `not_enforced`).
-  void apply(const std::vector<LimitWrite>& plan, std::vector<std::string>& not_enforced,
-             MissingControllers missing) const;
   /// Each cgroup's cgroup.procs opened for writing (close-on-exec): the child writes "0" to
   /// them before exec, so the program starts inside (see spawn.h).
   std::vector<UniqueFd> open_join_fds() const;

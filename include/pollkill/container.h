@@ -38,17 +38,21 @@ class TaskContainer {
   /// The OOM killer took a process but not the whole task (cgroup v1 has no memory.oom.group):
   /// the watch ends the rest, as v2's group kill would.
   virtual bool partial_oom_kill() { return false; }
+  /// The processes still there when a kill did not empty the container, with their state
+  /// (usually uninterruptible sleep), for the result's `unkillable`.
+  virtual std::vector<UnkillableProcess> survivors();
+  /// Membership is found by scanning (a process tree): sample it at every interval, so that
+  /// what the task forks is known before its parent can exit.
+  virtual bool scans() const { return false; }
 };
 
 /// The task's cgroup v2 directory: cpu.stat, cgroup.events, cgroup.kill (or freeze + kill);
-/// on a hybrid host also its cgroup v1 cgroups (set_v1), where the limits and their figures
-/// (peak, OOM kills, pids peak) live.
+/// on a hybrid host also its cgroup v1 cgroups `v1` (removed with the container), where the
+/// limits and their figures (peak, OOM kills, pids peak) live.
 class CgroupContainer final : public TaskContainer {
  public:
-  explicit CgroupContainer(CgroupDir dir);
+  explicit CgroupContainer(CgroupDir dir, V1TaskCgroups v1 = {});
   const CgroupDir& dir() const { return dir_; }
-  /// The task's v1 cgroups, removed with the container.
-  void set_v1(V1TaskCgroups v1) { v1_ = std::move(v1); }
   std::uint64_t cpu_usage_usec() override;
   std::vector<int> pids() override;
   bool populated() override;
@@ -91,6 +95,7 @@ class ProcTreeContainer final : public TaskContainer {
   std::vector<int> kill_all() override;
   void sample() override;
   void fill_usage(Result& result) override;
+  bool scans() const override { return true; }
 
  private:
   void take_over_orphans();

@@ -94,6 +94,13 @@ std::vector<std::string> kernel_controllers(const HostCgroups& host);
 /// "pid 12 (sleep)" for each pid (comm from /proc/PID/comm; "?" when it is gone).
 std::vector<std::string> describe_pids(const std::vector<pid_t>& pids);
 
+/// The CPUs this process may use (`batch`'s default --jobs): its affinity mask, lowered to the
+/// quota of its cgroup's cpu.max (rounded up) when there is one; at least 1.
+int default_jobs();
+/// The pure part of default_jobs: `affinity_cpus` lowered to ceil(quota / period) of a
+/// cpu.max text ("150000 100000" -> 2; "max 100000" or "" -> no change); at least 1.
+int jobs_for(int affinity_cpus, std::string_view cpu_max);
+
 /// The processes in `root`'s cgroup.procs other than the calling process, when `root` is
 /// not the hierarchy root (the hierarchy root is exempt from the no-internal-processes
 /// rule); empty otherwise or when unreadable.

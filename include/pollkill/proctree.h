@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "pollkill/result.h"
+
 namespace pollkill {
 
 /// The fields of /proc/PID/stat that tree tracking needs.
@@ -54,6 +56,10 @@ class ProcDir {
  private:
   std::filesystem::path root_;
 };
+
+/// A process that would not die, as the result reports it: its state letter and name
+/// ("D (disk sleep)") and its command name, from /proc/PID/stat; both empty when it is gone.
+UnkillableProcess describe_process(pid_t pid, const ProcDir& proc = ProcDir());
 
 /// The processes of one task: the tree under `root` (pollkill's per-task init, a child
 /// subreaper, so orphans of the task are reparented to it and stay in the tree).

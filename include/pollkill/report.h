@@ -53,6 +53,9 @@ class Summary {
   int exit_code() const { return not_ok() == 0 ? 0 : 1; }
 
   std::string format_text() const;
+  /// A batch's progress line for a terminal: "\r3/10 done, 2 running, 2 ok, 1 hung, 4s
+  /// elapsed, ETA 9s" (every final so far counts as done), ending with a clear-to-end-of-line.
+  std::string progress_line(std::uint64_t total, std::size_t running, double elapsed_s) const;
   nlohmann::ordered_json to_json() const;
 
  private:

@@ -35,6 +35,29 @@ class AppendFile {
   std::uint64_t initial_size_ = 0;
 };
 
+/// The one writer of result records, for `run` and `batch` alike: a record is the result as
+/// one line of JSON (dump_result_line) and a newline, written with one write(2).
+class RecordWriter {
+ public:
+  /// batch: appended to a results file (see AppendFile), made durable in groups by sync().
+  static RecordWriter append_to(const std::string& path);
+  /// run --result: `path` is replaced by the record when it is written (created or truncated
+  /// then, written, fsync'd); "-" writes it to standard output.
+  static RecordWriter replace(const std::string& path);
+
+  /// Throws SystemError when the record cannot be written (standard output excepted: a
+  /// reader that went away must not turn the task's outcome into pollkill's error).
+  void write(const Result& result);
+  /// fdatasync what was appended since the last sync (append_to); nothing otherwise.
+  void sync();
+  /// Bytes the results file held before this process appended anything (append_to).
+  std::uint64_t initial_size() const { return file_ ? file_->initial_size() : 0; }
+
+ private:
+  std::optional<AppendFile> file_;
+  std::string replace_;  ///< the path for replace(), "-" for standard output
+};
+
 /// What a results file says about one task id.
 struct RecordedTask {
   int attempts = 0;    ///< the highest attempt number recorded

@@ -51,6 +51,9 @@ struct SandboxPlan {
 /// make read-only or hide that does not exist.
 SandboxPlan prepare_sandbox(const Policy& policy, const std::vector<std::string>& environment);
 
+/// pollkill's own environment as "NAME=value" strings (what prepare_sandbox starts from).
+std::vector<std::string> current_environment();
+
 /// The task's environment: pollkill's (or, with clear_env, only the pass_env variables of it),
 /// then every `env` entry set on top. Pure.
 std::vector<std::string> task_environment(const SandboxPolicy& sandbox,

@@ -1,4 +1,4 @@
-// The supervisor: runs one task from cgroup setup to cleanup, watching it with one epoll loop.
+// `pollkill run`: one command as a batch of one task, its record written to --result.
 #pragma once
 
 #include <optional>
@@ -16,20 +16,26 @@ struct RunRequest {
   Policy policy;
   std::optional<std::string> cgroup_root;  ///< --cgroup-root
   std::string id = "run";
+  /// --result: the record is written there when the task has ended ("-": standard output),
+  /// by the same writer as a batch's records.
+  std::optional<std::string> result;
+  /// The task cgroup's name; empty: "task-<id>".
+  std::string cgroup_name;
 };
 
 /// Runs one task to its end and returns its result.
 ///
-/// Flow: resolve the run root, check the limits' controllers (error, or warn and record
-/// `limits_not_enforced`), create the run cgroup and the guard, create the task cgroup and
-/// write the limits, spawn the command into it, then watch with one epoll loop over the
-/// pidfd, inotify on cgroup.events, a sampling timerfd, a deadline timerfd and a signalfd
-/// (SIGINT, SIGTERM, SIGHUP). On a verdict or cancellation: SIGTERM to every process,
-/// cgroup.kill after kill_grace, wait (bounded) for the cgroup to empty, report what would
-/// not die. When the main process exits, what it left behind is killed and counted
-/// (orphans = "kill") or watched until gone (orphans = "wait"). Everything is removed at the
-/// end. Setup failures throw pollkill::Error (the CLI maps them to exit 125); a task's own
-/// failure is a result, never an exception. Warnings go to stderr.
+/// The engine (engine.h) with one task and one slot: the session (systemd scope, mode, run
+/// root, controllers, run cgroup and guard), then the attempt in pollkill's own stdin, stdout
+/// and stderr (through a relay that counts the bytes when an `output` limit is set), watched
+/// in the one event loop with the stop signals read through a signalfd. On a verdict or
+/// cancellation: SIGTERM to every process, the kill after kill_grace, a bounded wait for the
+/// cgroup to empty, what would not die reported. When the main process exits, what it left
+/// behind is killed and counted (orphans = "kill") or watched until gone (orphans = "wait").
+/// Everything is removed at the end. A percentage wall time leaves only its cap (one task has
+/// no median to adapt to); [retry] does not apply. Setup failures, the task's own included,
+/// throw pollkill::Error (the CLI maps them to exit 125); a task's own failure is a result,
+/// never an exception.
 Result run_task(const RunRequest& request);
 
 }  // namespace pollkill

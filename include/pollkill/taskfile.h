@@ -9,8 +9,8 @@
 #include <string_view>
 #include <vector>
 
-#include "pollkill/cgroup.h"
 #include "pollkill/error.h"
+#include "pollkill/limits.h"
 #include "pollkill/policy.h"
 
 namespace pollkill {

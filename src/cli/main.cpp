@@ -183,19 +183,6 @@ Policy load_policy(const std::string& arg) {
       resolve_policy(arg, policy_search_path(::getenv("POLLKILL_POLICY_PATH"))));
 }
 
-void write_result(const std::string& where, const Result& result) {
-  std::string line = dump_result_line(result) + "\n";
-  if (where == "-") {
-    std::fwrite(line.data(), 1, line.size(), stdout);
-    std::fflush(stdout);
-    return;
-  }
-  std::ofstream out(where, std::ios::trunc);
-  out << line;
-  out.flush();
-  if (!out) throw SystemError(errno, "write the result to '" + where + "'");
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -374,10 +361,8 @@ int main(int argc, char** argv) {
       request.command = command;
       request.policy = policy_file.empty() ? default_policy() : load_policy(policy_file);
       apply_flags(flags, request.policy);
-      // One task has no median to adapt to: a percentage wall time leaves only its cap.
-      if (request.policy.limits.wall_time_percent)
-        request.policy.limits.wall_time = request.policy.limits.wall_time_max;
       if (!cgroup_root.empty()) request.cgroup_root = cgroup_root;
+      if (!result_path.empty()) request.result = result_path;
       result = run_task(request);
     } catch (const Error& e) {
       diag::error(e);
@@ -390,14 +375,6 @@ int main(int argc, char** argv) {
     if (verbose || (result.status != Status::ok && result.status != Status::failed)) {
       diag::notice(std::string(to_string(result.status)) + ": " + result.reason + " (exit " +
                    std::to_string(code) + ")");
-    }
-    if (!result_path.empty()) {
-      try {
-        write_result(result_path, result);
-      } catch (const Error& e) {
-        diag::error(e);
-        return exit_code::kInternal;
-      }
     }
     return code;
   }
@@ -513,7 +490,7 @@ int main(int argc, char** argv) {
     try {
       HostCgroups host = probe_host_cgroups();
       RunRoot root = resolve_run_root(host, gc_root.empty() ? std::nullopt : std::optional(gc_root),
-                                      default_policy(), ::getenv("POLLKILL_CGROUP_ROOT"), false);
+                                      default_policy(), cgroup_root_env(), false);
       auto removed = gc_run_cgroups(root.path);
       if (gc_v1 == "auto") {
         for (const char* controller : {"memory", "cpu", "pids"}) {

@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <thread>
@@ -127,6 +126,10 @@ bool own_cgroup_usable(const HostCgroups& host, std::string* why_not) {
   return true;
 }
 
+const char* cgroup_root_env() {
+  return ::getenv("POLLKILL_CGROUP_ROOT");
+}
+
 RunRoot resolve_run_root(const HostCgroups& host, const std::optional<std::string>& flag,
                          const Policy& policy, const char* env_value, bool needs_controllers) {
   if (!host.mounts.cgroup2) {
@@ -191,58 +194,6 @@ RunRoot resolve_run_root(const HostCgroups& host, const std::optional<std::strin
                     "pollkill ...`, or pass --cgroup-root with a cgroup you own"
                   : "pass --cgroup-root (or set POLLKILL_CGROUP_ROOT) to a cgroup you may "
                     "write to, or run as root");
-}
-
-std::vector<LimitWrite> plan_limits(const Limits& limits) {
-  std::vector<LimitWrite> plan;
-  auto size_text = [](std::uint64_t v) {
-    return v == kSizeMax ? std::string("max") : std::to_string(v);
-  };
-  if (limits.memory) {
-    plan.push_back({"memory.max", size_text(*limits.memory), "memory", "memory"});
-    // Without a swap limit a memory-limited task would quietly page out instead of
-    // reaching its limit; 0 makes memory mean memory unless the user says otherwise.
-    plan.push_back({"memory.swap.max", size_text(limits.swap.value_or(0)), "swap", "memory",
-                    !limits.swap.has_value()});
-    // One OOM kill ends the whole task, not a random process inside it.
-    plan.push_back({"memory.oom.group", "1", "memory", "memory", true});
-  } else if (limits.swap) {
-    plan.push_back({"memory.swap.max", size_text(*limits.swap), "swap", "memory"});
-  }
-  if (limits.memory_high) {
-    plan.push_back({"memory.high", size_text(*limits.memory_high), "memory_high", "memory"});
-  }
-  if (limits.cpus) {
-    constexpr std::uint64_t kPeriod = 100000;
-    auto quota = static_cast<std::uint64_t>(std::llround(*limits.cpus * kPeriod));
-    quota = std::max<std::uint64_t>(quota, 1000);  // the kernel's minimum quota is 1 ms
-    plan.push_back(
-        {"cpu.max", std::to_string(quota) + " " + std::to_string(kPeriod), "cpus", "cpu"});
-  }
-  if (limits.pids) plan.push_back({"pids.max", size_text(*limits.pids), "pids", "pids"});
-  return plan;
-}
-
-std::vector<std::string> controllers_for(const std::vector<LimitWrite>& plan) {
-  std::vector<std::string> out;
-  for (const auto& w : plan) {
-    if (!contains(out, w.controller)) out.push_back(w.controller);
-  }
-  return out;
-}
-
-std::pair<std::vector<LimitWrite>, std::vector<std::string>> split_enforceable(
-    const std::vector<LimitWrite>& plan, const std::vector<std::string>& available) {
-  std::vector<LimitWrite> ok;
-  std::vector<std::string> missing_keys;
-  for (const auto& w : plan) {
-    if (contains(available, w.controller)) {
-      ok.push_back(w);
-    } else if (!w.implied && !contains(missing_keys, w.key)) {
-      missing_keys.push_back(w.key);
-    }
-  }
-  return {ok, missing_keys};
 }
 
 std::vector<int> signal_cgroup(const CgroupDir& dir, int sig) {

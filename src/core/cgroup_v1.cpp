@@ -6,12 +6,10 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cmath>
 #include <cstdio>
 
 #include "pollkill/diag.h"
 #include "pollkill/error.h"
-#include "pollkill/task.h"
 
 namespace pollkill {
 namespace fs = std::filesystem;
@@ -80,65 +78,6 @@ V1Placement place_v1(const std::string& controller, const CgroupMounts& mounts,
   return p;
 }
 
-std::vector<LimitWrite> plan_limits_v1(const Limits& limits) {
-  std::vector<LimitWrite> plan;
-  auto size_text = [](std::uint64_t v) {
-    // v1 reads "-1" as no limit; the kernel rounds byte counts to pages itself.
-    return v == kSizeMax ? std::string("-1") : std::to_string(v);
-  };
-  if (limits.memory) {
-    plan.push_back({"memory.limit_in_bytes", size_text(*limits.memory), "memory", "memory"});
-    // memsw counts memory plus swap, and may not be below limit_in_bytes: written second.
-    std::uint64_t swap = limits.swap.value_or(0);
-    std::uint64_t memsw =
-        (*limits.memory == kSizeMax || swap == kSizeMax) ? kSizeMax : *limits.memory + swap;
-    plan.push_back({"memory.memsw.limit_in_bytes", size_text(memsw), "swap", "memory",
-                    !limits.swap.has_value()});
-  }
-  if (limits.cpus) {
-    constexpr std::uint64_t kPeriod = 100000;
-    auto quota = static_cast<std::uint64_t>(std::llround(*limits.cpus * kPeriod));
-    quota = std::max<std::uint64_t>(quota, 1000);  // the kernel's minimum quota is 1 ms
-    plan.push_back({"cpu.cfs_period_us", std::to_string(kPeriod), "cpus", "cpu", true});
-    plan.push_back({"cpu.cfs_quota_us", std::to_string(quota), "cpus", "cpu"});
-  }
-  if (limits.pids) {
-    plan.push_back({"pids.max",
-                    *limits.pids == kSizeMax ? std::string("max") : std::to_string(*limits.pids),
-                    "pids", "pids"});
-  }
-  return plan;
-}
-
-bool v1_can_enforce(std::string_view key, const Limits& limits) {
-  if (key == "memory" || key == "cpus" || key == "pids") return true;
-  if (key == "swap") return limits.memory.has_value();
-  return false;
-}
-
-LimitSplit split_limits(const Limits& limits, const std::vector<std::string>& v2_available,
-                        const std::vector<std::string>& v1_controllers) {
-  LimitSplit split;
-  auto add_key = [](std::vector<std::string>& keys, const std::string& key) {
-    if (!contains(keys, key)) keys.push_back(key);
-  };
-  for (const auto& w : plan_limits(limits)) {
-    if (contains(v2_available, w.controller)) {
-      split.v2.push_back(w);
-    } else if (contains(v1_controllers, w.controller) && v1_can_enforce(w.key, limits)) {
-      if (!w.implied) add_key(split.v1_keys, w.key);
-    } else if (!w.implied) {
-      add_key(split.not_enforced, w.key);
-    }
-  }
-  for (const auto& w : plan_limits_v1(limits)) {
-    if (contains(v1_controllers, w.controller) && !contains(v2_available, w.controller)) {
-      split.v1.push_back(w);
-    }
-  }
-  return split;
-}
-
 V1TaskCgroups V1TaskCgroups::create(const RunCgroup& run, const std::string& name) {
   V1TaskCgroups task;
   for (const auto& [controller, run_path] : run.v1_dirs()) {
@@ -174,18 +113,6 @@ const CgroupDir* V1TaskCgroups::dir_for(std::string_view controller) const {
     if (contains(e.controllers, controller)) return &e.dir;
   }
   return nullptr;
-}
-
-void V1TaskCgroups::apply(const std::vector<LimitWrite>& plan,
-                          std::vector<std::string>& not_enforced,
-                          MissingControllers missing) const {
-  for (const auto& w : plan) {
-    const CgroupDir* dir = dir_for(w.controller);
-    if (!dir) {
-      throw Error("no cgroup v1 " + w.controller + " task cgroup for the " + w.key + " limit");
-    }
-    apply_limits(*dir, {w}, not_enforced, missing);
-  }
 }
 
 std::vector<UniqueFd> V1TaskCgroups::open_join_fds() const {

@@ -13,13 +13,20 @@
 
 namespace pollkill {
 
-CgroupContainer::CgroupContainer(CgroupDir dir)
+std::vector<UnkillableProcess> TaskContainer::survivors() {
+  std::vector<UnkillableProcess> out;
+  for (int pid : pids()) out.push_back(describe_process(pid));
+  return out;
+}
+
+CgroupContainer::CgroupContainer(CgroupDir dir, V1TaskCgroups v1)
     : dir_(std::move(dir)),
       kill_method_(choose_kill_method(dir_)),
       // A task cgroup's files do not come and go while it runs: decide once. Without the
       // memory controller there is nothing to sample; with memory.peak (Linux 5.19+) the kernel
       // keeps the peak itself.
-      sample_memory_(dir_.has("memory.current") && !dir_.has("memory.peak")) {}
+      sample_memory_(dir_.has("memory.current") && !dir_.has("memory.peak")),
+      v1_(std::move(v1)) {}
 
 std::uint64_t CgroupContainer::cpu_usage_usec() {
   // cpu.stat is read at every sample of every running task: keep it open and pread it.

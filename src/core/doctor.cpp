@@ -12,8 +12,10 @@
 #include "pollkill/container.h"
 #include "pollkill/error.h"
 #include "pollkill/hostcase.h"
+#include "pollkill/limits.h"
 #include "pollkill/mode.h"
 #include "pollkill/sandbox.h"
+#include "pollkill/session.h"
 #include "pollkill/spawn.h"
 #include "pollkill/systemd.h"
 
@@ -39,10 +41,13 @@ using AddCheck = std::function<void(std::string, bool, std::string, std::string,
 
 // The run root, its controllers and a real trial in it. Returns the controllers the run root
 // offers (empty when there is none); `v1_controllers` gets those whose limits would go through
-// cgroup v1 (runner.cgroup_v1 = "auto" on a hybrid host, hierarchy writable).
+// cgroup v1 (runner.cgroup_v1 = "auto" on a hybrid host, hierarchy writable). `decided` is
+// the session's run root; without one (subreaper mode) the run root is still resolved, to
+// report the cgroup facts a run would meet in cgroup mode.
 std::vector<std::string> check_cgroups(const HostCgroups& host,
                                        const std::optional<std::string>& cgroup_root,
                                        const Policy& effective, bool needs_controllers,
+                                       const std::optional<RunRoot>& decided,
                                        const AddCheck& add_check,
                                        std::vector<std::string>& v1_controllers) {
   auto add = [&](std::string name, bool ok, std::string detail, std::string fix = {},
@@ -51,8 +56,9 @@ std::vector<std::string> check_cgroups(const HostCgroups& host,
   };
   RunRoot root;
   try {
-    root = resolve_run_root(host, cgroup_root, effective, ::getenv("POLLKILL_CGROUP_ROOT"),
-                            needs_controllers);
+    root = decided ? *decided
+                   : resolve_run_root(host, cgroup_root, effective, cgroup_root_env(),
+                                      needs_controllers);
   } catch (const Error& e) {
     add("run root", false, e.what(), e.hint());
     return {};
@@ -110,8 +116,7 @@ std::vector<std::string> check_cgroups(const HostCgroups& host,
     if (std::find(available.begin(), available.end(), "memory") != available.end()) {
       trial_controllers.push_back("memory");
       trial_root.move_self_to_leaf =
-          resolve_run_root(host, cgroup_root, effective, ::getenv("POLLKILL_CGROUP_ROOT"), true)
-              .move_self_to_leaf;
+          resolve_run_root(host, cgroup_root, effective, cgroup_root_env(), true).move_self_to_leaf;
     }
     RunCgroup run;
     try {
@@ -182,7 +187,7 @@ void check_systemd(HostCgroups& host, const std::optional<std::string>& cgroup_r
           (systemd_support_built() ? "can ask for a scope (libsystemd)"
                                    : "has no libsystemd (POLLKILL_SYSTEMD=OFF)"),
       {}, false);
-  const char* env_root = ::getenv("POLLKILL_CGROUP_ROOT");
+  const char* env_root = cgroup_root_env();
   const bool explicit_root = cgroup_root.has_value() || effective.runner.cgroup_root.has_value() ||
                              (env_root && *env_root);
   ScopeDecision decision = decide_scope(effective.runner.systemd_scope, host.systemd_pid1,
@@ -239,23 +244,20 @@ DoctorReport run_doctor(const std::optional<Policy>& policy,
     report.checks.push_back({std::move(name), ok, required && !cgroup_facts_optional,
                              std::move(detail), std::move(fix)});
   };
-  HostCgroups host = probe_host_cgroups();
   Policy effective = policy.value_or(default_policy());
   if (systemd_scope) effective.runner.systemd_scope = *systemd_scope;
-  // With --mode subreaper a run never asks systemd for a scope: neither does doctor.
-  if (host.mounts.cgroup2 && effective.runner.mode != RunMode::subreaper) {
-    check_systemd(host, cgroup_root, effective, add);
-  }
-  std::vector<LimitWrite> plan = plan_limits(effective.limits);
   std::vector<std::string> available;
   std::vector<std::string> v1_controllers;
-  const bool needs_controllers = !controllers_for(plan).empty();
-  // The mode a run would use here, decided as `run` decides it.
+  const bool needs_controllers = !controllers_for(plan_limits(effective.limits)).empty();
+  // The mode a run would use here, decided by the session's own decision, as a dry run but
+  // for the systemd scope, which is asked for for real (doctor then goes on inside it) and
+  // reported instead of warned about. With --mode subreaper a run never asks: neither does
+  // doctor.
+  HostCgroups host;
   ModeDecision mode;
   try {
-    mode = decide_mode(effective.runner.mode, [&] {
-      return resolve_run_root(host, cgroup_root, effective, ::getenv("POLLKILL_CGROUP_ROOT"),
-                              !controllers_for(plan).empty());
+    mode = decide_session(host, effective, cgroup_root, needs_controllers, [&](HostCgroups& h) {
+      if (h.mounts.cgroup2) check_systemd(h, cgroup_root, effective, add);
     });
     const bool picked = effective.runner.mode == RunMode::automatic;
     add("mode", true,
@@ -297,7 +299,8 @@ DoctorReport run_doctor(const std::optional<Policy>& policy,
         host.own_cgroup.empty() ? "unknown" : host.own_cgroup);
     check_host_case(host, cgroup_root, effective, needs_controllers, add);
     // The policy checks below still run when the cgroup part fails: a user learns both.
-    available = check_cgroups(host, cgroup_root, effective, needs_controllers, add, v1_controllers);
+    available = check_cgroups(host, cgroup_root, effective, needs_controllers, mode.root, add,
+                              v1_controllers);
   }
   cgroup_facts_optional = false;
   const unsigned seccomp_mode = static_cast<unsigned>(::prctl(PR_GET_SECCOMP));

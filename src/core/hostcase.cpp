@@ -1,8 +1,12 @@
 #include "pollkill/hostcase.h"
 
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -250,14 +254,45 @@ std::vector<pid_t> other_processes_in(const RunRoot& root) {
   return others;
 }
 
+int jobs_for(int affinity_cpus, std::string_view cpu_max) {
+  int cpus = std::max(1, affinity_cpus);
+  char quota[32] = {};
+  unsigned long long period = 0;
+  std::string text(cpu_max);
+  if (std::sscanf(text.c_str(), "%31s %llu", quota, &period) == 2 &&
+      std::string_view(quota) != "max" && period > 0) {
+    double q = std::strtod(quota, nullptr) / static_cast<double>(period);
+    if (q > 0) cpus = std::min(cpus, std::max(1, static_cast<int>(std::ceil(q))));
+  }
+  return cpus;
+}
+
+int default_jobs() {
+  int cpus = 1;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) == 0) cpus = CPU_COUNT(&set);
+  std::string cpu_max;
+  try {
+    CgroupMounts mounts = probe_cgroup_mounts();
+    std::string own = probe_own_cgroup();
+    if (mounts.cgroup2 && !own.empty()) {
+      if (auto text = CgroupDir::open(*mounts.cgroup2 / own.substr(1)).try_read("cpu.max"))
+        cpu_max = *text;
+    }
+  } catch (const std::exception&) {
+    // No cgroup to read: the affinity mask alone decides.
+  }
+  return jobs_for(cpus, cpu_max);
+}
+
 HostFacts probe_host_facts(const HostCgroups& host, const std::optional<std::string>& flag,
                            const Policy& policy, bool needs_controllers) {
   HostFacts f;
   f.host = host;
   if (!host.mounts.cgroup2) return f;
   try {
-    f.run_root =
-        resolve_run_root(host, flag, policy, ::getenv("POLLKILL_CGROUP_ROOT"), needs_controllers);
+    f.run_root = resolve_run_root(host, flag, policy, cgroup_root_env(), needs_controllers);
   } catch (const Error& e) {
     f.run_root_error = e.what();
     f.run_root_fix = e.hint();

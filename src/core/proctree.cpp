@@ -143,6 +143,30 @@ std::optional<ProcStat> ProcDir::stat(pid_t pid) const {
   return parse_proc_stat(*text);
 }
 
+UnkillableProcess describe_process(pid_t pid, const ProcDir& proc) {
+  UnkillableProcess p;
+  p.pid = pid;
+  UniqueFd dirfd(::open(proc.root().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  const std::string path = std::to_string(pid) + "/stat";
+  auto text = dirfd ? read_small(dirfd.get(), path.c_str()) : std::nullopt;
+  if (!text) return p;
+  auto open = text->find('(');
+  auto close = text->rfind(')');
+  if (open == std::string::npos || close == std::string::npos || close + 2 >= text->size()) {
+    return p;
+  }
+  p.comm = text->substr(open + 1, close - open - 1);
+  const char state = (*text)[close + 2];
+  static const std::pair<char, const char*> kNames[] = {
+      {'R', "running"}, {'S', "sleeping"},     {'D', "disk sleep"}, {'Z', "zombie"},
+      {'T', "stopped"}, {'t', "tracing stop"}, {'X', "dead"},       {'I', "idle"}};
+  p.state = std::string(1, state);
+  for (auto [c, name] : kNames) {
+    if (c == state) p.state += std::string(" (") + name + ")";
+  }
+  return p;
+}
+
 bool signal_process(const ProcDir& proc, pid_t pid, std::uint64_t starttime, int sig) {
   UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   if (!pidfd) return false;

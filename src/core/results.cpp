@@ -12,6 +12,20 @@
 #include "pollkill/error.h"
 
 namespace pollkill {
+namespace {
+
+// Writes all of `text`; false (errno set) when a write fails.
+bool write_all(int fd, std::string_view text) {
+  while (!text.empty()) {
+    ssize_t n = ::write(fd, text.data(), text.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    text.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+}  // namespace
 
 AppendFile AppendFile::open(const std::string& path) {
   AppendFile file;
@@ -31,18 +45,7 @@ AppendFile AppendFile::open(const std::string& path) {
 }
 
 void AppendFile::append(const std::string& line) {
-  std::string text = line + "\n";
-  const char* p = text.data();
-  size_t left = text.size();
-  while (left > 0) {
-    ssize_t n = ::write(fd_.get(), p, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw_errno("append a record to '" + path_ + "'");
-    }
-    p += n;
-    left -= static_cast<size_t>(n);
-  }
+  if (!write_all(fd_.get(), line + "\n")) throw_errno("append a record to '" + path_ + "'");
   dirty_ = true;
 }
 
@@ -50,6 +53,41 @@ void AppendFile::sync() {
   if (!dirty_) return;
   if (::fdatasync(fd_.get()) != 0) throw_errno("fdatasync '" + path_ + "'");
   dirty_ = false;
+}
+
+RecordWriter RecordWriter::append_to(const std::string& path) {
+  RecordWriter writer;
+  writer.file_ = AppendFile::open(path);
+  return writer;
+}
+
+RecordWriter RecordWriter::replace(const std::string& path) {
+  RecordWriter writer;
+  writer.replace_ = path;
+  return writer;
+}
+
+void RecordWriter::write(const Result& result) {
+  const std::string line = dump_result_line(result);
+  if (file_) {
+    file_->append(line);
+    return;
+  }
+  const std::string text = line + "\n";
+  if (replace_ == "-") {
+    write_all(STDOUT_FILENO, text);  // errors ignored: see the header
+    return;
+  }
+  UniqueFd fd(::open(replace_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666));
+  if (!fd || !write_all(fd.get(), text)) throw_errno("write the result to '" + replace_ + "'");
+  // A pipe or a terminal named as the file cannot be synced, and needs not be.
+  if (::fsync(fd.get()) != 0 && errno != EINVAL && errno != EROFS) {
+    throw_errno("write the result to '" + replace_ + "'");
+  }
+}
+
+void RecordWriter::sync() {
+  if (file_) file_->sync();
 }
 
 std::string command_json(const std::vector<std::string>& command) {

@@ -17,6 +17,8 @@
 #include "pollkill/error.h"
 #include "pollkill/seccomp.h"
 
+extern char** environ;
+
 namespace pollkill {
 namespace {
 
@@ -150,6 +152,12 @@ std::string MountStep::describe() const {
   if (flags & MS_BIND) return "bind-mount '" + source + "' on '" + target + "'";
   if (!fstype.empty()) return "mount " + fstype + " on '" + target + "'";
   return "make '" + target + "' a private mount";
+}
+
+std::vector<std::string> current_environment() {
+  std::vector<std::string> env;
+  for (char** e = environ; e && *e; ++e) env.emplace_back(*e);
+  return env;
 }
 
 std::vector<std::string> task_environment(const SandboxPolicy& sandbox,

@@ -5,7 +5,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,11 +20,13 @@
 
 #include "pollkill/diag.h"
 #include "pollkill/error.h"
+#include "pollkill/event_loop.h"
 #include "pollkill/fd.h"
 #include "pollkill/report.h"
 #include "pollkill/results.h"
 #include "pollkill/retry.h"
 #include "pollkill/supervisor.h"
+#include "pollkill/task_queue.h"
 #include "pollkill/taskfile.h"
 
 extern char** environ;
@@ -355,8 +357,6 @@ int run_slurm_element(const fs::path& dir_path, std::optional<std::uint64_t> seq
   Policy policy = base;
   try {
     policy = task_policy(*task, base);
-    // One task has no median to adapt to: a percentage wall time leaves only its cap.
-    if (policy.limits.wall_time_percent) policy.limits.wall_time = policy.limits.wall_time_max;
     if (policy.retry.attempts < 1) policy.retry.attempts = 1;
     if (!task->cwd.empty() && ::chdir(task->cwd.c_str()) != 0)
       throw_errno("change to the task's directory '" + task->cwd + "'");
@@ -378,7 +378,12 @@ int run_slurm_element(const fs::path& dir_path, std::optional<std::uint64_t> seq
     if (!saved_out || !saved_err) throw_errno("duplicate stdout and stderr");
     ::dup2(out.get(), 1);
     ::dup2(err.get(), 2);
-    RunRequest request{task->command, policy, std::nullopt, task->id};
+    RunRequest request;
+    request.command = task->command;
+    request.policy = policy;
+    request.id = task->id;
+    // Named by number like a batch's: an id may hold any character, a directory name not.
+    request.cgroup_name = "task-" + std::to_string(seq) + "-" + std::to_string(attempt);
     try {
       Result ran = run_task(request);
       ran.attempt = attempt;
@@ -477,9 +482,11 @@ int collect_slurm_results(const fs::path& dir_path, const std::string& results) 
 
 namespace {
 
+// One srun process: the job step of one attempt, watched through its pidfd.
 struct Step {
-  TaskSpec task;
-  int attempt = 1;
+  QueuedAttempt what;
+  UniqueFd pidfd;
+  EventLoop::Id registration = 0;
 };
 
 class SrunBatch {
@@ -488,25 +495,33 @@ class SrunBatch {
   int run();
 
  private:
-  void start(Step step);
-  void finished(pid_t pid, int status);
+  void start_ready();
+  void start(QueuedAttempt what);
+  void finished(pid_t pid);
+  void on_signal(int sig);
 
   const SlurmBatchRequest& request_;
   Prepared prepared_;
   std::string self_;
   int cpus_ = 1;
+  std::size_t jobs_ = 1;
   std::optional<AppendFile> results_;
+  std::optional<TaskQueue> queue_;
+  std::optional<EventLoop> loop_;
   std::map<pid_t, Step> running_;
-  std::vector<Step> again_;  ///< attempts to run next (requeued ones)
   Summary summary_;
   std::optional<int> cancel_signal_;
 };
 
-void SrunBatch::start(Step step) {
-  auto argv = srun_command(self_, prepared_.dir.root, step.task.seq, step.attempt, cpus_,
+fs::path srun_log(const SlurmDir& dir, const QueuedAttempt& what) {
+  return dir.slurm() /
+         (std::to_string(what.task.seq) + "." + std::to_string(what.attempt) + ".srun");
+}
+
+void SrunBatch::start(QueuedAttempt what) {
+  auto argv = srun_command(self_, prepared_.dir.root, what.task.seq, what.attempt, cpus_,
                            request_.launcher_args);
-  fs::path log = prepared_.dir.slurm() /
-                 (std::to_string(step.task.seq) + "." + std::to_string(step.attempt) + ".srun");
+  const fs::path log = srun_log(prepared_.dir, what);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
@@ -529,20 +544,33 @@ void SrunBatch::start(Step step) {
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) {
-    throw SystemError(rc, "run srun for task '" + step.task.id + "'",
+    throw SystemError(rc, "run srun for task '" + what.task.id + "'",
                       "--launcher srun runs inside a Slurm allocation (salloc, sbatch) with "
                       "srun on the PATH");
   }
+  // The step's end comes through its pidfd (readable once srun exited, before it is reaped).
+  Step step{std::move(what), UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0))), 0};
+  if (!step.pidfd) {
+    int err = errno;
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    throw SystemError(err, "watch srun (pidfd_open, Linux 5.3)");
+  }
+  step.registration = loop_->add(step.pidfd.get(), [this, pid] { finished(pid); });
   running_.emplace(pid, std::move(step));
 }
 
-void SrunBatch::finished(pid_t pid, int status) {
+void SrunBatch::finished(pid_t pid) {
   auto it = running_.find(pid);
   if (it == running_.end()) return;
-  Step step = std::move(it->second);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  loop_->remove(it->second.registration);
+  QueuedAttempt what = std::move(it->second.what);
   running_.erase(it);
   const SlurmDir& dir = prepared_.dir;
-  fs::path path = dir.record(step.task.seq, step.attempt);
+  fs::path path = dir.record(what.task.seq, what.attempt);
   std::string warning;
   std::optional<nlohmann::ordered_json> record;
   if (fs::exists(path)) record = read_record(path, &warning);
@@ -550,16 +578,14 @@ void SrunBatch::finished(pid_t pid, int status) {
     // The step never got to write a record (srun refused it, the node failed): say so in a
     // record of its own, so that the results account for every attempt.
     Result r;
-    r.id = step.task.id;
-    r.attempt = step.attempt;
-    r.command = step.task.command;
+    r.id = what.task.id;
+    r.attempt = what.attempt;
+    r.command = what.task.command;
     r.started_at = std::chrono::system_clock::now();
     r.status = Status::error;
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    fs::path log = dir.slurm() /
-                   (std::to_string(step.task.seq) + "." + std::to_string(step.attempt) + ".srun");
     r.reason = "srun exited with " + std::to_string(code) + " and the step wrote no record; see " +
-               log.string();
+               srun_log(dir, what).string();
     r.final = true;
     record = element_record(r, "", "");
     write_file_atomic(
@@ -569,13 +595,32 @@ void SrunBatch::finished(pid_t pid, int status) {
   results_->sync();
   if (auto summary = SummaryRecord::from(nlohmann::json(*record))) summary_.add(*summary);
   if (request_.verbosity > 1) {
-    diag::notice(step.task.id + " (attempt " + std::to_string(step.attempt) +
+    diag::notice(what.task.id + " (attempt " + std::to_string(what.attempt) +
                  "): " + record->value("status", std::string()) + ": " +
                  record->value("reason", std::string()));
   }
   if (!record->value("final", true) && !cancel_signal_) {
-    ++step.attempt;
-    again_.push_back(std::move(step));
+    // The element asked to be run again (a retryable verdict): at once, as Slurm's requeue.
+    queue_->retry(QueuedAttempt{std::move(what.task), what.attempt + 1}, Clock::now());
+  }
+}
+
+void SrunBatch::on_signal(int sig) {
+  if (!cancel_signal_ && request_.verbosity > 0) {
+    diag::text("\n");
+    diag::notice("stopping; the running steps are being cancelled");
+  }
+  cancel_signal_ = sig;
+  // srun passes SIGTERM on to its step, where the element's pollkill reaps the task and
+  // records it as cancelled.
+  for (const auto& [pid, step] : running_) ::kill(pid, SIGTERM);
+}
+
+void SrunBatch::start_ready() {
+  while (!cancel_signal_ && running_.size() < jobs_) {
+    std::optional<QueuedAttempt> next = queue_->next(Clock::now(), summary_);
+    if (!next) break;
+    start(std::move(*next));
   }
 }
 
@@ -590,68 +635,23 @@ int SrunBatch::run() {
   cpus_ = slurm_cpus(request_.policy.limits);
   results_ = AppendFile::open(request_.results);
   // Without -j, as many steps as the allocation has tasks.
-  std::size_t jobs = 1;
   if (request_.jobs > 0) {
-    jobs = static_cast<std::size_t>(request_.jobs);
+    jobs_ = static_cast<std::size_t>(request_.jobs);
   } else if (auto ntasks = env_number("SLURM_NTASKS"); ntasks && *ntasks > 0) {
-    jobs = static_cast<std::size_t>(*ntasks);
+    jobs_ = static_cast<std::size_t>(*ntasks);
   }
 
-  sigset_t set;
-  sigemptyset(&set);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGCHLD}) sigaddset(&set, sig);
-  sigset_t old;
-  if (::sigprocmask(SIG_BLOCK, &set, &old) != 0) throw_errno("sigprocmask");
-  struct Restore {
-    sigset_t mask;
-    ~Restore() { ::sigprocmask(SIG_SETMASK, &mask, nullptr); }
-  } restore{old};
-  UniqueFd sigfd(::signalfd(-1, &set, SFD_CLOEXEC));
-  if (!sigfd) throw_errno("signalfd");
-
+  // What the directory's records say: a task with a final record is skipped (its record is
+  // in the results already), any other starts at the attempt after its highest.
+  std::unordered_map<std::uint64_t, RecordedTask> resumed;
+  for (const auto& [seq, recorded] : prepared_.recorded) {
+    resumed[seq] = RecordedTask{recorded.highest, recorded.final, recorded.final_status, {}};
+  }
   TaskFile file = TaskFile::open(prepared_.dir.tasks().string());
-  bool file_done = false;
-  for (;;) {
-    while (!cancel_signal_ && running_.size() < jobs) {
-      if (!again_.empty()) {
-        Step step = std::move(again_.front());
-        again_.erase(again_.begin());
-        start(std::move(step));
-        continue;
-      }
-      if (file_done) break;
-      auto task = file.next(request_.policy);
-      if (!task) {
-        file_done = true;
-        break;
-      }
-      auto it = prepared_.recorded.find(task->seq);
-      if (it != prepared_.recorded.end() && it->second.final) {
-        summary_.add_skipped(it->second.final_status);  // its record is in the results already
-        continue;
-      }
-      int attempt = it == prepared_.recorded.end() ? 1 : it->second.highest + 1;
-      start(Step{std::move(*task), attempt});
-    }
-    if (running_.empty()) break;
-    signalfd_siginfo info;
-    ssize_t n = ::read(sigfd.get(), &info, sizeof info);
-    if (n < 0 && errno == EINTR) continue;
-    if (n != sizeof info) throw_errno("read the signalfd");
-    if (info.ssi_signo != SIGCHLD) {
-      if (!cancel_signal_ && request_.verbosity > 0) {
-        diag::text("\n");
-        diag::notice("stopping; the running steps are being cancelled");
-      }
-      cancel_signal_ = static_cast<int>(info.ssi_signo);
-      // srun passes SIGTERM on to its step, where the element's pollkill reaps the task and
-      // records it as cancelled.
-      for (const auto& [pid, step] : running_) ::kill(pid, SIGTERM);
-    }
-    int status = 0;
-    pid_t pid;
-    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) finished(pid, status);
-  }
+  queue_.emplace(file, request_.policy, std::move(resumed));
+  loop_.emplace([this](int sig) { on_signal(sig); });
+  for (start_ready(); !running_.empty(); start_ready()) loop_->wait();
+  loop_.reset();
   if (request_.verbosity > 0) diag::text(summary_.format_text());
   if (cancel_signal_) return 128 + *cancel_signal_;
   return summary_.exit_code();

@@ -187,16 +187,6 @@ TEST(Summary, ByIdALaterFinalRecordReplacesAnEarlierOne) {
   EXPECT_EQ(summary.exit_code(), 0);
 }
 
-TEST(DefaultJobs, AffinityLoweredToTheCpuQuota) {
-  EXPECT_EQ(jobs_for(8, ""), 8);
-  EXPECT_EQ(jobs_for(8, "max 100000\n"), 8);
-  EXPECT_EQ(jobs_for(8, "150000 100000\n"), 2);
-  EXPECT_EQ(jobs_for(8, "50000 100000\n"), 1);
-  EXPECT_EQ(jobs_for(2, "400000 100000\n"), 2);
-  EXPECT_EQ(jobs_for(0, ""), 1);
-  EXPECT_GE(default_jobs(), 1);
-}
-
 TEST(Gc, RunCgroupNames) {
   EXPECT_EQ(run_cgroup_owner("pollkill-123-0a1b2c3d"), 123);
   EXPECT_FALSE(run_cgroup_owner("pollkill-123-0a1b2c3"));

@@ -1,5 +1,5 @@
-// Unit tests for the cgroup edge that do not need a kernel: parsers, limit plans and the
-// run-root decision against a fake hierarchy in a temporary directory.
+// Unit tests for the cgroup edge that do not need a kernel: parsers and the run-root decision
+// against a fake hierarchy in a temporary directory. The limit plans are in limits_test.cpp.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -86,72 +86,6 @@ TEST(Keyed, ParsesCpuStatAndMax) {
 TEST(Pids, ParsesProcs) {
   EXPECT_EQ(parse_pids("12\n345\n\n6\n"), (std::vector<int>{12, 345, 6}));
   EXPECT_TRUE(parse_pids("").empty());
-}
-
-TEST(PlanLimits, MemoryImpliesZeroSwapAndGroupOom) {
-  Limits limits;
-  limits.memory = 64ull << 20;
-  auto plan = plan_limits(limits);
-  ASSERT_EQ(plan.size(), 3u);
-  EXPECT_EQ(plan[0].attr, "memory.max");
-  EXPECT_EQ(plan[0].value, "67108864");
-  EXPECT_EQ(plan[1].attr, "memory.swap.max");
-  EXPECT_EQ(plan[1].value, "0");
-  EXPECT_EQ(plan[2].attr, "memory.oom.group");
-  EXPECT_EQ(controllers_for(plan), (std::vector<std::string>{"memory"}));
-}
-
-TEST(PlanLimits, EachKeyToItsFile) {
-  struct Case {
-    Limits limits;
-    std::string attr;
-    std::string value;
-    std::string controller;
-  };
-  Limits swap_max;
-  swap_max.memory = 1 << 20;
-  swap_max.swap = kSizeMax;
-  Limits high;
-  high.memory_high = 1 << 20;
-  Limits quarter;
-  quarter.cpus = 0.25;
-  Limits tiny;
-  tiny.cpus = 0.001;
-  Limits pids;
-  pids.pids = 32;
-  Limits pids_max;
-  pids_max.pids = kSizeMax;
-  const Case cases[] = {
-      {swap_max, "memory.swap.max", "max", "memory"},
-      {high, "memory.high", "1048576", "memory"},
-      {quarter, "cpu.max", "25000 100000", "cpu"},
-      {tiny, "cpu.max", "1000 100000", "cpu"},  // the kernel's minimum quota
-      {pids, "pids.max", "32", "pids"},
-      {pids_max, "pids.max", "max", "pids"},
-  };
-  for (const auto& c : cases) {
-    auto plan = plan_limits(c.limits);
-    auto it = std::find_if(plan.begin(), plan.end(),
-                           [&](const LimitWrite& w) { return w.attr == c.attr; });
-    ASSERT_NE(it, plan.end()) << c.attr;
-    EXPECT_EQ(it->value, c.value) << c.attr;
-    EXPECT_EQ(it->controller, c.controller) << c.attr;
-  }
-  EXPECT_TRUE(plan_limits(Limits{}).empty());
-}
-
-TEST(PlanLimits, SplitByAvailableControllers) {
-  Limits limits;
-  limits.memory = 1 << 20;
-  limits.pids = 10;
-  auto [ok, missing] = split_enforceable(plan_limits(limits), {"pids", "hugetlb"});
-  ASSERT_EQ(ok.size(), 1u);
-  EXPECT_EQ(ok[0].attr, "pids.max");
-  // The implied swap limit is not reported as a limit of its own.
-  EXPECT_EQ(missing, (std::vector<std::string>{"memory"}));
-  limits.swap = 0;
-  EXPECT_EQ(split_enforceable(plan_limits(limits), {"pids"}).second,
-            (std::vector<std::string>{"memory", "swap"}));
 }
 
 // A fake cgroup2 mount: directories with a cgroup.procs file.

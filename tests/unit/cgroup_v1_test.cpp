@@ -1,6 +1,7 @@
 // Unit tests for the cgroup v1 limits backend that need no kernel: the v1 mount and
-// /proc/self/cgroup parsers, the v1 limit plan, the split between backends, and where v1
-// cgroups go (against a fake v1 hierarchy in a temporary directory). The backend itself runs
+// /proc/self/cgroup parsers, and where v1 cgroups go (against a fake v1 hierarchy in a
+// temporary directory). The v1 limit plan and the split between backends are in
+// limits_test.cpp. The backend itself runs
 // for real only in the hybrid VM (tests/integration/hybrid_test.cpp).
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -44,80 +45,6 @@ TEST(V1OwnCgroups, ParsesEveryControllerLine) {
   EXPECT_EQ(own["cpuacct"], "/b:c");
   EXPECT_EQ(own.count("name=systemd"), 0u);
   EXPECT_TRUE(parse_own_v1_cgroups("0::/\n").empty());
-}
-
-TEST(PlanLimitsV1, WritesTheV1Attributes) {
-  struct Case {
-    Limits limits;
-    std::vector<std::pair<std::string, std::string>> writes;
-  };
-  Limits memory;
-  memory.memory = 64ull << 20;
-  Limits memory_swap = memory;
-  memory_swap.swap = 16ull << 20;
-  Limits unlimited;
-  unlimited.memory = kSizeMax;
-  unlimited.pids = kSizeMax;
-  Limits cpu;
-  cpu.cpus = 0.5;
-  cpu.pids = 20;
-  Limits tiny_cpu;
-  tiny_cpu.cpus = 0.001;
-  const Case cases[] = {
-      {memory,
-       {{"memory.limit_in_bytes", "67108864"}, {"memory.memsw.limit_in_bytes", "67108864"}}},
-      {memory_swap,
-       {{"memory.limit_in_bytes", "67108864"}, {"memory.memsw.limit_in_bytes", "83886080"}}},
-      {unlimited,
-       {{"memory.limit_in_bytes", "-1"},
-        {"memory.memsw.limit_in_bytes", "-1"},
-        {"pids.max", "max"}}},
-      {cpu, {{"cpu.cfs_period_us", "100000"}, {"cpu.cfs_quota_us", "50000"}, {"pids.max", "20"}}},
-      {tiny_cpu, {{"cpu.cfs_period_us", "100000"}, {"cpu.cfs_quota_us", "1000"}}},
-  };
-  for (const auto& c : cases) {
-    std::vector<std::pair<std::string, std::string>> got;
-    for (const auto& w : plan_limits_v1(c.limits)) got.emplace_back(w.attr, w.value);
-    EXPECT_EQ(got, c.writes);
-  }
-  // memory_high has no v1 equivalent; swap alone neither.
-  Limits high;
-  high.memory_high = 1 << 20;
-  high.swap = 0;
-  EXPECT_TRUE(plan_limits_v1(high).empty());
-  EXPECT_FALSE(v1_can_enforce("memory_high", memory));
-  EXPECT_FALSE(v1_can_enforce("swap", high));
-  EXPECT_TRUE(v1_can_enforce("swap", memory_swap));
-}
-
-TEST(SplitLimits, SendsMissingControllersToV1) {
-  Limits limits;
-  limits.memory = 64ull << 20;
-  limits.memory_high = 32ull << 20;
-  limits.cpus = 1;
-  limits.pids = 10;
-  // Pure v2: everything there.
-  LimitSplit all_v2 = split_limits(limits, {"memory", "cpu", "pids"}, {});
-  EXPECT_TRUE(all_v2.v1.empty());
-  EXPECT_TRUE(all_v2.v1_keys.empty());
-  EXPECT_TRUE(all_v2.not_enforced.empty());
-  // Hybrid, v1 for memory and pids only: cpu is not enforced, memory_high has no v1 equivalent.
-  LimitSplit hybrid = split_limits(limits, {}, {"memory", "pids"});
-  EXPECT_TRUE(hybrid.v2.empty());
-  EXPECT_EQ(hybrid.v1_keys, (std::vector<std::string>{"memory", "pids"}));
-  EXPECT_EQ(hybrid.not_enforced, (std::vector<std::string>{"memory_high", "cpus"}));
-  std::vector<std::string> attrs;
-  for (const auto& w : hybrid.v1) attrs.push_back(w.attr);
-  EXPECT_EQ(attrs, (std::vector<std::string>{"memory.limit_in_bytes", "memory.memsw.limit_in_bytes",
-                                             "pids.max"}));
-  // A controller the unified hierarchy has never goes to v1.
-  LimitSplit mixed = split_limits(limits, {"pids"}, {"memory", "cpu"});
-  EXPECT_EQ(mixed.v2.size(), 1u);
-  EXPECT_EQ(mixed.v1_keys, (std::vector<std::string>{"memory", "cpus"}));
-  // An explicit swap limit is listed; the implied one is not.
-  limits.swap = 0;
-  EXPECT_EQ(split_limits(limits, {}, {"memory"}).v1_keys,
-            (std::vector<std::string>{"memory", "swap"}));
 }
 
 // A fake v1 hierarchy: directories with a cgroup.procs file.

@@ -193,5 +193,15 @@ TEST(HostCaseNames, AreTheWordsDoctorPrints) {
   EXPECT_EQ(to_string(HostCase::no_cgroup), "no usable cgroup");
 }
 
+TEST(DefaultJobs, AffinityLoweredToTheCpuQuota) {
+  EXPECT_EQ(jobs_for(8, ""), 8);
+  EXPECT_EQ(jobs_for(8, "max 100000\n"), 8);
+  EXPECT_EQ(jobs_for(8, "150000 100000\n"), 2);
+  EXPECT_EQ(jobs_for(8, "50000 100000\n"), 1);
+  EXPECT_EQ(jobs_for(2, "400000 100000\n"), 2);
+  EXPECT_EQ(jobs_for(0, ""), 1);
+  EXPECT_GE(default_jobs(), 1);
+}
+
 }  // namespace
 }  // namespace pollkill

@@ -1,4 +1,5 @@
-// The /proc tree tracker on a fake /proc directory, the pure helpers, and the mode decision.
+// The /proc tree tracker on a fake /proc directory and the pure helpers. The mode decision is
+// in mode_test.cpp.
 #include "pollkill/proctree.h"
 
 #include <gtest/gtest.h>
@@ -6,9 +7,6 @@
 
 #include <filesystem>
 #include <fstream>
-
-#include "pollkill/error.h"
-#include "pollkill/mode.h"
 
 namespace pollkill {
 namespace {
@@ -141,53 +139,20 @@ TEST_F(FakeProc, UnreadableOrGarbageEntriesAreSkipped) {
   EXPECT_EQ(ProcDir(root_).snapshot().size(), 1u);
 }
 
-TEST(ModeDecision, AutoIsCgroupWhenARunRootResolves) {
-  RunRoot root{"/sys/fs/cgroup/x", "own cgroup", false};
-  auto d = decide_mode(RunMode::automatic, [&] { return root; });
-  EXPECT_EQ(d.mode, RunMode::cgroup);
-  ASSERT_TRUE(d.root);
-  EXPECT_NE(d.why.find("/sys/fs/cgroup/x"), std::string::npos) << d.why;
-}
-
-TEST(ModeDecision, AutoIsSubreaperWithTheReasonWhenNoRunRoot) {
-  auto d = decide_mode(RunMode::automatic,
-                       []() -> RunRoot { throw Error("no cgroup2 hierarchy is mounted", "fix"); });
-  EXPECT_EQ(d.mode, RunMode::subreaper);
-  EXPECT_FALSE(d.root);
-  EXPECT_EQ(d.why, "no cgroup2 hierarchy is mounted");
-}
-
-TEST(ModeDecision, ForcedCgroupLetsTheErrorThrough) {
-  EXPECT_THROW(decide_mode(RunMode::cgroup, []() -> RunRoot { throw Error("none", "fix"); }),
-               Error);
-}
-
-TEST(ModeDecision, ForcedSubreaperNeverLooksForACgroup) {
-  bool called = false;
-  auto d = decide_mode(RunMode::subreaper, [&]() -> RunRoot {
-    called = true;
-    return {};
-  });
-  EXPECT_EQ(d.mode, RunMode::subreaper);
-  EXPECT_FALSE(called);
-}
-
-TEST(SubreaperLimits, CgroupOnlyLimitsAreNamedAndFollowMissingControllers) {
-  Limits limits;
-  limits.memory = 1 << 20;
-  limits.pids = 10;
-  limits.wall_time = Duration(1000);  // enforced in both modes
-  auto keys = cgroup_only_limits(limits);
-  EXPECT_EQ(keys, (std::vector<std::string>{"memory", "pids"}));
-  try {
-    check_subreaper_limits(keys, MissingControllers::error);
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("memory, pids"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("subreaper mode has no"), std::string::npos) << e.what();
-  }
-  EXPECT_EQ(check_subreaper_limits(keys, MissingControllers::warn), keys);
-  EXPECT_TRUE(check_subreaper_limits({}, MissingControllers::error).empty());
+TEST_F(FakeProc, DescribeProcessNamesTheStateAndTheCommand) {
+  add(31, "stuck (in) D", 'D', 1);
+  add(32, "sleeper", 'S', 1);
+  add(33, "odd", 'W', 1);  // a letter without a name is shown as it is
+  UnkillableProcess stuck = describe_process(31, ProcDir(root_));
+  EXPECT_EQ(stuck.pid, 31);
+  EXPECT_EQ(stuck.comm, "stuck (in) D");
+  EXPECT_EQ(stuck.state, "D (disk sleep)");
+  EXPECT_EQ(describe_process(32, ProcDir(root_)).state, "S (sleeping)");
+  EXPECT_EQ(describe_process(33, ProcDir(root_)).state, "W");
+  UnkillableProcess gone = describe_process(34, ProcDir(root_));
+  EXPECT_EQ(gone.pid, 34);
+  EXPECT_EQ(gone.state, "");
+  EXPECT_EQ(gone.comm, "");
 }
 
 }  // namespace

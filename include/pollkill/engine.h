@@ -1,0 +1,102 @@
+// The engine every local mode drives: one session, one event loop, `jobs` slots, and the
+// attempts the task queue hands out launched in them, each recorded through one writer when
+// it ends. `run` is a batch of one task whose record goes to --result; `batch` is many tasks
+// with retries, resume and a results file; the Slurm element runs one task through `run`.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pollkill/event_loop.h"
+#include "pollkill/launcher.h"
+#include "pollkill/limits.h"
+#include "pollkill/policy.h"
+#include "pollkill/report.h"
+#include "pollkill/result.h"
+#include "pollkill/results.h"
+#include "pollkill/retry.h"
+#include "pollkill/sandbox.h"
+#include "pollkill/session.h"
+#include "pollkill/task_queue.h"
+
+namespace pollkill {
+
+/// What an invocation asks of the engine.
+struct EngineRequest {
+  Policy policy;  ///< the base policy: a task's own limit keys go on top (task_policy)
+  std::optional<std::string> cgroup_root;  ///< --cgroup-root
+  std::vector<LimitWrite> plan;            ///< every task's limit writes together
+  SandboxPlan sandbox;  ///< prepared before anything was created (prepare_sandbox)
+  int jobs = 1;         ///< tasks at once
+  /// Each attempt's stdout and stderr go to "<logs_dir>/<id>.<attempt>.out" and ".err" (the
+  /// id made safe for a file name), stdin is /dev/null. Empty: pollkill's own (`run`).
+  std::string logs_dir;
+  /// The task cgroup's name; empty: "task-<seq>-<attempt>". (`run`: "task-run".)
+  std::string cgroup_name;
+  bool retries = false;       ///< [retry] applies: a failed attempt may run again (batch)
+  bool gc_dead_runs = false;  ///< remove dead pollkills' run cgroups first (batch)
+  /// A task that cannot be set up is pollkill's own failure (an Error, `run`: exit 125), not
+  /// a record of status error.
+  bool setup_errors_fatal = false;
+  /// Batch messages: 0 none (`run`, -q), 1 the cancellation notice, 2 also every attempt.
+  int verbosity = 0;
+  bool progress = false;        ///< a progress line on stderr, four times a second
+  std::uint64_t total = 0;      ///< tasks in all, for the progress line
+  Duration sync_interval{100};  ///< most time between a record and its fdatasync
+};
+
+/// How the engine's run ended.
+struct EngineOutcome {
+  Summary summary;                   ///< every final record, and what --resume skipped
+  std::optional<int> cancel_signal;  ///< the signal that stopped it
+  std::optional<Result> last;        ///< the last attempt's result (`run`: its only one)
+};
+
+class Engine {
+ public:
+  /// Prepares without creating anything: opens the session (its decisions). Throws Error.
+  explicit Engine(EngineRequest request);
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+  ~Engine();
+
+  /// Runs until the queue is exhausted and every attempt has ended, or until a signal
+  /// (SIGINT, SIGTERM, SIGHUP) stops it: then no attempt starts, and every running one is
+  /// asked to stop (SIGTERM, its grace, the kill; a second signal kills at once). Each ended
+  /// attempt goes to `records` (and, final, to `joblog`); a failed one is queued again when
+  /// its task's [retry] says so. Everything the session made is gone when it returns.
+  EngineOutcome run(TaskQueue& queue, RecordWriter* records, AppendFile* joblog);
+
+ private:
+  struct Place;
+  void start_ready();
+  void start(Place& place, QueuedAttempt what);
+  void finish(Place& place);
+  void record(Result& result, const QueuedAttempt& what);
+  void on_signal(int sig);
+  void on_sample();
+  void arm_sync();
+  void draw_progress(bool force);
+  std::size_t running() const;
+
+  EngineRequest request_;
+  std::optional<EventLoop> loop_;  ///< before the session: signals stay blocked until it closed
+  Session session_;
+  std::vector<std::unique_ptr<Place>> places_;
+  TaskQueue* queue_ = nullptr;
+  RecordWriter* records_ = nullptr;
+  AppendFile* joblog_ = nullptr;
+  Timer sample_timer_, backoff_timer_, sync_timer_, progress_timer_;
+  bool sync_armed_ = false;
+  Summary summary_;
+  WallTimeStats ok_walls_;
+  std::optional<int> cancel_signal_;
+  std::optional<Result> last_;
+  Clock::time_point started_ = Clock::now();
+  Clock::time_point last_draw_{};
+};
+
+}  // namespace pollkill

@@ -1,0 +1,121 @@
+// The one event loop every mode drives: epoll over descriptors with their handlers, the
+// signals pollkill reacts to read through a signalfd, timerfds, and one inotify instance for
+// every watched file. `run` (a batch of one), `batch`, the Slurm element and `--launcher srun`
+// all wait here, and nowhere else.
+#pragma once
+
+#include <signal.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <unordered_map>
+
+#include "pollkill/fd.h"
+#include "pollkill/units.h"
+
+namespace pollkill {
+
+/// A non-blocking, close-on-exec CLOCK_MONOTONIC timerfd.
+UniqueFd make_timerfd();
+/// Arms `fd` to fire after `first` and then every `interval` (0: once); both 0 disarms.
+void arm_timer(int fd, Duration first, Duration interval);
+/// Reads and discards everything readable on a non-blocking descriptor.
+void drain_fd(int fd);
+
+/// Blocks `signals` (read through a signalfd instead) for its lifetime; signals still pending
+/// at destruction are dropped.
+class BlockedSignals {
+ public:
+  explicit BlockedSignals(std::initializer_list<int> signals);
+  ~BlockedSignals();
+  BlockedSignals(const BlockedSignals&) = delete;
+  BlockedSignals& operator=(const BlockedSignals&) = delete;
+  const sigset_t& set() const { return set_; }
+
+ private:
+  sigset_t set_;
+  sigset_t old_;
+};
+
+/// A timerfd owned by its user (a slot's deadline, the sample clock). Disarming also drops an
+/// expiry that is already pending, so a timer reused by the next task in a slot cannot fire
+/// for it.
+class Timer {
+ public:
+  Timer() : fd_(make_timerfd()) {}
+  /// Fires after `first`, then every `interval` (0: once). `first` is at least 1 ms (a zero
+  /// would disarm).
+  void arm(Duration first, Duration interval = Duration(0)) const;
+  void disarm() const;
+  int fd() const { return fd_.get(); }
+
+ private:
+  UniqueFd fd_;
+};
+
+/// epoll over registered descriptors. Level-triggered: a handler is called at each wait while
+/// its descriptor is readable, so a handler reads what it is told about (or removes it).
+///
+/// Each wait calls the signal handler first, for every signal that arrived, and then the
+/// other handlers in the order the kernel reported them: a terminal's Ctrl-C reaches the tasks
+/// too, and a task that died of it must be seen as cancelled, not as crashed. A handler may
+/// add and remove registrations; one removed by an earlier handler of the same wait is not
+/// called.
+class EventLoop {
+ public:
+  using Handler = std::function<void()>;
+  using Id = std::uint64_t;
+
+  /// Blocks SIGINT, SIGTERM and SIGHUP for the loop's lifetime (before anything is created,
+  /// so that none of them can kill pollkill halfway through) and calls `on_signal` with each
+  /// one that arrives.
+  explicit EventLoop(std::function<void(int sig)> on_signal);
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  /// Calls `handler` while `fd` is readable, until remove(). The descriptor stays the
+  /// caller's, open until remove() (closing it first is harmless only when nothing else
+  /// opened a descriptor of the same number since). Throws SystemError.
+  Id add(int fd, Handler handler);
+  /// A timer: its expiries are read before `handler` is called.
+  Id add_timer(const Timer& timer, Handler handler);
+  /// Stops calling the handler (EPOLL_CTL_DEL). Unknown ids are ignored.
+  void remove(Id id);
+
+  /// Calls `on_modify` whenever `path` is modified (IN_MODIFY; a cgroup's cgroup.events).
+  /// Every file shares one inotify instance: closing an inotify descriptor waits for an RCU
+  /// grace period (about 10 ms here, most of a short task's cost when each had its own).
+  /// After a queue overflow (IN_Q_OVERFLOW) every handler is called, since a lost
+  /// notification must not be. Returns the watch descriptor. Throws SystemError.
+  int watch_file(const std::filesystem::path& path, Handler on_modify);
+  /// Forgets the handler; the kernel drops the watch itself when the file goes (rmdir).
+  void unwatch_file(int wd);
+
+  /// Waits once for events and calls their handlers. An interrupted wait (EINTR) returns
+  /// without calling any. Throws SystemError.
+  void wait();
+
+ private:
+  void read_signals();
+  void read_inotify();
+
+  BlockedSignals blocked_;
+  UniqueFd epfd_;
+  UniqueFd sigfd_;
+  std::function<void(int)> on_signal_;
+  struct Entry {
+    int fd;
+    std::shared_ptr<Handler> handler;
+  };
+  std::unordered_map<Id, Entry> handlers_;
+  std::unordered_map<int, int> fd_users_;  ///< live registrations per descriptor number
+  Id next_id_ = 1;
+  Id signal_id_ = 0;
+  UniqueFd inotify_;  ///< made at the first watch_file
+  std::unordered_map<int, Handler> file_handlers_;
+};
+
+}  // namespace pollkill

@@ -1,0 +1,245 @@
+#include "pollkill/engine.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+
+#include "pollkill/diag.h"
+#include "pollkill/error.h"
+#include "pollkill/taskfile.h"
+
+namespace pollkill {
+namespace {
+
+// A log file name part from a task id: ids may hold any character, file names may not.
+std::string safe_name(const std::string& id) {
+  std::string out;
+  for (char c : id) {
+    out +=
+        (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.') ? c : '_';
+  }
+  if (out.empty() || out[0] == '.') out.insert(0, "t");
+  return out;
+}
+
+}  // namespace
+
+// One slot and what runs in it.
+struct Engine::Place {
+  explicit Place(EventLoop& loop) : slot(loop) {}
+  Slot slot;
+  QueuedAttempt what;
+  std::string wall_source;  ///< where the wall time came from (adaptive limits)
+  bool adaptive = false;
+};
+
+Engine::Engine(EngineRequest request)
+    : request_(std::move(request)),
+      session_(SessionRequest{request_.policy, request_.cgroup_root, request_.plan,
+                              request_.gc_dead_runs},
+               request_.sandbox) {}
+
+Engine::~Engine() {
+  places_.clear();  // the attempts (and their descriptors) before the session and the loop
+}
+
+std::size_t Engine::running() const {
+  return static_cast<std::size_t>(std::count_if(
+      places_.begin(), places_.end(), [](const auto& p) { return p->slot.current() != nullptr; }));
+}
+
+EngineOutcome Engine::run(TaskQueue& queue, RecordWriter* records, AppendFile* joblog) {
+  queue_ = &queue;
+  records_ = records;
+  joblog_ = joblog;
+  loop_.emplace([this](int sig) { on_signal(sig); });  // signals blocked from here on
+  session_.start();
+  EventLoop& loop = *loop_;
+  for (int i = 0; i < request_.jobs; ++i) places_.push_back(std::make_unique<Place>(loop));
+  const Duration poll = request_.policy.watchdog.poll_interval;
+  loop.add_timer(sample_timer_, [this] { on_sample(); });
+  sample_timer_.arm(poll, poll);
+  loop.add_timer(backoff_timer_, [] {});  // only wakes the loop for a due retry
+  loop.add_timer(sync_timer_, [this] {
+    sync_armed_ = false;
+    if (records_) records_->sync();
+    if (joblog_) joblog_->sync();
+  });
+  if (request_.progress) {
+    loop.add_timer(progress_timer_, [this] { draw_progress(false); });
+    progress_timer_.arm(Duration(250), Duration(250));
+  }
+
+  start_ready();
+  for (;;) {
+    if (running() == 0 && (cancel_signal_ || queue.exhausted())) break;
+    loop.wait();
+    for (auto& place : places_) {
+      if (place->slot.current() && place->slot.current()->finished()) finish(*place);
+    }
+    start_ready();
+  }
+
+  if (request_.progress) {
+    draw_progress(true);
+    diag::text("\n");
+  }
+  if (records_) records_->sync();
+  if (joblog_) joblog_->sync();
+  places_.clear();
+  session_.close();
+  loop_.reset();
+  return EngineOutcome{std::move(summary_), cancel_signal_, std::move(last_)};
+}
+
+void Engine::start_ready() {
+  if (!cancel_signal_) {
+    for (auto& place : places_) {
+      // An attempt that ends at once (it could not be executed) leaves its slot free.
+      while (!place->slot.current()) {
+        std::optional<QueuedAttempt> next = queue_->next(Clock::now(), summary_);
+        if (!next) break;
+        start(*place, std::move(*next));
+      }
+      if (!place->slot.current()) break;
+    }
+  }
+  if (auto at = queue_->next_retry()) {
+    backoff_timer_.arm(std::chrono::duration_cast<Duration>(*at - Clock::now()));
+  } else {
+    backoff_timer_.disarm();
+  }
+}
+
+void Engine::start(Place& place, QueuedAttempt what) {
+  const TaskSpec& task = what.task;
+  AttemptSpec spec;
+  spec.id = task.id;
+  spec.attempt = what.attempt;
+  spec.command = task.command;
+  spec.cwd = task.cwd;
+  spec.sandbox = &request_.sandbox;
+  try {
+    spec.policy = task_policy(task, request_.policy);
+  } catch (const Error& e) {
+    if (request_.setup_errors_fatal) throw;
+    Result result;
+    result.id = task.id;
+    result.attempt = what.attempt;
+    result.command = task.command;
+    result.started_at = std::chrono::system_clock::now();
+    result.mode = session_.mode_name();
+    result.status = Status::error;
+    result.reason = e.what();
+    record(result, what);
+    return;
+  }
+  if (spec.policy.retry.attempts < 1) spec.policy.retry.attempts = 1;
+  WallTimeLimit wall = effective_wall_time(spec.policy.limits, ok_walls_);
+  place.adaptive = spec.policy.limits.wall_time_percent.has_value();
+  place.wall_source = wall.source;
+  spec.policy.limits.wall_time = wall.limit;
+  spec.env = request_.sandbox.env;
+  for (const auto& e : task.env) {
+    auto eq = e.find('=');
+    std::erase_if(spec.env,
+                  [&](const std::string& x) { return x.compare(0, eq + 1, e, 0, eq + 1) == 0; });
+    spec.env.push_back(e);
+  }
+  if (!request_.logs_dir.empty()) {
+    const std::string base =
+        request_.logs_dir + "/" + safe_name(task.id) + "." + std::to_string(what.attempt);
+    spec.stdout_path = base + ".out";
+    spec.stderr_path = base + ".err";
+  }
+  spec.cgroup_name = !request_.cgroup_name.empty()
+                         ? request_.cgroup_name
+                         : "task-" + std::to_string(task.seq) + "-" + std::to_string(what.attempt);
+  place.what = std::move(what);
+  place.slot.occupant() =
+      launch(session_, *loop_, place.slot, std::move(spec), request_.setup_errors_fatal);
+  if (place.slot.current()->finished()) finish(place);
+}
+
+void Engine::finish(Place& place) {
+  std::unique_ptr<RunningAttempt> attempt = std::move(place.slot.occupant());
+  Result result = attempt->finish();
+  attempt.reset();  // its descriptors closed before the next attempt in this slot
+  if (place.adaptive && result.status == Status::timeout) {
+    result.reason += " (" + place.wall_source + ")";
+  }
+  record(result, place.what);
+}
+
+// Writes the attempt's record and decides what comes next for the task.
+void Engine::record(Result& result, const QueuedAttempt& what) {
+  Policy task = request_.policy;
+  try {
+    task = task_policy(what.task, request_.policy);
+  } catch (const Error&) {
+  }
+  const bool retry =
+      request_.retries && !cancel_signal_ && should_retry(task.retry, result.status, what.attempt);
+  if (result.status == Status::cancelled && !result.cancel_signal) {
+    result.cancel_signal = cancel_signal_;
+  }
+  result.final = !retry;
+  if (records_) {
+    records_->write(result);
+    arm_sync();
+  }
+  if (result.final && joblog_) {
+    joblog_->append(format_joblog_line(joblog_entry(result, what.task.seq)));
+  }
+  summary_.add(SummaryRecord::from(result));
+  if (request_.verbosity > 1) {
+    diag::notice(result.id + " (attempt " + std::to_string(result.attempt) +
+                 "): " + std::string(to_string(result.status)) + ": " + result.reason);
+  }
+  if (result.status == Status::ok) ok_walls_.add(result.wall_s);
+  if (retry) {
+    queue_->retry(QueuedAttempt{what.task, what.attempt + 1},
+                  Clock::now() + retry_backoff(task.retry, what.attempt));
+  }
+  last_ = result;
+}
+
+void Engine::on_signal(int sig) {
+  if (!cancel_signal_) {
+    cancel_signal_ = sig;
+    if (request_.verbosity > 0) {
+      diag::text("\n");
+      diag::notice(std::string(sig == SIGINT ? "interrupted" : "terminated") +
+                   ": stopping; running tasks are being reaped");
+    }
+  }
+  // The first signal asks each task to stop (SIGTERM, then the kill after kill_grace); a
+  // second one kills at once.
+  for (auto& place : places_) {
+    if (RunningAttempt* attempt = place->slot.current()) attempt->cancel(sig);
+  }
+}
+
+void Engine::on_sample() {
+  const auto now = Clock::now();
+  for (auto& place : places_) {
+    if (RunningAttempt* attempt = place->slot.current()) attempt->on_sample(now);
+  }
+}
+
+void Engine::arm_sync() {
+  if (sync_armed_) return;
+  sync_armed_ = true;
+  sync_timer_.arm(request_.sync_interval);
+}
+
+void Engine::draw_progress(bool force) {
+  auto now = Clock::now();
+  if (!force && now - last_draw_ < Duration(250)) return;
+  last_draw_ = now;
+  diag::text(summary_.progress_line(request_.total, running(),
+                                    std::chrono::duration<double>(now - started_).count()));
+}
+
+}  // namespace pollkill

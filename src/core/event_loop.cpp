@@ -1,0 +1,171 @@
+#include "pollkill/event_loop.h"
+
+#include <sys/epoll.h>
+#include <sys/inotify.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <vector>
+
+#include "pollkill/error.h"
+
+namespace pollkill {
+
+UniqueFd make_timerfd() {
+  UniqueFd fd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  if (!fd) throw_errno("timerfd_create");
+  return fd;
+}
+
+void arm_timer(int fd, Duration first, Duration interval) {
+  itimerspec spec{};
+  auto to_ts = [](Duration d) {
+    timespec ts{};
+    ts.tv_sec = d.count() / 1000;
+    ts.tv_nsec = (d.count() % 1000) * 1000000;
+    return ts;
+  };
+  spec.it_value = to_ts(first);
+  if (first.count() == 0 && interval.count() == 0) spec.it_value.tv_nsec = 0;  // disarm
+  spec.it_interval = to_ts(interval);
+  if (::timerfd_settime(fd, 0, &spec, nullptr) != 0) throw_errno("timerfd_settime");
+}
+
+void drain_fd(int fd) {
+  char buf[4096];
+  while (::read(fd, buf, sizeof buf) > 0) {
+  }
+}
+
+BlockedSignals::BlockedSignals(std::initializer_list<int> signals) {
+  sigemptyset(&set_);
+  for (int sig : signals) sigaddset(&set_, sig);
+  ::sigprocmask(SIG_BLOCK, &set_, &old_);
+}
+
+BlockedSignals::~BlockedSignals() {
+  // Signals that arrived after the run ended are pollkill's own business: it exits with
+  // the task's status anyway, so drop them rather than die of them here.
+  timespec zero{};
+  while (::sigtimedwait(&set_, nullptr, &zero) > 0) {
+  }
+  ::sigprocmask(SIG_SETMASK, &old_, nullptr);
+}
+
+void Timer::arm(Duration first, Duration interval) const {
+  arm_timer(fd_.get(), std::max(first, Duration(1)), interval);
+}
+
+void Timer::disarm() const {
+  arm_timer(fd_.get(), Duration(0), Duration(0));
+  drain_fd(fd_.get());
+}
+
+EventLoop::EventLoop(std::function<void(int sig)> on_signal)
+    : blocked_({SIGINT, SIGTERM, SIGHUP}), on_signal_(std::move(on_signal)) {
+  epfd_.reset(::epoll_create1(EPOLL_CLOEXEC));
+  if (!epfd_) throw_errno("epoll_create1");
+  sigfd_.reset(::signalfd(-1, &blocked_.set(), SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!sigfd_) throw_errno("signalfd");
+  signal_id_ = add(sigfd_.get(), [this] { read_signals(); });
+}
+
+EventLoop::Id EventLoop::add(int fd, Handler handler) {
+  const Id id = next_id_++;
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = id;
+  if (::epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) throw_errno("epoll_ctl ADD");
+  handlers_.emplace(id, Entry{fd, std::make_shared<Handler>(std::move(handler))});
+  ++fd_users_[fd];
+  return id;
+}
+
+EventLoop::Id EventLoop::add_timer(const Timer& timer, Handler handler) {
+  return add(timer.fd(), [fd = timer.fd(), handler = std::move(handler)] {
+    drain_fd(fd);
+    handler();
+  });
+}
+
+void EventLoop::remove(Id id) {
+  auto it = handlers_.find(id);
+  if (it == handlers_.end()) return;
+  const int fd = it->second.fd;
+  handlers_.erase(it);
+  // A descriptor its owner closed left the epoll set by itself, and its number may already
+  // belong to a newer registration, whose entry must stay.
+  if (--fd_users_[fd] == 0) {
+    fd_users_.erase(fd);
+    ::epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, fd, nullptr);  // EBADF, ENOENT: closed already
+  }
+}
+
+int EventLoop::watch_file(const std::filesystem::path& path, Handler on_modify) {
+  if (!inotify_) {
+    inotify_.reset(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+    if (!inotify_) throw_errno("inotify_init1");
+    add(inotify_.get(), [this] { read_inotify(); });
+  }
+  int wd = ::inotify_add_watch(inotify_.get(), path.c_str(), IN_MODIFY);
+  if (wd < 0) throw_errno("watch '" + path.string() + "'");
+  file_handlers_[wd] = std::move(on_modify);
+  return wd;
+}
+
+void EventLoop::unwatch_file(int wd) {
+  file_handlers_.erase(wd);
+}
+
+void EventLoop::read_signals() {
+  signalfd_siginfo info;
+  while (::read(sigfd_.get(), &info, sizeof info) == sizeof info) {
+    on_signal_(static_cast<int>(info.ssi_signo));
+  }
+}
+
+void EventLoop::read_inotify() {
+  alignas(inotify_event) char buffer[4096];
+  for (;;) {
+    ssize_t n = ::read(inotify_.get(), buffer, sizeof buffer);
+    if (n <= 0) return;
+    for (ssize_t at = 0; at < n;) {
+      const auto* event = reinterpret_cast<const inotify_event*>(buffer + at);
+      at += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
+      if (event->mask & IN_Q_OVERFLOW) {
+        // Handlers may unwatch while called: call a copy of the list.
+        std::vector<int> all;
+        for (const auto& [wd, handler] : file_handlers_) all.push_back(wd);
+        for (int wd : all) {
+          if (auto it = file_handlers_.find(wd); it != file_handlers_.end()) it->second();
+        }
+      } else if (auto it = file_handlers_.find(event->wd); it != file_handlers_.end()) {
+        it->second();
+      }
+    }
+  }
+}
+
+void EventLoop::wait() {
+  epoll_event events[32];
+  int n = ::epoll_wait(epfd_.get(), events, 32, -1);
+  if (n < 0) {
+    if (errno == EINTR) return;
+    throw_errno("epoll_wait");
+  }
+  for (int i = 0; i < n; ++i) {
+    if (events[i].data.u64 == signal_id_) read_signals();
+  }
+  for (int i = 0; i < n; ++i) {
+    if (events[i].data.u64 == signal_id_) continue;
+    auto it = handlers_.find(events[i].data.u64);
+    if (it == handlers_.end()) continue;  // removed by an earlier handler of this wait
+    // Held while it runs: the handler may remove itself.
+    std::shared_ptr<Handler> handler = it->second.handler;
+    (*handler)();
+  }
+}
+
+}  // namespace pollkill

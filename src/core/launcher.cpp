@@ -1,0 +1,259 @@
+#include "pollkill/launcher.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <memory>
+
+#include "pollkill/cgroup.h"
+#include "pollkill/container.h"
+#include "pollkill/diag.h"
+#include "pollkill/error.h"
+#include "pollkill/limits.h"
+#include "pollkill/mode.h"
+#include "pollkill/proctree.h"
+#include "pollkill/spawn.h"
+
+namespace pollkill {
+namespace {
+
+UniqueFd open_log(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd) throw_errno("create the log file '" + path + "'");
+  return fd;
+}
+
+std::uint64_t file_size(int fd) {
+  struct stat st {};
+  return ::fstat(fd, &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
+}
+
+}  // namespace
+
+Slot::Slot(EventLoop& loop) : loop_(loop) {
+  deadline_id_ = loop_.add_timer(deadline_, [this] {
+    if (current_) current_->on_deadline();
+  });
+  wall_id_ = loop_.add_timer(wall_, [this] {
+    if (current_) current_->on_sample(Clock::now());
+  });
+}
+
+Slot::~Slot() {
+  current_.reset();
+  loop_.remove(deadline_id_);
+  loop_.remove(wall_id_);
+}
+
+void Slot::disarm() const {
+  deadline_.disarm();
+  wall_.disarm();
+}
+
+RunningAttempt::RunningAttempt(Session& session, EventLoop& loop, Slot& slot, AttemptSpec spec)
+    : session_(session), loop_(loop), slot_(slot), spec_(std::move(spec)) {
+  result_.id = spec_.id;
+  result_.attempt = spec_.attempt;
+  result_.command = spec_.command;
+  result_.started_at = std::chrono::system_clock::now();
+  result_.mode = session_.mode_name();
+  if (!spec_.stdout_path.empty()) {
+    result_.stdout_path = spec_.stdout_path;
+    result_.stderr_path = spec_.stderr_path;
+  }
+}
+
+RunningAttempt::~RunningAttempt() {
+  unregister();
+}
+
+void RunningAttempt::unregister() noexcept {
+  // Registrations go before the descriptors they name are closed.
+  for (EventLoop::Id id : registrations_) loop_.remove(id);
+  registrations_.clear();
+  if (pidfd_id_) loop_.remove(*pidfd_id_);
+  pidfd_id_.reset();
+  if (events_wd_ >= 0) loop_.unwatch_file(events_wd_);
+  events_wd_ = -1;
+}
+
+void RunningAttempt::start() {
+  const Policy& policy = spec_.policy;
+  LimitSplit limits;
+  if (session_.subreaper()) {
+    result_.limits_not_enforced = cgroup_only_limits(policy.limits);
+  } else {
+    result_.cgroup = session_.run_cgroup().relative_path() + "/" + spec_.cgroup_name;
+    limits = session_.split(policy.limits);
+    result_.limits_not_enforced = limits.not_enforced;
+    result_.limits_cgroup_v1 = limits.v1_keys;
+  }
+  if (!spec_.stdout_path.empty()) {
+    stdin_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!stdin_) throw_errno("open /dev/null");
+    stdout_ = open_log(spec_.stdout_path);
+    stderr_ = open_log(spec_.stderr_path);
+  } else if (policy.limits.output) {
+    // With an output limit the task writes into pipes that pollkill copies and counts;
+    // otherwise it inherits pollkill's stdin, stdout and stderr.
+    relay_ = OutputRelay::create(STDOUT_FILENO, STDERR_FILENO);
+  }
+  if (session_.subreaper()) return;
+  task_dir_ = session_.run_cgroup().create_child(spec_.cgroup_name);
+  cgroup_path_ = task_dir_->path();
+  v1_ = V1TaskCgroups::create(session_.run_cgroup(), spec_.cgroup_name);
+  apply_limits(*task_dir_, v1_, limits, policy.runner.missing_controllers,
+               result_.limits_not_enforced, result_.limits_cgroup_v1);
+  // cgroup.events is the only way the task's end is seen: samples never poll it.
+  events_wd_ = loop_.watch_file(cgroup_path_ / "cgroup.events", [this] {
+    if (watch_) watch_->on_events();
+  });
+}
+
+void RunningAttempt::spawn_task() {
+  const Policy& policy = spec_.policy;
+  const bool subreaper = session_.subreaper();
+  std::vector<UniqueFd> v1_join = v1_.open_join_fds();
+  SpawnRequest request{spec_.command, spec_.env, task_dir_ ? task_dir_->fd() : -1,
+                       default_spawn_method()};
+  request.subreaper_init = subreaper;
+  request.sandbox = spec_.sandbox;
+  request.cwd = spec_.cwd;
+  for (const auto& fd : v1_join) request.join_v1_fds.push_back(fd.get());
+  if (stdout_) {
+    request.stdio[0] = stdin_.get();
+    request.stdio[1] = stdout_.get();
+    request.stdio[2] = stderr_.get();
+  } else if (relay_) {
+    request.stdio[1] = relay_->child_end(0);
+    request.stdio[2] = relay_->child_end(1);
+  }
+  start_ = Clock::now();
+  Spawned spawned = spawn(request);
+  if (relay_) relay_->close_child_ends();
+  if (spawned.failure) {
+    spawned.child.reap();
+    Outcome base;
+    base.exec_errno = spawned.failure->error;
+    base.exec_step = spawned.failure->step;
+    auto cls = classify(base, result_.command);
+    result_.status = cls.status;
+    result_.reason = cls.reason;
+    result_.exit_code =
+        spawned.failure->error == ENOENT ? exit_code::kNotFound : exit_code::kNotExecutable;
+    result_.wall_s = std::chrono::duration<double>(Clock::now() - start_).count();
+    remove_cgroup();
+    return;
+  }
+  ContainerFactory container;
+  if (subreaper) {
+    init_pid_ = spawned.child.pid();
+    if (auto st = ProcDir().stat(init_pid_)) session_.guard().watch_tree(init_pid_, st->starttime);
+    container = [](Child& init) { return std::make_unique<ProcTreeContainer>(init); };
+  } else {
+    container = [this](Child&) {
+      return std::make_unique<CgroupContainer>(std::move(*task_dir_), std::move(v1_));
+    };
+  }
+  watch_ = std::make_unique<TaskWatch>(policy, std::move(spawned.child), container, slot_, start_);
+  pidfd_id_ = loop_.add(watch_->pidfd(), [this] {
+    // Level-triggered and readable for good once the process exited: watched once.
+    loop_.remove(*pidfd_id_);
+    pidfd_id_.reset();
+    watch_->on_main_exit();
+  });
+  if (watch_->tree_fd() >= 0) {
+    // The task's lingering init exited: its tree is empty (reaped in on_events).
+    registrations_.push_back(loop_.add(watch_->tree_fd(), [this] { watch_->on_events(); }));
+  }
+  if (relay_) {
+    for (int stream : {0, 1}) {
+      auto id = std::make_shared<EventLoop::Id>();
+      *id = loop_.add(relay_->read_end(stream), [this, stream, id] {
+        // At EOF pump closes the read end: it leaves the loop with it.
+        if (!relay_->pump(stream)) loop_.remove(*id);
+        watch_->on_output(relay_->total());
+      });
+      registrations_.push_back(*id);
+    }
+  }
+  if (policy.limits.wall_time) {
+    // The wall time is exact, not rounded up to the next sample.
+    slot_.wall().arm(std::max(
+        *policy.limits.wall_time - std::chrono::duration_cast<Duration>(Clock::now() - start_),
+        Duration(1)));
+  }
+  watch_->on_events();  // the task may already be gone
+}
+
+void RunningAttempt::give_up(const Error& error) {
+  unregister();
+  watch_.reset();  // kills what was spawned (in subreaper mode the init, and its task with it)
+  if (init_pid_ > 0) session_.guard().forget_tree(init_pid_);
+  init_pid_ = -1;
+  result_.status = Status::error;
+  result_.reason = error.what();
+  remove_cgroup();
+}
+
+void RunningAttempt::remove_cgroup() noexcept {
+  task_dir_.reset();
+  v1_.remove();
+  if (cgroup_path_.empty()) return;
+  try {
+    pollkill::remove_cgroup(cgroup_path_);
+  } catch (const std::exception& e) {
+    diag::warning(e.what());
+  }
+  cgroup_path_.clear();
+}
+
+void RunningAttempt::on_sample(Clock::time_point now) {
+  if (!watch_) return;
+  watch_->on_sample(now);
+  if (stdout_ && spec_.policy.limits.output) {
+    watch_->on_output(file_size(stdout_.get()) + file_size(stderr_.get()));
+  }
+}
+
+void RunningAttempt::on_deadline() {
+  if (watch_) watch_->on_deadline();
+}
+
+void RunningAttempt::cancel(int sig) {
+  if (watch_) watch_->cancel(sig);
+}
+
+Result RunningAttempt::finish() {
+  slot_.disarm();  // neither timer may fire for the next attempt in this slot
+  if (watch_) {
+    if (relay_) relay_->drain();
+    watch_->fill(result_, Outcome{}, start_);
+  }
+  unregister();
+  watch_.reset();  // the task's v1 cgroups go with its container
+  if (init_pid_ > 0) session_.guard().forget_tree(init_pid_);
+  init_pid_ = -1;
+  remove_cgroup();  // the directory goes last
+  return std::move(result_);
+}
+
+std::unique_ptr<RunningAttempt> launch(Session& session, EventLoop& loop, Slot& slot,
+                                       AttemptSpec spec, bool setup_errors_fatal) {
+  auto attempt = std::make_unique<RunningAttempt>(session, loop, slot, std::move(spec));
+  try {
+    attempt->start();
+    attempt->spawn_task();
+  } catch (const Error& e) {
+    // A task that cannot be started (a cgroup or log that cannot be made, no memory for the
+    // watch, clone3 failing under pressure) is recorded as `error`; a batch goes on.
+    if (setup_errors_fatal) throw;
+    attempt->give_up(e);
+  }
+  return attempt;
+}
+
+}  // namespace pollkill
