@@ -18,37 +18,12 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-std::vector<json> read_records(const fs::path& path) {
-  std::vector<json> records;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    try {
-      records.push_back(json::parse(line));
-    } catch (const json::exception&) {
-    }
-  }
-  return records;
-}
-
 std::map<std::string, json> finals_by_id(const std::vector<json>& records) {
   std::map<std::string, json> finals;
   for (const auto& r : records) {
     if (r["final"] == true) finals[r["id"].get<std::string>()] = r;
   }
   return finals;
-}
-
-void write_file(const fs::path& path, const std::string& text) {
-  std::ofstream(path) << text;
-}
-
-std::string slurp(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 // The batch cases that need no limit, in both modes (subreaper needs no cgroup).

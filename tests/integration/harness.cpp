@@ -24,13 +24,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 // "\040" and friends in mountinfo mount points.
 std::string unescape_octal(const std::string& s) {
   std::string out;
@@ -143,6 +136,44 @@ void kill_and_remove_cgroup(const fs::path& dir) {
 
 }  // namespace
 
+std::string slurp(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+void write_file(const fs::path& path, const std::string& text) {
+  std::ofstream(path) << text;
+}
+
+std::vector<nlohmann::json> read_records(const fs::path& path) {
+  std::vector<nlohmann::json> records;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    try {
+      records.push_back(nlohmann::json::parse(line));
+    } catch (const nlohmann::json::exception&) {
+    }
+  }
+  return records;
+}
+
+std::string to_string(Via via) {
+  return via == Via::run ? "run" : "batch";
+}
+
+std::string via_name(const ::testing::TestParamInfo<Via>& param_info) {
+  return to_string(param_info.param);
+}
+
+int exit_via(Via via, int run_exit) {
+  if (via == Via::run) return run_exit;
+  return run_exit == 0 ? 0 : 1;
+}
+
 const std::vector<std::string>& result_contract_keys() {
   static const std::vector<std::string> keys = {"id",
                                                 "attempt",
@@ -171,7 +202,7 @@ const std::vector<std::string>& result_contract_keys() {
 }
 
 std::optional<fs::path> cgroup2_mount() {
-  std::istringstream in(read_file("/proc/self/mountinfo"));
+  std::istringstream in(slurp("/proc/self/mountinfo"));
   std::string line;
   while (std::getline(in, line)) {
     auto sep = line.find(" - ");
@@ -225,7 +256,7 @@ std::vector<ProcessInfo> processes_matching(const std::string& marker) {
     if (!is_number(name)) continue;
     pid_t pid = static_cast<pid_t>(std::stol(name));
     if (pid == self) continue;
-    std::string raw = read_file(it->path() / "cmdline");
+    std::string raw = slurp(it->path() / "cmdline");
     if (raw.empty()) continue;  // kernel thread, zombie, or gone
     ProcessInfo info;
     info.pid = pid;
@@ -530,45 +561,95 @@ RunOutput run_pollkill(const std::vector<std::string>& args, Seconds timeout,
   return r;
 }
 
-std::unique_ptr<Pollkill> start_run(const std::vector<std::string>& flags,
-                                    const std::vector<std::string>& command,
-                                    LaunchOptions options) {
+std::vector<std::string> task_args(Via via, const std::vector<std::string>& flags,
+                                   const std::vector<std::string>& command, fs::path* record) {
   static std::atomic<unsigned> counter{0};
-  fs::path result = results_dir() / ("result-" + std::to_string(counter.fetch_add(1)) + ".json");
-  std::vector<std::string> args = {"run", "--result", result.string()};
+  const std::string n = std::to_string(counter.fetch_add(1));
+  std::vector<std::string> args;
+  if (via == Via::run) {
+    *record = results_dir() / ("result-" + n + ".json");
+    args = {"run", "--result", record->string()};
+    args.insert(args.end(), flags.begin(), flags.end());
+    args.push_back("--");
+    args.insert(args.end(), command.begin(), command.end());
+    return args;
+  }
+  *record = results_dir() / ("results-" + n + ".jsonl");
+  const fs::path tasks = results_dir() / ("tasks-" + n);
+  write_file(tasks, nlohmann::json{{"id", "task"}, {"cmd", command}}.dump() + "\n");
+  args = {"batch", "-j", "1", "--results", record->string()};
   args.insert(args.end(), flags.begin(), flags.end());
-  args.push_back("--");
-  args.insert(args.end(), command.begin(), command.end());
-  auto p = std::make_unique<Pollkill>(args, std::move(options));
-  p->result_file = result;
+  args.push_back(tasks.string());
+  return args;
+}
+
+std::unique_ptr<Pollkill> start_task(Via via, const std::vector<std::string>& flags,
+                                     const std::vector<std::string>& command,
+                                     LaunchOptions options) {
+  fs::path record;
+  auto p = std::make_unique<Pollkill>(task_args(via, flags, command, &record), std::move(options));
+  p->result_file = record;
+  p->via = via;
   return p;
 }
 
-RunOutput finish_run(Pollkill& run, Seconds timeout) {
+RunOutput finish_task(Pollkill& run, Seconds timeout) {
   RunOutput r = run.wait(timeout);
-  if (run.result_file) {
-    std::error_code ec;
-    if (!fs::exists(*run.result_file, ec)) {
-      r.json_error = "no result file was written";
-    } else {
-      std::string text = read_file(*run.result_file);
-      fs::remove(*run.result_file, ec);
-      try {
-        r.json = nlohmann::ordered_json::parse(text);
-      } catch (const std::exception& e) {
-        r.json_error =
-            std::string("cannot parse the result file: ") + e.what() + ": '" + text + "'";
-      }
+  if (!run.result_file) return r;
+  std::error_code ec;
+  if (!fs::exists(*run.result_file, ec)) {
+    r.json_error = "no result file was written";
+    return r;
+  }
+  std::string text = slurp(*run.result_file);
+  fs::remove(*run.result_file, ec);
+  if (run.via == Via::batch) {
+    // The last record: a batch of one task without retries writes one.
+    std::string last;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty()) last = line;
+    }
+    text = last;
+  }
+  try {
+    r.json = nlohmann::ordered_json::parse(text);
+  } catch (const std::exception& e) {
+    r.json_error = std::string("cannot parse the result file: ") + e.what() + ": '" + text + "'";
+    return r;
+  }
+  if (run.via == Via::batch) {
+    for (const char* stream : {"stdout", "stderr"}) {
+      if (!(*r.json)[stream].is_string()) continue;
+      const fs::path log = (*r.json)[stream].get<std::string>();
+      (std::string(stream) == "stdout" ? r.out : r.err) += slurp(log);
+      fs::remove(log, ec);
     }
   }
   return r;
 }
 
+RunOutput run_task_via(Via via, const std::vector<std::string>& flags,
+                       const std::vector<std::string>& command, Seconds timeout,
+                       LaunchOptions options) {
+  auto p = start_task(via, flags, command, std::move(options));
+  return finish_task(*p, timeout);
+}
+
+std::unique_ptr<Pollkill> start_run(const std::vector<std::string>& flags,
+                                    const std::vector<std::string>& command,
+                                    LaunchOptions options) {
+  return start_task(Via::run, flags, command, std::move(options));
+}
+
+RunOutput finish_run(Pollkill& run, Seconds timeout) {
+  return finish_task(run, timeout);
+}
+
 RunOutput run_task_cli(const std::vector<std::string>& flags,
                        const std::vector<std::string>& command, Seconds timeout,
                        LaunchOptions options) {
-  auto p = start_run(flags, command, std::move(options));
-  return finish_run(*p, timeout);
+  return run_task_via(Via::run, flags, command, timeout, std::move(options));
 }
 
 void expect_nothing_left(const RunOutput& run, const std::string& marker) {

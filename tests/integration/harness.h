@@ -59,6 +59,14 @@ std::vector<ProcessInfo> processes_matching(const std::string& marker);
 /// command line (which contains the task's arguments) does not count.
 std::vector<ProcessInfo> processes_matching(const std::string& marker, const std::string& program);
 
+/// A file's whole content ("" when it cannot be read).
+std::string slurp(const std::filesystem::path& path);
+/// Creates or replaces a file with `text`.
+void write_file(const std::filesystem::path& path, const std::string& text);
+/// The records of a JSON Lines results file; lines that are not JSON (a torn last line) are
+/// left out.
+std::vector<nlohmann::json> read_records(const std::filesystem::path& path);
+
 /// Polls until `pred` is true or `timeout` passes; returns the last value of `pred`.
 template <typename Pred>
 bool wait_until(Pred pred, Seconds timeout, Seconds step = Seconds(0.02));
@@ -100,6 +108,22 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+/// How a test hands pollkill one task: `pollkill run`, or `pollkill batch` with a task file
+/// holding that one task. The suites whose guarantees hold for both run through both.
+enum class Via { run, batch };
+std::string to_string(Via via);  ///< "run", "batch"
+
+/// Both ways, for INSTANTIATE_TEST_SUITE_P, and their test-name suffixes ("run", "batch").
+inline auto both_vias() {
+  return ::testing::Values(Via::run, Via::batch);
+}
+std::string via_name(const ::testing::TestParamInfo<Via>& param_info);
+
+/// pollkill's exit status via `via` for a task whose `run` exits with `run_exit`: the same
+/// for run; for batch 0 when the task ended ok (`run_exit` 0), else 1. (A cancellation's
+/// 128+N is the same for both: pass it as it is only via run, or compare it directly.)
+int exit_via(Via via, int run_exit);
 
 /// How to start pollkill.
 struct LaunchOptions {
@@ -144,8 +168,9 @@ class Pollkill {
   /// Reads its output until it exits and both pipes close, or until `timeout`, after which
   /// the whole process group is SIGKILLed and `timed_out` is set.
   RunOutput wait(Seconds timeout);
-  /// Path given with --result, if the caller asked for one via run_task_cli.
+  /// Where the record goes: run's --result file, or batch's --results file (start_task).
   std::optional<std::filesystem::path> result_file;
+  Via via = Via::run;
 
  private:
   pid_t pid_ = -1;
@@ -171,6 +196,25 @@ RunOutput finish_run(Pollkill& run, Seconds timeout = Seconds(30));
 
 /// start_run + finish_run.
 RunOutput run_task_cli(const std::vector<std::string>& flags,
+                       const std::vector<std::string>& command, Seconds timeout = Seconds(30),
+                       LaunchOptions options = {});
+
+/// pollkill's arguments for one task via `via`: `run --result FILE FLAGS... -- COMMAND...`,
+/// or `batch -j 1 --results FILE FLAGS... TASKFILE` with the task as one JSON line (`cmd`).
+/// `record` gets FILE, where the record will be.
+std::vector<std::string> task_args(Via via, const std::vector<std::string>& flags,
+                                   const std::vector<std::string>& command,
+                                   std::filesystem::path* record);
+/// start_run, or the same task as a batch of one (see task_args).
+std::unique_ptr<Pollkill> start_task(Via via, const std::vector<std::string>& flags,
+                                     const std::vector<std::string>& command,
+                                     LaunchOptions options = {});
+/// Waits for a task started with start_task and parses its record into `json`. Via batch,
+/// `out` is the task's stdout log and its stderr log is appended to `err`, so that a test
+/// sees the task's output where `run` shows it.
+RunOutput finish_task(Pollkill& run, Seconds timeout = Seconds(30));
+/// start_task + finish_task.
+RunOutput run_task_via(Via via, const std::vector<std::string>& flags,
                        const std::vector<std::string>& command, Seconds timeout = Seconds(30),
                        LaunchOptions options = {});
 

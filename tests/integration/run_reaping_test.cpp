@@ -1,7 +1,11 @@
 // Reaping whole process trees, hang detection and cgroup placement, under each kill and spawn
 // path: the fast ones (cgroup.kill, clone3 into the cgroup) and the fallbacks forced through
-// POLLKILL_KILL_METHOD=freeze and POLLKILL_SPAWN_METHOD=fork.
+// POLLKILL_KILL_METHOD=freeze and POLLKILL_SPAWN_METHOD=fork; each through `pollkill run`
+// (RunVia/...) and through `pollkill batch` with one task (BatchVia/...), which share one
+// engine and must give the same guarantees.
 #include <signal.h>
+
+#include <tuple>
 
 #include "harness.h"
 
@@ -18,27 +22,34 @@ void PrintTo(const Method& m, std::ostream* os) {
   *os << m.name;
 }
 
-class RunReaping : public ::testing::TestWithParam<Method> {
+class RunReaping : public ::testing::TestWithParam<std::tuple<Method, Via>> {
  protected:
-  LaunchOptions options() const { return LaunchOptions{GetParam().env, std::nullopt}; }
+  const Method& method() const { return std::get<0>(GetParam()); }
+  Via via() const { return std::get<1>(GetParam()); }
+  LaunchOptions options() const { return LaunchOptions{method().env, std::nullopt}; }
   std::vector<std::string> with_mode(std::vector<std::string> flags) const {
-    flags.insert(flags.end(), GetParam().flags.begin(), GetParam().flags.end());
+    flags.insert(flags.end(), method().flags.begin(), method().flags.end());
     return flags;
   }
+  RunOutput run(const std::vector<std::string>& flags, const std::vector<std::string>& command,
+                Seconds timeout) const {
+    return run_task_via(via(), with_mode(flags), command, timeout);
+  }
+  int exit_for(int run_exit) const { return exit_via(via(), run_exit); }
   // Subreaper mode forks an init before the task and reads /proc at every sample and for
   // every kill: under the VM's software emulation that added up to 1.3 s to a run (measured
   // 3.04 s for the orphan case, 1.8 s for the hang). Timing bounds widen by this much there.
   double subreaper_slack() const {
-    if (!GetParam().subreaper) return 0.0;
+    if (!method().subreaper) return 0.0;
     return ::getenv("POLLKILL_IN_VM") ? 1.5 : 0.5;
   }
   TempDir dir_;
 };
 
 // Subreaper mode needs no cgroup, so it runs everywhere; the cgroup paths need one.
-#define PK_REQUIRE_MODE()                            \
-  do {                                               \
-    if (!GetParam().subreaper) PK_REQUIRE_CGROUP2(); \
+#define PK_REQUIRE_MODE()                          \
+  do {                                             \
+    if (!method().subreaper) PK_REQUIRE_CGROUP2(); \
   } while (0)
 
 // A double-forked, setsid'd daemon that ignores SIGTERM, started by a main process that
@@ -53,7 +64,7 @@ TEST_P(RunReaping, SetsidTermIgnoringGrandchildIsReapedPromptly) {
       "while [ ! -e \"$1\" ]; do sleep 0.01; done";
   const std::vector<std::string> command = {
       "sh", "-c", script, "main", ready.string(), long_sleep_arg(marker), marker};
-  RunOutput r = run_task_cli(with_mode({}), command, Seconds(20), options());
+  RunOutput r = run({}, command, Seconds(20));
   ASSERT_FALSE(r.timed_out) << r.describe();
   EXPECT_EQ(r.exit_code, 0) << r.describe();
   ASSERT_TRUE(r.json) << r.describe();
@@ -73,7 +84,7 @@ TEST_P(RunReaping, PlainBackgroundOrphanIsReapedAndCounted) {
   const std::string marker = unique_marker();
   const std::vector<std::string> command = {"sh", "-c", "sleep \"$1\" & exit 0", "main",
                                             long_sleep_arg(marker)};
-  RunOutput r = run_task_cli(with_mode({}), command, Seconds(20), options());
+  RunOutput r = run({}, command, Seconds(20));
   ASSERT_FALSE(r.timed_out) << r.describe();
   EXPECT_EQ(r.exit_code, 0) << r.describe();
   ASSERT_TRUE(r.json) << r.describe();
@@ -87,10 +98,10 @@ TEST_P(RunReaping, PlainBackgroundOrphanIsReapedAndCounted) {
 TEST_P(RunReaping, SleepingTaskIsHungAfterHangAfter) {
   PK_REQUIRE_MODE();
   const std::string marker = unique_marker();
-  RunOutput r = run_task_cli(with_mode({"--hang-after", "1s", "--poll-interval", "100ms"}),
-                             {"sleep", long_sleep_arg(marker)}, Seconds(20), options());
+  RunOutput r = run({"--hang-after", "1s", "--poll-interval", "100ms"},
+                    {"sleep", long_sleep_arg(marker)}, Seconds(20));
   ASSERT_FALSE(r.timed_out) << r.describe();
-  EXPECT_EQ(r.exit_code, 124) << r.describe();
+  EXPECT_EQ(r.exit_code, exit_for(124)) << r.describe();
   ASSERT_TRUE(r.json) << r.describe();
   const auto& j = *r.json;
   EXPECT_EQ(j["status"], "hung") << j.dump();
@@ -108,11 +119,11 @@ TEST_P(RunReaping, SleepingTaskIsHungAfterHangAfter) {
 
 TEST_P(RunReaping, TaskRunsInsideTheTaskCgroup) {
   PK_REQUIRE_MODE();
-  RunOutput r = run_task_cli(with_mode({}), {"cat", "/proc/self/cgroup"}, Seconds(20), options());
+  RunOutput r = run({}, {"cat", "/proc/self/cgroup"}, Seconds(20));
   ASSERT_FALSE(r.timed_out) << r.describe();
   EXPECT_EQ(r.exit_code, 0) << r.describe();
   ASSERT_TRUE(r.json) << r.describe();
-  if (GetParam().subreaper) {
+  if (method().subreaper) {
     // No task cgroup: the task stays in pollkill's own, and the result says so.
     EXPECT_EQ((*r.json)["mode"], "subreaper") << r.json->dump();
     EXPECT_TRUE((*r.json)["cgroup"].is_null()) << r.json->dump();
@@ -131,7 +142,7 @@ TEST_P(RunReaping, TaskRunsInsideTheTaskCgroup) {
 // pipe would keep the guard from noticing pollkill's death.
 TEST_P(RunReaping, TaskInheritsOnlyStdio) {
   PK_REQUIRE_MODE();
-  RunOutput r = run_task_cli(with_mode({}), {"sh", "-c", "ls /proc/$$/fd"}, Seconds(20), options());
+  RunOutput r = run({}, {"sh", "-c", "ls /proc/$$/fd"}, Seconds(20));
   ASSERT_FALSE(r.timed_out) << r.describe();
   EXPECT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_EQ(r.out, "0\n1\n2\n");
@@ -141,9 +152,9 @@ TEST_P(RunReaping, TaskInheritsOnlyStdio) {
 TEST_P(RunReaping, MissingProgramIsStillExecError127) {
   PK_REQUIRE_MODE();
   const std::string program = "pollkill-no-such-program-" + unique_marker();
-  RunOutput r = run_task_cli(with_mode({}), {program}, Seconds(20), options());
+  RunOutput r = run({}, {program}, Seconds(20));
   ASSERT_FALSE(r.timed_out) << r.describe();
-  EXPECT_EQ(r.exit_code, 127) << r.describe();
+  EXPECT_EQ(r.exit_code, exit_for(127)) << r.describe();
   ASSERT_TRUE(r.json) << r.describe();
   EXPECT_EQ((*r.json)["status"], "exec_error");
   EXPECT_EQ((*r.json)["exit_code"], 127);
@@ -155,15 +166,14 @@ TEST_P(RunReaping, MissingProgramIsStillExecError127) {
 TEST_P(RunReaping, ContinuouslyForkingTaskIsReaped) {
   PK_REQUIRE_MODE();
   const std::string marker = unique_marker();
-  RunOutput r = run_task_cli(
-      with_mode({"--wall-time", "1s", "--kill-grace", "300ms", "--poll-interval", "100ms"}),
-      {"sh", "-c",
-       "trap '' TERM; while :; do sleep \"$1\" & sleep \"$1\" & /bin/true & done &"
-       " while :; do /bin/true; done",
-       "forker-" + marker, long_sleep_arg(marker)},
-      Seconds(30), options());
+  RunOutput r = run({"--wall-time", "1s", "--kill-grace", "300ms", "--poll-interval", "100ms"},
+                    {"sh", "-c",
+                     "trap '' TERM; while :; do sleep \"$1\" & sleep \"$1\" & /bin/true & done &"
+                     " while :; do /bin/true; done",
+                     "forker-" + marker, long_sleep_arg(marker)},
+                    Seconds(30));
   ASSERT_FALSE(r.timed_out) << r.describe();
-  EXPECT_EQ(r.exit_code, 124) << r.describe();
+  EXPECT_EQ(r.exit_code, exit_for(124)) << r.describe();
   ASSERT_TRUE(r.json) << r.describe();
   const auto& j = *r.json;
   EXPECT_EQ(j["status"], "timeout") << j.dump();
@@ -175,8 +185,7 @@ TEST_P(RunReaping, ContinuouslyForkingTaskIsReaped) {
   // 2.8 s (a clean-clone CI run), and 7 to 11 s under the VM's software emulation (cgroup.kill
   // is one write). The bound there only says that it ends, well inside the 30 s safety
   // timeout; that nothing is left is checked below.
-  const double kill_slack =
-      !GetParam().subreaper ? 1.0 : (::getenv("POLLKILL_IN_VM") ? 25.0 : 15.0);
+  const double kill_slack = !method().subreaper ? 1.0 : (::getenv("POLLKILL_IN_VM") ? 25.0 : 15.0);
   EXPECT_LT(j["wall_s"].get<double>(), 1.0 + 0.3 + 0.1 + kill_slack) << j.dump();
   expect_nothing_left(r, marker);
 }
@@ -186,12 +195,11 @@ TEST_P(RunReaping, ContinuouslyForkingTaskIsReaped) {
 TEST_P(RunReaping, StoppedTaskIsHungAndKilled) {
   PK_REQUIRE_MODE();
   const std::string marker = unique_marker();
-  RunOutput r =
-      run_task_cli(with_mode({"--hang-after", "1s", "--poll-interval", "100ms", "--kill-grace",
-                              "300ms", "--wall-time", "20s"}),
-                   {"sh", "-c", "kill -STOP $$", "stopped-" + marker}, Seconds(30), options());
+  RunOutput r = run({"--hang-after", "1s", "--poll-interval", "100ms", "--kill-grace", "300ms",
+                     "--wall-time", "20s"},
+                    {"sh", "-c", "kill -STOP $$", "stopped-" + marker}, Seconds(30));
   ASSERT_FALSE(r.timed_out) << r.describe();
-  EXPECT_EQ(r.exit_code, 124) << r.describe();
+  EXPECT_EQ(r.exit_code, exit_for(124)) << r.describe();
   ASSERT_TRUE(r.json) << r.describe();
   const auto& j = *r.json;
   EXPECT_EQ(j["status"], "hung") << j.dump();
@@ -205,8 +213,8 @@ TEST_P(RunReaping, RunnerKilledGuardStillReaps) {
   PK_REQUIRE_MODE();
   const std::string marker = unique_marker();
   const std::string arg = long_sleep_arg(marker);
-  auto run = start_run(
-      with_mode({}),
+  auto run = start_task(
+      via(), with_mode({}),
       {"sh", "-c", "trap '' TERM; sleep \"$1\" & setsid sleep \"$1\" & sleep \"$1\"", "main", arg},
       options());
   ASSERT_TRUE(
@@ -223,10 +231,15 @@ TEST_P(RunReaping, RunnerKilledGuardStillReaps) {
   cleanup(marker, {r.pid});
 }
 
-TEST(RunOrphansWait, WaitsForOrphansThenSucceeds) {
+class RunOrphansWait : public ::testing::TestWithParam<Via> {
+ protected:
+  int exit_for(int run_exit) const { return exit_via(GetParam(), run_exit); }
+};
+
+TEST_P(RunOrphansWait, WaitsForOrphansThenSucceeds) {
   PK_REQUIRE_CGROUP2();
   const std::string marker = unique_marker();
-  RunOutput r = run_task_cli({"--orphans", "wait"},
+  RunOutput r = run_task_via(GetParam(), {"--orphans", "wait"},
                              {"sh", "-c", "sleep 0.7 & exit 0", "main-" + marker}, Seconds(20));
   ASSERT_FALSE(r.timed_out) << r.describe();
   EXPECT_EQ(r.exit_code, 0) << r.describe();
@@ -239,14 +252,14 @@ TEST(RunOrphansWait, WaitsForOrphansThenSucceeds) {
   expect_nothing_left(r, marker);
 }
 
-TEST(RunOrphansWait, OrphansStayUnderTheWallTime) {
+TEST_P(RunOrphansWait, OrphansStayUnderTheWallTime) {
   PK_REQUIRE_CGROUP2();
   const std::string marker = unique_marker();
-  RunOutput r = run_task_cli({"--orphans", "wait", "--wall-time", "1s", "--poll-interval", "100ms"},
-                             {"sh", "-c", "sleep \"$1\" & exit 0", "main", long_sleep_arg(marker)},
-                             Seconds(20));
+  RunOutput r = run_task_via(
+      GetParam(), {"--orphans", "wait", "--wall-time", "1s", "--poll-interval", "100ms"},
+      {"sh", "-c", "sleep \"$1\" & exit 0", "main", long_sleep_arg(marker)}, Seconds(20));
   ASSERT_FALSE(r.timed_out) << r.describe();
-  EXPECT_EQ(r.exit_code, 124) << r.describe();
+  EXPECT_EQ(r.exit_code, exit_for(124)) << r.describe();
   ASSERT_TRUE(r.json) << r.describe();
   const auto& j = *r.json;
   EXPECT_EQ(j["status"], "timeout") << j.dump();
@@ -257,20 +270,24 @@ TEST(RunOrphansWait, OrphansStayUnderTheWallTime) {
   expect_nothing_left(r, marker);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    RunVia, RunReaping,
-    ::testing::Values(Method{"fast_paths", {}},
-                      Method{"freeze_kill", {{"POLLKILL_KILL_METHOD", "freeze"}}},
-                      Method{"fork_spawn", {{"POLLKILL_SPAWN_METHOD", "fork"}}},
-                      Method{
-                          "both_fallbacks",
-                          {{"POLLKILL_KILL_METHOD", "freeze"}, {"POLLKILL_SPAWN_METHOD", "fork"}}},
-                      Method{"subreaper", {}, {"--mode", "subreaper"}, true},
-                      Method{"subreaper_fork_spawn",
-                             {{"POLLKILL_SPAWN_METHOD", "fork"}},
-                             {"--mode", "subreaper"},
-                             true}),
-    [](const ::testing::TestParamInfo<Method>& param_info) { return param_info.param.name; });
+const auto kMethods = ::testing::Values(
+    Method{"fast_paths", {}}, Method{"freeze_kill", {{"POLLKILL_KILL_METHOD", "freeze"}}},
+    Method{"fork_spawn", {{"POLLKILL_SPAWN_METHOD", "fork"}}},
+    Method{"both_fallbacks",
+           {{"POLLKILL_KILL_METHOD", "freeze"}, {"POLLKILL_SPAWN_METHOD", "fork"}}},
+    Method{"subreaper", {}, {"--mode", "subreaper"}, true},
+    Method{"subreaper_fork_spawn",
+           {{"POLLKILL_SPAWN_METHOD", "fork"}},
+           {"--mode", "subreaper"},
+           true});
+std::string method_name(const ::testing::TestParamInfo<std::tuple<Method, Via>>& param_info) {
+  return std::get<0>(param_info.param).name;
+}
+INSTANTIATE_TEST_SUITE_P(RunVia, RunReaping,
+                         ::testing::Combine(kMethods, ::testing::Values(Via::run)), method_name);
+INSTANTIATE_TEST_SUITE_P(BatchVia, RunReaping,
+                         ::testing::Combine(kMethods, ::testing::Values(Via::batch)), method_name);
+INSTANTIATE_TEST_SUITE_P(Both, RunOrphansWait, both_vias(), via_name);
 
 }  // namespace
 }  // namespace pollkill::testing

@@ -1,10 +1,13 @@
 // Signals to pollkill itself: cancellation by SIGINT/SIGTERM/SIGHUP, and SIGKILL, which no
-// handler sees and which the guard process must clean up after.
+// handler sees and which the guard process must clean up after; each through `pollkill run`
+// and through `pollkill batch` with one task.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <random>
+#include <tuple>
 
 #include "harness.h"
 
@@ -20,17 +23,17 @@ void PrintTo(const CancelCase& c, std::ostream* os) {
   *os << c.name;
 }
 
-class RunCancel : public ::testing::TestWithParam<CancelCase> {};
+class RunCancel : public ::testing::TestWithParam<std::tuple<CancelCase, Via>> {};
 
 TEST_P(RunCancel, SignalToPollkillCancelsAndReaps) {
   PK_REQUIRE_CGROUP2();
-  const CancelCase c = GetParam();
+  const CancelCase c = std::get<0>(GetParam());
   const std::string marker = unique_marker();
-  auto run = start_run({}, {"sleep", long_sleep_arg(marker)});
+  auto run = start_task(std::get<1>(GetParam()), {}, {"sleep", long_sleep_arg(marker)});
   ASSERT_TRUE(wait_until([&] { return !processes_matching(marker, "sleep").empty(); }, Seconds(10)))
       << "the task never started";
   run->signal(c.sig);
-  RunOutput r = finish_run(*run, Seconds(20));
+  RunOutput r = finish_task(*run, Seconds(20));
   ASSERT_FALSE(r.timed_out) << r.describe();
   EXPECT_EQ(r.exit_code, c.exit_code) << r.describe();
   EXPECT_FALSE(r.term_signal) << r.describe();
@@ -44,19 +47,27 @@ TEST_P(RunCancel, SignalToPollkillCancelsAndReaps) {
   expect_nothing_left(r, marker);
 }
 
+const auto kCancelCases =
+    ::testing::Values(CancelCase{SIGINT, 130, "SIGINT"}, CancelCase{SIGTERM, 143, "SIGTERM"},
+                      CancelCase{SIGHUP, 129, "SIGHUP"});
+std::string case_name(const ::testing::TestParamInfo<std::tuple<CancelCase, Via>>& param_info) {
+  return std::get<0>(param_info.param).name;
+}
+// A cancelled batch exits 128+N as run does.
 INSTANTIATE_TEST_SUITE_P(RunSignals, RunCancel,
-                         ::testing::Values(CancelCase{SIGINT, 130, "SIGINT"},
-                                           CancelCase{SIGTERM, 143, "SIGTERM"},
-                                           CancelCase{SIGHUP, 129, "SIGHUP"}),
-                         [](const ::testing::TestParamInfo<CancelCase>& param_info) {
-                           return param_info.param.name;
-                         });
+                         ::testing::Combine(kCancelCases, ::testing::Values(Via::run)), case_name);
+INSTANTIATE_TEST_SUITE_P(BatchSignals, RunCancel,
+                         ::testing::Combine(kCancelCases, ::testing::Values(Via::batch)),
+                         case_name);
 
-TEST(RunCancelMore, SecondSignalSkipsTheKillGrace) {
+class RunCancelMore : public ::testing::TestWithParam<Via> {};
+
+TEST_P(RunCancelMore, SecondSignalSkipsTheKillGrace) {
   PK_REQUIRE_CGROUP2();
   const std::string marker = unique_marker();
-  auto run = start_run({"--kill-grace", "20s"}, {"sh", "-c", "trap '' TERM; exec sleep \"$1\"",
-                                                 "main", long_sleep_arg(marker)});
+  auto run =
+      start_task(GetParam(), {"--kill-grace", "20s"},
+                 {"sh", "-c", "trap '' TERM; exec sleep \"$1\"", "main", long_sleep_arg(marker)});
   ASSERT_TRUE(wait_until([&] { return !processes_matching(marker, "sleep").empty(); }, Seconds(10)))
       << "the task never started";
   run->signal(SIGINT);
@@ -64,7 +75,7 @@ TEST(RunCancelMore, SecondSignalSkipsTheKillGrace) {
   ::usleep(300 * 1000);
   EXPECT_FALSE(processes_matching(marker, "sleep").empty()) << "the grace period was not given";
   run->signal(SIGINT);
-  RunOutput r = finish_run(*run, Seconds(30));
+  RunOutput r = finish_task(*run, Seconds(30));
   ASSERT_FALSE(r.timed_out) << r.describe();
   EXPECT_EQ(r.exit_code, 130) << r.describe();
   ASSERT_TRUE(r.json) << r.describe();
@@ -76,18 +87,19 @@ TEST(RunCancelMore, SecondSignalSkipsTheKillGrace) {
   expect_nothing_left(r, marker);
 }
 
-TEST(RunCancelMore, CtrlCToTheWholeProcessGroup) {
+TEST_P(RunCancelMore, CtrlCToTheWholeProcessGroup) {
   // A terminal's Ctrl-C reaches pollkill, its guard and the task alike: pollkill must still
   // report a cancellation (not the task's death by SIGINT) and clean up.
   PK_REQUIRE_CGROUP2();
   const std::string marker = unique_marker();
-  auto run = start_run({}, {"sh", "-c", "sleep \"$1\" & setsid sleep \"$1\" & wait", "main",
-                            long_sleep_arg(marker)});
+  auto run = start_task(
+      GetParam(), {},
+      {"sh", "-c", "sleep \"$1\" & setsid sleep \"$1\" & wait", "main", long_sleep_arg(marker)});
   ASSERT_TRUE(
       wait_until([&] { return processes_matching(marker, "sleep").size() == 2; }, Seconds(10)))
       << "the task never started";
   run->signal_group(SIGINT);
-  RunOutput r = finish_run(*run, Seconds(20));
+  RunOutput r = finish_task(*run, Seconds(20));
   ASSERT_FALSE(r.timed_out) << r.describe();
   EXPECT_EQ(r.exit_code, 130) << r.describe();
   ASSERT_TRUE(r.json) << r.describe();
@@ -95,12 +107,15 @@ TEST(RunCancelMore, CtrlCToTheWholeProcessGroup) {
   expect_nothing_left(r, marker);
 }
 
-TEST(RunRunnerKilled, GuardReapsTheTreeAndRemovesTheCgroups) {
+class RunRunnerKilled : public ::testing::TestWithParam<Via> {};
+
+TEST_P(RunRunnerKilled, GuardReapsTheTreeAndRemovesTheCgroups) {
   PK_REQUIRE_CGROUP2();
   const std::string marker = unique_marker();
   const std::string arg = long_sleep_arg(marker);
   auto run =
-      start_run({}, {"sh", "-c", "sleep \"$1\" & setsid sleep \"$1\" & sleep \"$1\"", "main", arg});
+      start_task(GetParam(), {},
+                 {"sh", "-c", "sleep \"$1\" & setsid sleep \"$1\" & sleep \"$1\"", "main", arg});
   ASSERT_TRUE(
       wait_until([&] { return processes_matching(marker, "sleep").size() == 3; }, Seconds(10)))
       << processes_matching(marker, "sleep").size() << " of 3 sleeps started";
@@ -133,12 +148,20 @@ std::vector<int> random_delays_us(int count, int max_us) {
   return delays;
 }
 
-TEST(RunSignalRace, SigintAtAnyMomentCancelsCleanly) {
+class RunSignalRace : public ::testing::TestWithParam<Via> {
+ protected:
+  std::vector<std::string> args(const std::string& marker) const {
+    std::filesystem::path record;
+    return task_args(GetParam(), {}, {"sleep", long_sleep_arg(marker)}, &record);
+  }
+};
+
+TEST_P(RunSignalRace, SigintAtAnyMomentCancelsCleanly) {
   PK_REQUIRE_CGROUP2();
   const std::string marker = unique_marker();
   std::vector<pid_t> pids;
   for (int delay_us : random_delays_us(100, 8000)) {
-    Pollkill p({"run", "--", "sleep", long_sleep_arg(marker)});
+    Pollkill p(args(marker));
     ::usleep(static_cast<useconds_t>(delay_us));
     p.signal(SIGINT);
     RunOutput r = p.wait(Seconds(20));
@@ -160,12 +183,12 @@ TEST(RunSignalRace, SigintAtAnyMomentCancelsCleanly) {
 // Regression: the run cgroup used to be created before the guard was forked, so a SIGKILL
 // between the two left an empty "<mount>/pollkill-<pid>-<hex>" that nothing removed (about
 // 1 kill in 75 at a random 0-6 ms after start). Now the guard is forked first.
-TEST(RunSignalRace, SigkillAtAnyMomentLeavesNoCgroup) {
+TEST_P(RunSignalRace, SigkillAtAnyMomentLeavesNoCgroup) {
   PK_REQUIRE_CGROUP2();
   const std::string marker = unique_marker();
   std::vector<pid_t> pids;
   for (int delay_us : random_delays_us(300, 6000)) {
-    Pollkill p({"run", "--", "sleep", long_sleep_arg(marker)});
+    Pollkill p(args(marker));
     ::usleep(static_cast<useconds_t>(delay_us));
     p.signal(SIGKILL);
     RunOutput r = p.wait(Seconds(20));
@@ -180,6 +203,10 @@ TEST(RunSignalRace, SigkillAtAnyMomentLeavesNoCgroup) {
       << processes_matching(marker).size() << " processes left";
   cleanup(marker, pids);
 }
+
+INSTANTIATE_TEST_SUITE_P(Both, RunCancelMore, both_vias(), via_name);
+INSTANTIATE_TEST_SUITE_P(Both, RunRunnerKilled, both_vias(), via_name);
+INSTANTIATE_TEST_SUITE_P(Both, RunSignalRace, both_vias(), via_name);
 
 }  // namespace
 }  // namespace pollkill::testing

@@ -1,6 +1,8 @@
 // Watchdog verdicts and limits end to end: spinning, progress that is not spinning, the
-// heartbeat file, wall and CPU time, and the SIGTERM-to-kill grace period.
+// heartbeat file, wall and CPU time, and the SIGTERM-to-kill grace period; each through
+// `pollkill run` and through `pollkill batch` with one task.
 #include <fstream>
+#include <tuple>
 
 #include "harness.h"
 
@@ -25,24 +27,37 @@ std::vector<std::string> busy_loop(const std::string& body, const std::string& m
 
 // The verdicts that only need CPU samples, in both modes: the cgroup's cpu.stat, and in
 // subreaper mode the processes' own counters from /proc.
-class RunWatchdogMode : public ::testing::TestWithParam<std::string> {
+class RunWatchdogMode : public ::testing::TestWithParam<std::tuple<std::string, Via>> {
  protected:
-  std::vector<std::string> with_mode(std::vector<std::string> flags) const {
-    flags.insert(flags.end(), {"--mode", GetParam()});
-    return flags;
+  const std::string& mode() const { return std::get<0>(GetParam()); }
+  RunOutput run(std::vector<std::string> flags, const std::vector<std::string>& command,
+                Seconds timeout) const {
+    flags.insert(flags.end(), {"--mode", mode()});
+    return run_task_via(std::get<1>(GetParam()), flags, command, timeout);
   }
+  int exit_for(int run_exit) const { return exit_via(std::get<1>(GetParam()), run_exit); }
 };
-#define PK_REQUIRE_MODE()                                \
-  do {                                                   \
-    if (GetParam() != "subreaper") PK_REQUIRE_CGROUP2(); \
+#define PK_REQUIRE_MODE()                            \
+  do {                                               \
+    if (mode() != "subreaper") PK_REQUIRE_CGROUP2(); \
   } while (0)
+
+// The other verdicts, in cgroup mode.
+class RunWatchdog : public ::testing::TestWithParam<Via> {
+ protected:
+  RunOutput run(const std::vector<std::string>& flags, const std::vector<std::string>& command,
+                Seconds timeout) const {
+    return run_task_via(GetParam(), flags, command, timeout);
+  }
+  int exit_for(int run_exit) const { return exit_via(GetParam(), run_exit); }
+};
 
 TEST_P(RunWatchdogMode, BusyLoopWithoutProgressIsSpinning) {
   PK_REQUIRE_MODE();
   const std::string marker = unique_marker();
   // The default spin threshold (0.9 CPU): the wall time only bounds the test.
-  RunOutput r = run_task_cli(with_mode({"--spin-after", "1s", "--wall-time", "6s"}),
-                             {"sh", "-c", "while :; do :; done", "spin-" + marker}, Seconds(30));
+  RunOutput r = run({"--spin-after", "1s", "--wall-time", "6s"},
+                    {"sh", "-c", "while :; do :; done", "spin-" + marker}, Seconds(30));
   ASSERT_FALSE(r.timed_out) << r.describe();
   ASSERT_TRUE(r.json) << r.describe();
   const auto& j = *r.json;
@@ -53,9 +68,9 @@ TEST_P(RunWatchdogMode, BusyLoopWithoutProgressIsSpinning) {
     GTEST_SKIP() << "the machine is too loaded for this test: the busy loop got " << cpu / wall
                  << " CPU on average, too little to stay at or above 0.9 for a whole second";
   }
-  EXPECT_EQ(r.exit_code, 124) << r.describe();
+  EXPECT_EQ(r.exit_code, exit_for(124)) << r.describe();
   EXPECT_EQ(j["status"], "spinning") << j.dump();
-  EXPECT_EQ(j["mode"], GetParam()) << j.dump();
+  EXPECT_EQ(j["mode"], mode()) << j.dump();
   EXPECT_GE(j["processes_reaped"].get<int>(), 1);
   // Default poll interval 250ms: due at the first sample at or after 1 s of busy intervals.
   EXPECT_GE(wall, 1.0) << j.dump();
@@ -64,14 +79,13 @@ TEST_P(RunWatchdogMode, BusyLoopWithoutProgressIsSpinning) {
   expect_nothing_left(r, marker);
 }
 
-TEST(RunWatchdog, BusyTaskThatKeepsWritingIsNotSpinning) {
+TEST_P(RunWatchdog, BusyTaskThatKeepsWritingIsNotSpinning) {
   PK_REQUIRE_CGROUP2();
   const std::string marker = unique_marker();
   // The spin threshold is lowered to 0.5 CPU so that this busy task counts as busy even on a
   // loaded machine: what keeps it from spinning must be its progress, not a low CPU rate.
-  RunOutput r =
-      run_task_cli({"--spin-after", "1s", "--spin-cpu-above", "0.5", "--wall-time", "20s"},
-                   busy_loop("echo $i", marker), Seconds(30));
+  RunOutput r = run({"--spin-after", "1s", "--spin-cpu-above", "0.5", "--wall-time", "20s"},
+                    busy_loop("echo $i", marker), Seconds(30));
   ASSERT_FALSE(r.timed_out) << r.describe();
   EXPECT_EQ(r.exit_code, 0) << r.describe();
   ASSERT_TRUE(r.json) << r.describe();
@@ -87,15 +101,14 @@ TEST(RunWatchdog, BusyTaskThatKeepsWritingIsNotSpinning) {
   expect_nothing_left(r, marker);
 }
 
-TEST(RunWatchdog, SameBusyTaskWithoutWritesIsSpinning) {
+TEST_P(RunWatchdog, SameBusyTaskWithoutWritesIsSpinning) {
   // The control for the test above: the same shape of loop, with no writes, is spinning.
   PK_REQUIRE_CGROUP2();
   const std::string marker = unique_marker();
-  RunOutput r =
-      run_task_cli({"--spin-after", "1s", "--spin-cpu-above", "0.5", "--wall-time", "20s"},
-                   // Longer than its sibling's 3 s: on a busy machine a single 250 ms interval
-                   // under 0.5 CPU restarts the streak, so give it room for four in a row.
-                   busy_loop(":", marker, 8), Seconds(30));
+  RunOutput r = run({"--spin-after", "1s", "--spin-cpu-above", "0.5", "--wall-time", "20s"},
+                    // Longer than its sibling's 3 s: on a busy machine a single 250 ms interval
+                    // under 0.5 CPU restarts the streak, so give it room for four in a row.
+                    busy_loop(":", marker, 8), Seconds(30));
   ASSERT_FALSE(r.timed_out) << r.describe();
   ASSERT_TRUE(r.json) << r.describe();
   const auto& j = *r.json;
@@ -110,12 +123,12 @@ TEST(RunWatchdog, SameBusyTaskWithoutWritesIsSpinning) {
                    << cpu / wall << " CPU on average, below the 0.5 spin threshold";
     }
   }
-  EXPECT_EQ(r.exit_code, 124) << r.describe();
+  EXPECT_EQ(r.exit_code, exit_for(124)) << r.describe();
   EXPECT_EQ(j["status"], "spinning") << j.dump();
   expect_nothing_left(r, marker);
 }
 
-TEST(RunWatchdog, HeartbeatFileKeepsASleepingTaskFromHanging) {
+TEST_P(RunWatchdog, HeartbeatFileKeepsASleepingTaskFromHanging) {
   PK_REQUIRE_CGROUP2();
   const std::string marker = unique_marker();
   TempDir dir;
@@ -128,9 +141,9 @@ TEST(RunWatchdog, HeartbeatFileKeepsASleepingTaskFromHanging) {
   const std::vector<std::string> command = {
       "sh", "-c", "i=0; while [ $i -lt 15 ]; do : > \"$1\"; sleep 0.2; i=$((i+1)); done",
       "heartbeat-" + marker, heartbeat.string()};
-  RunOutput r = run_task_cli({"--hang-after", "1s", "--hang-cpu-below", "0.5", "--heartbeat",
-                              heartbeat.string(), "--wall-time", "20s"},
-                             command, Seconds(30));
+  RunOutput r = run({"--hang-after", "1s", "--hang-cpu-below", "0.5", "--heartbeat",
+                     heartbeat.string(), "--wall-time", "20s"},
+                    command, Seconds(30));
   ASSERT_FALSE(r.timed_out) << r.describe();
   EXPECT_EQ(r.exit_code, 0) << r.describe();
   ASSERT_TRUE(r.json) << r.describe();
@@ -139,7 +152,7 @@ TEST(RunWatchdog, HeartbeatFileKeepsASleepingTaskFromHanging) {
   expect_nothing_left(r, marker);
 }
 
-TEST(RunWatchdog, SameSleepingTaskWithoutHeartbeatIsHung) {
+TEST_P(RunWatchdog, SameSleepingTaskWithoutHeartbeatIsHung) {
   // The control for the test above.
   PK_REQUIRE_CGROUP2();
   const std::string marker = unique_marker();
@@ -148,23 +161,22 @@ TEST(RunWatchdog, SameSleepingTaskWithoutHeartbeatIsHung) {
   const std::vector<std::string> command = {
       "sh", "-c", "i=0; while [ $i -lt 15 ]; do : > \"$1\"; sleep 0.2; i=$((i+1)); done",
       "heartbeat-" + marker, file.string()};
-  RunOutput r =
-      run_task_cli({"--hang-after", "1s", "--hang-cpu-below", "0.5", "--wall-time", "20s"}, command,
-                   Seconds(30));
+  RunOutput r = run({"--hang-after", "1s", "--hang-cpu-below", "0.5", "--wall-time", "20s"},
+                    command, Seconds(30));
   ASSERT_FALSE(r.timed_out) << r.describe();
-  EXPECT_EQ(r.exit_code, 124) << r.describe();
+  EXPECT_EQ(r.exit_code, exit_for(124)) << r.describe();
   ASSERT_TRUE(r.json) << r.describe();
   EXPECT_EQ((*r.json)["status"], "hung") << r.json->dump();
   expect_nothing_left(r, marker);
 }
 
-TEST(RunWatchdog, WallTimeIsTimeout) {
+TEST_P(RunWatchdog, WallTimeIsTimeout) {
   PK_REQUIRE_CGROUP2();
   const std::string marker = unique_marker();
-  RunOutput r = run_task_cli({"--wall-time", "1s", "--poll-interval", "100ms"},
-                             {"sleep", long_sleep_arg(marker)}, Seconds(20));
+  RunOutput r = run({"--wall-time", "1s", "--poll-interval", "100ms"},
+                    {"sleep", long_sleep_arg(marker)}, Seconds(20));
   ASSERT_FALSE(r.timed_out) << r.describe();
-  EXPECT_EQ(r.exit_code, 124) << r.describe();
+  EXPECT_EQ(r.exit_code, exit_for(124)) << r.describe();
   ASSERT_TRUE(r.json) << r.describe();
   const auto& j = *r.json;
   EXPECT_EQ(j["status"], "timeout") << j.dump();
@@ -180,11 +192,10 @@ TEST(RunWatchdog, WallTimeIsTimeout) {
 TEST_P(RunWatchdogMode, CpuTimeIsCpuLimit) {
   PK_REQUIRE_MODE();
   const std::string marker = unique_marker();
-  RunOutput r = run_task_cli(
-      with_mode({"--cpu-time", "1s", "--poll-interval", "100ms", "--wall-time", "20s"}),
-      {"sh", "-c", "while :; do :; done", "cpu-" + marker}, Seconds(30));
+  RunOutput r = run({"--cpu-time", "1s", "--poll-interval", "100ms", "--wall-time", "20s"},
+                    {"sh", "-c", "while :; do :; done", "cpu-" + marker}, Seconds(30));
   ASSERT_FALSE(r.timed_out) << r.describe();
-  EXPECT_EQ(r.exit_code, 124) << r.describe();
+  EXPECT_EQ(r.exit_code, exit_for(124)) << r.describe();
   ASSERT_TRUE(r.json) << r.describe();
   const auto& j = *r.json;
   EXPECT_EQ(j["status"], "cpu_limit") << j.dump();
@@ -199,14 +210,13 @@ std::vector<std::string> term_ignoring_sleep(const std::string& marker) {
   return {"sh", "-c", "trap '' TERM; exec sleep \"$1\"", "main", long_sleep_arg(marker)};
 }
 
-TEST(RunWatchdog, KillGraceThenKillsATermIgnoringTask) {
+TEST_P(RunWatchdog, KillGraceThenKillsATermIgnoringTask) {
   PK_REQUIRE_CGROUP2();
   const std::string marker = unique_marker();
-  RunOutput r =
-      run_task_cli({"--wall-time", "1s", "--kill-grace", "500ms", "--poll-interval", "100ms"},
-                   term_ignoring_sleep(marker), Seconds(20));
+  RunOutput r = run({"--wall-time", "1s", "--kill-grace", "500ms", "--poll-interval", "100ms"},
+                    term_ignoring_sleep(marker), Seconds(20));
   ASSERT_FALSE(r.timed_out) << r.describe();
-  EXPECT_EQ(r.exit_code, 124) << r.describe();
+  EXPECT_EQ(r.exit_code, exit_for(124)) << r.describe();
   ASSERT_TRUE(r.json) << r.describe();
   const auto& j = *r.json;
   EXPECT_EQ(j["status"], "timeout") << j.dump();
@@ -219,13 +229,13 @@ TEST(RunWatchdog, KillGraceThenKillsATermIgnoringTask) {
   expect_nothing_left(r, marker);
 }
 
-TEST(RunWatchdog, ZeroKillGraceKillsAtOnce) {
+TEST_P(RunWatchdog, ZeroKillGraceKillsAtOnce) {
   PK_REQUIRE_CGROUP2();
   const std::string marker = unique_marker();
-  RunOutput r = run_task_cli({"--wall-time", "1s", "--kill-grace", "0", "--poll-interval", "100ms"},
-                             term_ignoring_sleep(marker), Seconds(20));
+  RunOutput r = run({"--wall-time", "1s", "--kill-grace", "0", "--poll-interval", "100ms"},
+                    term_ignoring_sleep(marker), Seconds(20));
   ASSERT_FALSE(r.timed_out) << r.describe();
-  EXPECT_EQ(r.exit_code, 124) << r.describe();
+  EXPECT_EQ(r.exit_code, exit_for(124)) << r.describe();
   ASSERT_TRUE(r.json) << r.describe();
   const auto& j = *r.json;
   EXPECT_EQ(j["status"], "timeout") << j.dump();
@@ -236,10 +246,15 @@ TEST(RunWatchdog, ZeroKillGraceKillsAtOnce) {
   expect_nothing_left(r, marker);
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, RunWatchdogMode, ::testing::Values("cgroup", "subreaper"),
-                         [](const ::testing::TestParamInfo<std::string>& param_info) {
-                           return param_info.param;
-                         });
+const auto kModes = ::testing::Values("cgroup", "subreaper");
+std::string mode_name(const ::testing::TestParamInfo<std::tuple<std::string, Via>>& param_info) {
+  return std::get<0>(param_info.param);
+}
+INSTANTIATE_TEST_SUITE_P(Modes, RunWatchdogMode,
+                         ::testing::Combine(kModes, ::testing::Values(Via::run)), mode_name);
+INSTANTIATE_TEST_SUITE_P(BatchModes, RunWatchdogMode,
+                         ::testing::Combine(kModes, ::testing::Values(Via::batch)), mode_name);
+INSTANTIATE_TEST_SUITE_P(Both, RunWatchdog, both_vias(), via_name);
 
 }  // namespace
 }  // namespace pollkill::testing

@@ -15,27 +15,6 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-void write_file(const fs::path& path, const std::string& text) {
-  std::ofstream(path) << text;
-}
-
-std::string slurp(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-std::vector<json> read_records(const fs::path& path) {
-  std::vector<json> records;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty()) records.push_back(json::parse(line));
-  }
-  return records;
-}
-
 // A directory holding an `sbatch` that records its arguments and answers as --parsable does.
 fs::path fake_sbatch(const TempDir& dir) {
   fs::path bin = dir / "bin";
@@ -130,6 +109,30 @@ TEST(SlurmElement, SubmitRunElementsRequeueAndCollect) {
   EXPECT_EQ(run_pollkill({"collect", d.string(), "--results", results.string()}).exit_code, 0);
   EXPECT_EQ(read_records(results).size(), 4u);
   EXPECT_TRUE(processes_matching(marker).empty());
+}
+
+// Regression: the element named its task cgroup after the task's id, and an id may hold any
+// character: "a/b" made an error record ("create task cgroup '.../task-a/b'") instead of
+// running. It is named by number now, as a batch's are.
+TEST(SlurmElement, AnIdThatIsNoDirectoryNameStillRuns) {
+  PK_REQUIRE_CGROUP2();
+  TempDir dir;
+  fs::path bin = fake_sbatch(dir);
+  fs::path tasks = dir / "tasks";
+  write_file(tasks, "{\"id\": \"a/b\", \"sh\": \"cat /proc/self/cgroup\"}\n");
+  fs::path d = dir / "results";
+  ASSERT_EQ(run_pollkill({"batch", "--slurm", "--results-dir", d.string(), tasks.string()},
+                         Seconds(30), with_path(bin))
+                .exit_code,
+            0);
+  RunOutput r = element(d, 1, std::nullopt);
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  json record = json::parse(slurp(d / "records" / "1.1.json"));
+  EXPECT_EQ(record["id"], "a/b");
+  EXPECT_EQ(record["status"], "ok") << record.dump();
+  const std::string cgroup = record["cgroup"];
+  EXPECT_TRUE(cgroup.ends_with("/task-1-1")) << cgroup;
+  EXPECT_EQ(cgroup_v2_path(slurp(d / "logs" / "1.1.out")), cgroup);
 }
 
 TEST(SlurmElement, ResumeSubmitsOnlyTasksWithoutAFinalRecord) {
