@@ -40,6 +40,8 @@ class Slot final : public WatchClock {
   RunningAttempt* current() const { return current_.get(); }
   std::unique_ptr<RunningAttempt>& occupant() { return current_; }
   const Timer& wall() const { return wall_; }
+  /// /dev/null for the attempts' stdin, opened once.
+  int null_input();
   /// Disarms both timers, so that neither fires for the next attempt.
   void disarm() const;
 
@@ -49,6 +51,7 @@ class Slot final : public WatchClock {
   Timer wall_;
   EventLoop::Id deadline_id_ = 0;
   EventLoop::Id wall_id_ = 0;
+  UniqueFd null_input_;
   std::unique_ptr<RunningAttempt> current_;
 };
 
@@ -106,7 +109,7 @@ class RunningAttempt {
   std::filesystem::path cgroup_path_;
   std::optional<CgroupDir> task_dir_;
   V1TaskCgroups v1_;  ///< until the watch's container owns them
-  UniqueFd stdin_, stdout_, stderr_;
+  UniqueFd stdout_, stderr_;
   std::optional<OutputRelay> relay_;
   std::unique_ptr<TaskWatch> watch_;
   pid_t init_pid_ = -1;  ///< subreaper mode: the task's lingering init, known to the guard

@@ -48,6 +48,14 @@ Slot::~Slot() {
   loop_.remove(wall_id_);
 }
 
+int Slot::null_input() {
+  if (!null_input_) {
+    null_input_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!null_input_) throw_errno("open /dev/null");
+  }
+  return null_input_.get();
+}
+
 void Slot::disarm() const {
   deadline_.disarm();
   wall_.disarm();
@@ -92,8 +100,6 @@ void RunningAttempt::start() {
     result_.limits_cgroup_v1 = limits.v1_keys;
   }
   if (!spec_.stdout_path.empty()) {
-    stdin_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-    if (!stdin_) throw_errno("open /dev/null");
     stdout_ = open_log(spec_.stdout_path);
     stderr_ = open_log(spec_.stderr_path);
   } else if (policy.limits.output) {
@@ -124,7 +130,7 @@ void RunningAttempt::spawn_task() {
   request.cwd = spec_.cwd;
   for (const auto& fd : v1_join) request.join_v1_fds.push_back(fd.get());
   if (stdout_) {
-    request.stdio[0] = stdin_.get();
+    request.stdio[0] = slot_.null_input();
     request.stdio[1] = stdout_.get();
     request.stdio[2] = stderr_.get();
   } else if (relay_) {
