@@ -89,8 +89,11 @@ class Engine {
   TaskQueue* queue_ = nullptr;
   RecordWriter* records_ = nullptr;
   AppendFile* joblog_ = nullptr;
-  Timer sample_timer_, backoff_timer_, sync_timer_, progress_timer_;
+  Timer sample_timer_;
+  /// Made only when used: retries, records to sync, a progress line.
+  std::optional<Timer> backoff_timer_, sync_timer_, progress_timer_;
   bool sync_armed_ = false;
+  bool backoff_armed_ = false;
   Summary summary_;
   WallTimeStats ok_walls_;
   std::optional<int> cancel_signal_;

@@ -60,15 +60,22 @@ EngineOutcome Engine::run(TaskQueue& queue, RecordWriter* records, AppendFile* j
   const Duration poll = request_.policy.watchdog.poll_interval;
   loop.add_timer(sample_timer_, [this] { on_sample(); });
   sample_timer_.arm(poll, poll);
-  loop.add_timer(backoff_timer_, [] {});  // only wakes the loop for a due retry
-  loop.add_timer(sync_timer_, [this] {
-    sync_armed_ = false;
-    if (records_) records_->sync();
-    if (joblog_) joblog_->sync();
-  });
+  if (request_.retries) {
+    backoff_timer_.emplace();
+    loop.add_timer(*backoff_timer_, [] {});  // only wakes the loop for a due retry
+  }
+  if (records_ || joblog_) {
+    sync_timer_.emplace();
+    loop.add_timer(*sync_timer_, [this] {
+      sync_armed_ = false;
+      if (records_) records_->sync();
+      if (joblog_) joblog_->sync();
+    });
+  }
   if (request_.progress) {
-    loop.add_timer(progress_timer_, [this] { draw_progress(false); });
-    progress_timer_.arm(Duration(250), Duration(250));
+    progress_timer_.emplace();
+    loop.add_timer(*progress_timer_, [this] { draw_progress(false); });
+    progress_timer_->arm(Duration(250), Duration(250));
   }
 
   start_ready();
@@ -105,10 +112,13 @@ void Engine::start_ready() {
       if (!place->slot.current()) break;
     }
   }
+  if (!backoff_timer_) return;
   if (auto at = queue_->next_retry()) {
-    backoff_timer_.arm(std::chrono::duration_cast<Duration>(*at - Clock::now()));
-  } else {
-    backoff_timer_.disarm();
+    backoff_timer_->arm(std::chrono::duration_cast<Duration>(*at - Clock::now()));
+    backoff_armed_ = true;
+  } else if (backoff_armed_) {
+    backoff_timer_->disarm();  // called after every wakeup: no syscall unless it was armed
+    backoff_armed_ = false;
   }
 }
 
@@ -229,9 +239,9 @@ void Engine::on_sample() {
 }
 
 void Engine::arm_sync() {
-  if (sync_armed_) return;
+  if (sync_armed_ || !sync_timer_) return;
   sync_armed_ = true;
-  sync_timer_.arm(request_.sync_interval);
+  sync_timer_->arm(request_.sync_interval);
 }
 
 void Engine::draw_progress(bool force) {
