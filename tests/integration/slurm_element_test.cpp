@@ -33,6 +33,22 @@ LaunchOptions with_path(const fs::path& bin, std::map<std::string, std::string> 
   return options;
 }
 
+// A Slurm results directory in a temporary directory, and the stand-in sbatch to submit to.
+struct Submission {
+  TempDir dir;
+  fs::path bin = fake_sbatch(dir);
+  fs::path tasks = dir / "tasks";
+  fs::path results = dir / "results";
+
+  // `pollkill batch --slurm --results-dir RESULTS EXTRA... TASKS`.
+  RunOutput submit(const std::vector<std::string>& extra = {}) const {
+    std::vector<std::string> argv{"batch", "--slurm", "--results-dir", results.string()};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.push_back(tasks.string());
+    return run_pollkill(argv, Seconds(30), with_path(bin));
+  }
+};
+
 RunOutput element(const fs::path& results_dir, int seq, std::optional<int> restarts) {
   std::map<std::string, std::string> env{{"SLURM_ARRAY_JOB_ID", "4242"},
                                          {"SLURM_ARRAY_TASK_ID", std::to_string(seq)}};
@@ -116,84 +132,66 @@ TEST(SlurmElement, SubmitRunElementsRequeueAndCollect) {
 // running. It is named by number now, as a batch's are.
 TEST(SlurmElement, AnIdThatIsNoDirectoryNameStillRuns) {
   PK_REQUIRE_CGROUP2();
-  TempDir dir;
-  fs::path bin = fake_sbatch(dir);
-  fs::path tasks = dir / "tasks";
-  write_file(tasks, "{\"id\": \"a/b\", \"sh\": \"cat /proc/self/cgroup\"}\n");
-  fs::path d = dir / "results";
-  ASSERT_EQ(run_pollkill({"batch", "--slurm", "--results-dir", d.string(), tasks.string()},
-                         Seconds(30), with_path(bin))
-                .exit_code,
-            0);
-  RunOutput r = element(d, 1, std::nullopt);
+  Submission s;
+  write_file(s.tasks, "{\"id\": \"a/b\", \"sh\": \"cat /proc/self/cgroup\"}\n");
+  ASSERT_EQ(s.submit().exit_code, 0);
+  RunOutput r = element(s.results, 1, std::nullopt);
   EXPECT_EQ(r.exit_code, 0) << r.describe();
-  json record = json::parse(slurp(d / "records" / "1.1.json"));
+  json record = json::parse(slurp(s.results / "records" / "1.1.json"));
   EXPECT_EQ(record["id"], "a/b");
   EXPECT_EQ(record["status"], "ok") << record.dump();
   const std::string cgroup = record["cgroup"];
   EXPECT_TRUE(cgroup.ends_with("/task-1-1")) << cgroup;
-  EXPECT_EQ(cgroup_v2_path(slurp(d / "logs" / "1.1.out")), cgroup);
+  EXPECT_EQ(cgroup_v2_path(slurp(s.results / "logs" / "1.1.out")), cgroup);
 }
 
 TEST(SlurmElement, ResumeSubmitsOnlyTasksWithoutAFinalRecord) {
   PK_REQUIRE_CGROUP2();
-  TempDir dir;
-  fs::path bin = fake_sbatch(dir);
-  fs::path tasks = dir / "tasks";
-  write_file(tasks, "true\ntrue\ntrue\ntrue\n");
-  fs::path d = dir / "results";
-  auto submit = [&](std::vector<std::string> extra) {
-    std::vector<std::string> argv{"batch", "--slurm", "--results-dir", d.string()};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    argv.push_back(tasks.string());
-    return run_pollkill(argv, Seconds(30), with_path(bin));
-  };
-  ASSERT_EQ(submit({}).exit_code, 0);
-  for (int seq : {1, 3}) ASSERT_EQ(element(d, seq, std::nullopt).exit_code, 0);
+  Submission s;
+  write_file(s.tasks, "true\ntrue\ntrue\ntrue\n");
+  ASSERT_EQ(s.submit().exit_code, 0);
+  for (int seq : {1, 3}) ASSERT_EQ(element(s.results, seq, std::nullopt).exit_code, 0);
 
-  RunOutput collect = run_pollkill({"collect", d.string(), "--results", (dir / "r").string()});
+  RunOutput collect =
+      run_pollkill({"collect", s.results.string(), "--results", (s.dir / "r").string()});
   EXPECT_EQ(collect.exit_code, 1) << collect.describe();
   EXPECT_NE(collect.err.find("2 of 4 tasks have no final record yet: 2, 4"), std::string::npos)
       << collect.err;
 
-  RunOutput again = submit({});
+  RunOutput again = s.submit();
   EXPECT_EQ(again.exit_code, 2) << again.describe();
   EXPECT_NE(again.err.find("--resume"), std::string::npos) << again.err;
 
-  fs::remove(bin / "args");
-  RunOutput resumed = submit({"--resume"});
+  fs::remove(s.bin / "args");
+  RunOutput resumed = s.submit({"--resume"});
   ASSERT_EQ(resumed.exit_code, 0) << resumed.describe();
-  EXPECT_NE(slurp(bin / "args").find("--array=2,4\n"), std::string::npos) << slurp(bin / "args");
+  EXPECT_NE(slurp(s.bin / "args").find("--array=2,4\n"), std::string::npos)
+      << slurp(s.bin / "args");
   // A resumed element counts attempts on from the records, not from SLURM_RESTART_COUNT.
-  ASSERT_EQ(element(d, 2, std::nullopt).exit_code, 0);
-  EXPECT_TRUE(fs::exists(d / "records" / "2.1.json"));
-  fs::remove(d / "records" / "2.1.json");  // rerun 2 to see the attempt move on
-  write_file(d / "records" / "2.1.json", R"({"id":"2","attempt":1,"final":false,"status":"hung"})");
-  ASSERT_EQ(element(d, 2, 0).exit_code, 0);
-  EXPECT_EQ(json::parse(slurp(d / "records" / "2.2.json"))["attempt"], 2);
+  ASSERT_EQ(element(s.results, 2, std::nullopt).exit_code, 0);
+  EXPECT_TRUE(fs::exists(s.results / "records" / "2.1.json"));
+  fs::remove(s.results / "records" / "2.1.json");  // rerun 2 to see the attempt move on
+  write_file(s.results / "records" / "2.1.json",
+             R"({"id":"2","attempt":1,"final":false,"status":"hung"})");
+  ASSERT_EQ(element(s.results, 2, 0).exit_code, 0);
+  EXPECT_EQ(json::parse(slurp(s.results / "records" / "2.2.json"))["attempt"], 2);
 
-  write_file(tasks, "true\ntrue\ntrue\nfalse\n");
-  RunOutput changed = submit({"--resume"});
+  write_file(s.tasks, "true\ntrue\ntrue\nfalse\n");
+  RunOutput changed = s.submit({"--resume"});
   EXPECT_EQ(changed.exit_code, 2) << changed.describe();
   EXPECT_NE(changed.err.find("is not the task file"), std::string::npos) << changed.err;
 }
 
 TEST(SlurmElement, TaskCwdAndEnvApplyInTheElement) {
   PK_REQUIRE_CGROUP2();
-  TempDir dir;
-  fs::path bin = fake_sbatch(dir);
-  fs::create_directories(dir / "work");
-  fs::path tasks = dir / "tasks";
-  write_file(tasks, "{\"id\": \"where\", \"sh\": \"pwd; echo $FOO\", \"cwd\": \"" +
-                        (dir / "work").string() + "\", \"env\": {\"FOO\": \"bar\"}}\n");
-  fs::path d = dir / "results";
-  ASSERT_EQ(run_pollkill({"batch", "--slurm", "--results-dir", d.string(), tasks.string()},
-                         Seconds(30), with_path(bin))
-                .exit_code,
-            0);
-  RunOutput ran = element(d, 1, std::nullopt);
+  Submission s;
+  fs::create_directories(s.dir / "work");
+  write_file(s.tasks, "{\"id\": \"where\", \"sh\": \"pwd; echo $FOO\", \"cwd\": \"" +
+                          (s.dir / "work").string() + "\", \"env\": {\"FOO\": \"bar\"}}\n");
+  ASSERT_EQ(s.submit().exit_code, 0);
+  RunOutput ran = element(s.results, 1, std::nullopt);
   EXPECT_EQ(ran.exit_code, 0) << ran.describe();
-  EXPECT_EQ(slurp(d / "logs" / "1.1.out"), (dir / "work").string() + "\nbar\n");
+  EXPECT_EQ(slurp(s.results / "logs" / "1.1.out"), (s.dir / "work").string() + "\nbar\n");
 }
 
 }  // namespace
