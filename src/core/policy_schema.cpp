@@ -2,11 +2,9 @@
 
 #include <algorithm>
 #include <charconv>
-#include <cstdio>
 #include <memory>
 
 #include "policy_detail.h"
-#include "pollkill/status.h"
 
 namespace pollkill {
 namespace {
@@ -16,9 +14,15 @@ using detail::keys;
 using detail::Reader;
 using detail::toml_number;
 
+// The public view and the table are parallel vectors; a copy of a KeySpec is found by name.
 const Key& key_of(const KeySpec& spec) {
   const std::vector<KeySpec>& specs = policy_keys();
-  return keys()[static_cast<std::size_t>(&spec - specs.data())];
+  if (&spec >= specs.data() && &spec < specs.data() + specs.size()) {
+    return keys()[static_cast<std::size_t>(&spec - specs.data())];
+  }
+  const KeySpec* found = find_key(spec.section, spec.name);
+  if (!found) throw Error("no policy key " + spec.dotted());
+  return key_of(*found);
 }
 
 /// A table's entries in the order they appear in the file (toml::table sorts by key), so the
