@@ -183,7 +183,7 @@ int main(int argc, char** argv) {
   std::string gc_v1;
   gc->add_option("--cgroup-v1", gc_v1,
                  "hybrid hosts: with auto, also clean pollkill's v1 cgroups beside its own")
-      ->check(CLI::IsMember({"auto", "off"}));
+      ->check(enum_choice<CgroupV1>());
 
   // pollkill policy check
   CLI::App* policy = app.add_subcommand("policy", "work with policy files");
@@ -205,12 +205,12 @@ int main(int argc, char** argv) {
   doctor
       ->add_option("--cgroup-v1", doctor_v1,
                    "hybrid hosts: check with runner.cgroup_v1 set to this (auto or off)")
-      ->check(CLI::IsMember({"auto", "off"}));
+      ->check(enum_choice<CgroupV1>());
   std::string doctor_scope;
   doctor
       ->add_option("--systemd-scope", doctor_scope,
                    "on systemd: auto (ask for a delegated scope when needed), never, always")
-      ->check(CLI::IsMember({"auto", "never", "always"}));
+      ->check(enum_choice<SystemdScopeMode>());
 
   try {
     app.parse(argc, argv);
@@ -377,7 +377,7 @@ int main(int argc, char** argv) {
       RunRoot root = resolve_run_root(host, gc_root.empty() ? std::nullopt : std::optional(gc_root),
                                       default_policy(), ::getenv("POLLKILL_CGROUP_ROOT"), false);
       auto removed = gc_run_cgroups(root.path);
-      if (gc_v1 == "auto") {
+      if (enum_value<CgroupV1>(gc_v1) == CgroupV1::automatic) {
         for (const char* controller : {"memory", "cpu", "pids"}) {
           V1Placement v1 = place_v1(controller, host.mounts, host.own_v1_cgroups, std::nullopt);
           if (!v1.usable) continue;

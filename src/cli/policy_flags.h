@@ -28,4 +28,13 @@ void add_limit_flags(CLI::App* app, LimitFlags& flags);
 /// "--memory: invalid size '12XB': ...".
 void apply_flags(const LimitFlags& flags, Policy& policy);
 
+/// A CLI11 check that a value is one of an enum's words, from its name table (for the flags
+/// of `gc` and `doctor` that name a policy value without setting a policy).
+template <typename E>
+CLI::Validator enum_choice() {
+  std::vector<std::string> words;
+  for (const auto& entry : enum_names<E>()) words.emplace_back(entry.name);
+  return CLI::IsMember(words);
+}
+
 }  // namespace pollkill
