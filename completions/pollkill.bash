@@ -14,8 +14,8 @@ _pollkill() {
   local cur prev words cword
   _init_completion -s || return
 
-  local limits='--memory --memory-high --swap --cpus --pids --wall-time --cpu-time --output
-    --poll-interval --hang-after --hang-cpu-below --spin-after --spin-cpu-above --heartbeat
+  local limits='--memory --memory-high --swap --cpus --pids --wall-time --wall-time-max --cpu-time
+    --output --poll-interval --hang-after --hang-cpu-below --spin-after --spin-cpu-above --heartbeat
     --kill-grace --orphans --missing-controllers --cgroup-v1 --systemd-scope --mode --policy --cgroup-root'
   local cmd='' sub='' i
   for ((i = 1; i < cword; i++)); do
@@ -33,7 +33,7 @@ _pollkill() {
       return ;;
     --orphans) COMPREPLY=($(compgen -W 'kill wait' -- "$cur")); return ;;
     --missing-controllers) COMPREPLY=($(compgen -W 'error warn' -- "$cur")); return ;;
-    --cgroup-v1) COMPREPLY=($(compgen -W 'auto off' -- "$cur")); return ;;
+    --cgroup-v1) COMPREPLY=($(compgen -W 'off auto' -- "$cur")); return ;;
     --systemd-scope) COMPREPLY=($(compgen -W 'auto never always' -- "$cur")); return ;;
     --mode) COMPREPLY=($(compgen -W 'auto cgroup subreaper' -- "$cur")); return ;;
     --heartbeat | --result | --results | --joblog) _filedir; return ;;
@@ -56,7 +56,7 @@ _pollkill() {
       fi ;;
     batch)
       if [[ $cur == -* ]]; then
-        COMPREPLY=($(compgen -W "$limits --wall-time-max --jobs --results --logs --joblog
+        COMPREPLY=($(compgen -W "$limits --jobs --results --logs --joblog
           --retries --resume --sync-interval --progress --no-progress --quiet --verbose --help
           --slurm --launcher --results-dir --sbatch-arg --srun-arg" -- "$cur"))
       else

@@ -30,8 +30,8 @@ struct ModeDecision {
 /// run root resolves, else subreaper with the Error's message as the reason.
 ModeDecision decide_mode(RunMode requested, const std::function<RunRoot()>& resolve_root);
 
-/// The policy keys of `limits` that need a cgroup controller (memory, memory_high, swap,
-/// cpus, pids), in that order (pure).
+/// The policy keys of `limits` that need a cgroup controller (the schema's `needs_cgroup`
+/// keys: memory, memory_high, swap, cpus, pids), in that order (pure).
 std::vector<std::string> cgroup_only_limits(const Limits& limits);
 
 /// Subreaper mode cannot enforce `keys` (from cgroup_only_limits): with

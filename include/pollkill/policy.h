@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,9 +22,9 @@ struct Limits {
   std::optional<std::uint64_t> swap;         ///< memory.swap.max; defaults to 0 when memory is set
   std::optional<double> cpus;                ///< cpu.max quota / period, > 0
   std::optional<std::uint64_t> pids;         ///< pids.max (kSizeMax = "max")
-  std::optional<Duration> wall_time;         ///< wall-clock limit from the start of the task
-  std::optional<Duration> cpu_time;          ///< CPU time of the whole tree (cpu.stat usage_usec)
-  std::optional<std::uint64_t> output;       ///< bytes of captured stdout+stderr
+  std::optional<Duration> wall_time;         ///< wall-clock limit from the start; a 0 read is unset
+  std::optional<Duration> cpu_time;     ///< CPU time of the tree (usage_usec); a 0 read is unset
+  std::optional<std::uint64_t> output;  ///< bytes of captured stdout+stderr
   /// Adaptive wall time (`wall_time = "300%"`, batch only): this percentage of the median
   /// wall time of the tasks that ended ok so far, once at least five have; wall_time_max caps
   /// it, and is the only limit before then. Excludes `wall_time`.
@@ -45,9 +46,9 @@ enum class RunMode { automatic, cgroup, subreaper };
 
 struct WatchdogPolicy {
   Duration poll_interval{250};
-  std::optional<Duration> hang_after;    ///< unset: hang detection off
+  std::optional<Duration> hang_after;    ///< unset (or 0 read): hang detection off
   double hang_cpu_below = 0.01;          ///< CPUs (1.0 = one core busy)
-  std::optional<Duration> spin_after;    ///< unset: spin detection off
+  std::optional<Duration> spin_after;    ///< unset (or 0 read): spin detection off
   double spin_cpu_above = 0.9;           ///< CPUs
   std::optional<std::string> heartbeat;  ///< a file whose change counts as progress
   Duration kill_grace{3000};             ///< SIGTERM to cgroup.kill; 0 = kill at once
@@ -153,14 +154,16 @@ class PolicyError : public Error {
 Policy default_policy();
 
 /// Parses policy text strictly, on top of `base` (keys absent from the text keep base's
-/// values). `source` names the text in errors. Requires top-level `version = 1`.
-/// Unknown sections/keys (with "did you mean" for near-misses), wrong types and bad values
-/// throw PolicyError with line and column.
+/// values), each key through the schema (policy_schema.h). `source` names the text in errors.
+/// Requires top-level `version = 1`. Text over kMaxPolicyBytes, or keys and nesting deeper
+/// than kMaxKeyParts and kMaxNesting, are refused before toml++ parses it. Unknown
+/// sections/keys (with "did you mean" for near-misses), wrong types and bad or out-of-range
+/// values throw PolicyError with line and column.
 Policy parse_policy(std::string_view text, const std::string& source,
                     const Policy& base = default_policy());
 
-/// Reads and parses a policy file (on top of the default). Unreadable file: PolicyError
-/// with the errno text.
+/// Reads and parses a policy file (on top of the default), reading at most one byte more than
+/// kMaxPolicyBytes (so /dev/zero ends). Unreadable file: PolicyError with the errno text.
 Policy load_policy_file(const std::filesystem::path& path);
 
 /// The policy as a complete TOML document (every key, unset ones as comments) that
@@ -177,6 +180,51 @@ bool operator==(const Namespaces&, const Namespaces&);
 bool operator==(const SandboxPolicy&, const SandboxPolicy&);
 bool operator==(const RetryPolicy&, const RetryPolicy&);
 bool operator==(const Policy&, const Policy&);
+
+/// A value of an enum and the word that policies, flags and results write for it.
+template <typename E>
+struct EnumName {
+  E value;
+  std::string_view name;
+};
+
+/// Each enum's one name table, read in both directions (the model is status.cpp): the policy
+/// reader, the printer, the flags and the results all use it, so a value cannot get a name
+/// without a parse. Defined for OrphanPolicy, MissingControllers, CgroupV1, SystemdScopeMode,
+/// RunMode and SeccompAction::Kind.
+template <typename E>
+std::span<const EnumName<E>> enum_names();
+template <>
+std::span<const EnumName<OrphanPolicy>> enum_names();
+template <>
+std::span<const EnumName<MissingControllers>> enum_names();
+template <>
+std::span<const EnumName<CgroupV1>> enum_names();
+template <>
+std::span<const EnumName<SystemdScopeMode>> enum_names();
+template <>
+std::span<const EnumName<RunMode>> enum_names();
+template <>
+std::span<const EnumName<SeccompAction::Kind>> enum_names();
+
+/// The word for `value` ("kill"); the table's first word for a value outside the enum.
+template <typename E>
+std::string_view enum_name(E value) {
+  const auto names = enum_names<E>();
+  for (const auto& entry : names) {
+    if (entry.value == value) return entry.name;
+  }
+  return names.front().name;
+}
+
+/// The value a word names; nullopt for any other word.
+template <typename E>
+std::optional<E> enum_value(std::string_view word) {
+  for (const auto& entry : enum_names<E>()) {
+    if (entry.name == word) return entry.value;
+  }
+  return std::nullopt;
+}
 
 /// "allow", "errno", "errno:ENOSYS", "kill", "log": how an action is written in a policy.
 std::string to_string(const SeccompAction& action);

@@ -42,7 +42,8 @@ struct WallTimeLimit {
   std::string source;  ///< e.g. "300% of the median ok wall time 1.2s", "wall_time_max"
 };
 /// A fixed wall_time applies as it is. A percentage needs at least five ok tasks: then
-/// percent/100 * median (at least 1ms), capped by wall_time_max; before that only the cap.
+/// percent/100 * median (at least 1ms, at most kMaxDuration), capped by wall_time_max; before
+/// that only the cap.
 WallTimeLimit effective_wall_time(const Limits& limits, const WallTimeStats& stats);
 
 }  // namespace pollkill

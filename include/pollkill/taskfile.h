@@ -12,6 +12,7 @@
 #include "pollkill/error.h"
 #include "pollkill/limits.h"
 #include "pollkill/policy.h"
+#include "pollkill/policy_schema.h"
 
 namespace pollkill {
 
@@ -23,9 +24,9 @@ struct TaskSpec {
   std::vector<std::string> command;
   std::string cwd;               ///< empty: pollkill's own
   std::vector<std::string> env;  ///< "NAME=value", set on top of pollkill's environment
-  /// Per-task overrides of [limits] keys as a policy text ("version = 1\n[limits]\n..."),
-  /// applied with parse_policy on top of the batch's policy; empty when there are none.
-  std::string limits_toml;
+  /// Per-task values of [limits] keys, applied with apply_settings on top of the batch's
+  /// policy (each read and checked as in a policy file); empty when there are none.
+  std::vector<Setting> limits;
 };
 
 /// Splits a line into words the way a POSIX shell splits a simple command, without running

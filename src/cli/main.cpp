@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "policy_flags.h"
 #include "pollkill/batch.h"
 #include "pollkill/cgroup.h"
 #include "pollkill/cgroup_v1.h"
@@ -17,6 +18,7 @@
 #include "pollkill/gc.h"
 #include "pollkill/policy.h"
 #include "pollkill/policy_path.h"
+#include "pollkill/policy_schema.h"
 #include "pollkill/report.h"
 #include "pollkill/result.h"
 #include "pollkill/slurm.h"
@@ -27,79 +29,6 @@ namespace {
 
 using namespace pollkill;
 
-// Flag values as typed; applied on top of the policy so flags win.
-struct LimitFlags {
-  std::string memory, memory_high, swap, cpus, pids, wall_time, wall_time_max, cpu_time, output;
-  std::string poll_interval, hang_after, hang_cpu_below, spin_after, spin_cpu_above, heartbeat,
-      kill_grace, orphans, missing_controllers, cgroup_v1, systemd_scope, mode;
-};
-
-void add_limit_flags(CLI::App* app, LimitFlags& f) {
-  app->add_option("--memory", f.memory, "memory limit (memory.max), e.g. 2GiB")->group("Limits");
-  app->add_option("--memory-high", f.memory_high, "throttling threshold (memory.high)")
-      ->group("Limits");
-  app->add_option("--swap", f.swap, "swap limit (memory.swap.max; 0 when --memory is set)")
-      ->group("Limits");
-  app->add_option("--cpus", f.cpus, "CPU quota in CPUs, fractional (cpu.max)")->group("Limits");
-  app->add_option("--pids", f.pids, "process and thread limit (pids.max)")->group("Limits");
-  app->add_option("--wall-time", f.wall_time,
-                  "wall-clock limit, e.g. 30s, 1h30m; in batch also 300% (of the median ok task)")
-      ->group("Limits");
-  app->add_option("--wall-time-max", f.wall_time_max, "cap of a percentage --wall-time")
-      ->group("Limits");
-  app->add_option("--cpu-time", f.cpu_time, "CPU time limit of the whole tree")->group("Limits");
-  app->add_option("--output", f.output, "limit on captured output")->group("Limits");
-  app->add_option("--poll-interval", f.poll_interval, "sampling interval (default 250ms)")
-      ->group("Watchdog");
-  app->add_option("--hang-after", f.hang_after, "hung: no CPU use and no progress for this long")
-      ->group("Watchdog");
-  app->add_option("--hang-cpu-below", f.hang_cpu_below,
-                  "CPUs below which a task counts as idle (0.01)")
-      ->group("Watchdog");
-  app->add_option("--spin-after", f.spin_after, "spinning: CPU busy without progress for this long")
-      ->group("Watchdog");
-  app->add_option("--spin-cpu-above", f.spin_cpu_above,
-                  "CPUs at or above which a task counts as busy (0.9)")
-      ->group("Watchdog");
-  app->add_option("--heartbeat", f.heartbeat, "a file whose change counts as progress")
-      ->group("Watchdog");
-  app->add_option("--kill-grace", f.kill_grace,
-                  "SIGTERM to SIGKILL delay (default 3s; 0 = at once)")
-      ->group("Watchdog");
-  app->add_option("--orphans", f.orphans, "what to do with processes left after the main one exits")
-      ->check(CLI::IsMember({"kill", "wait"}))
-      ->group("Watchdog");
-  app->add_option("--missing-controllers", f.missing_controllers,
-                  "when a limit's controller is missing: error (default) or warn")
-      ->check(CLI::IsMember({"error", "warn"}))
-      ->group("Runner");
-  app->add_option("--cgroup-v1", f.cgroup_v1,
-                  "hybrid hosts: enforce limits the unified hierarchy lacks through the cgroup "
-                  "v1 controllers: auto, or off (default)")
-      ->check(CLI::IsMember({"auto", "off"}))
-      ->group("Runner");
-  app->add_option("--systemd-scope", f.systemd_scope,
-                  "on systemd, ask for a delegated scope: auto (when not delegated), never, "
-                  "always")
-      ->check(CLI::IsMember({"auto", "never", "always"}))
-      ->group("Runner");
-  app->add_option("--mode", f.mode,
-                  "auto (default): a cgroup per task when one is usable, else subreaper; "
-                  "cgroup; subreaper (track the process tree through /proc, no cgroup limits)")
-      ->check(CLI::IsMember({"auto", "cgroup", "subreaper"}))
-      ->group("Runner");
-}
-
-double parse_number(const std::string& flag, const std::string& text) {
-  try {
-    size_t used = 0;
-    double v = std::stod(text, &used);
-    if (used == text.size() && v >= 0) return v;
-  } catch (const std::exception&) {
-  }
-  throw PolicyError(flag, 0, 0, "invalid number '" + text + "'");
-}
-
 template <typename F>
 auto with_flag(const std::string& flag, F parse) {
   try {
@@ -109,71 +38,6 @@ auto with_flag(const std::string& flag, F parse) {
   } catch (const Error& e) {
     throw PolicyError(flag, 0, 0, e.what());
   }
-}
-
-void apply_flags(const LimitFlags& f, Policy& p) {
-  auto size = [](const std::string& flag, const std::string& v) {
-    return with_flag(flag, [&] { return parse_size(v); });
-  };
-  auto duration = [](const std::string& flag, const std::string& v) {
-    return with_flag(flag, [&] { return parse_duration(v); });
-  };
-  if (!f.memory.empty()) p.limits.memory = size("--memory", f.memory);
-  if (!f.memory_high.empty()) p.limits.memory_high = size("--memory-high", f.memory_high);
-  if (!f.swap.empty()) p.limits.swap = size("--swap", f.swap);
-  if (!f.cpus.empty()) {
-    double cpus = parse_number("--cpus", f.cpus);
-    if (cpus <= 0)
-      throw PolicyError("--cpus", 0, 0, "invalid CPU count '" + f.cpus + "': must be above 0");
-    p.limits.cpus = cpus;
-  }
-  if (!f.pids.empty()) {
-    auto pids = size("--pids", f.pids);
-    if (pids == 0) throw PolicyError("--pids", 0, 0, "invalid pids limit '0': must be at least 1");
-    p.limits.pids = pids;
-  }
-  if (!f.wall_time.empty()) {
-    if (f.wall_time.back() == '%') {
-      double percent = parse_number("--wall-time", f.wall_time.substr(0, f.wall_time.size() - 1));
-      if (percent <= 0)
-        throw PolicyError("--wall-time", 0, 0, "invalid percentage '" + f.wall_time + "'");
-      p.limits.wall_time_percent = percent;
-      p.limits.wall_time.reset();
-    } else {
-      p.limits.wall_time = duration("--wall-time", f.wall_time);
-      p.limits.wall_time_percent.reset();
-    }
-  }
-  if (!f.wall_time_max.empty())
-    p.limits.wall_time_max = duration("--wall-time-max", f.wall_time_max);
-  if (!f.cpu_time.empty()) p.limits.cpu_time = duration("--cpu-time", f.cpu_time);
-  if (!f.output.empty()) p.limits.output = size("--output", f.output);
-  if (!f.poll_interval.empty()) {
-    auto d = duration("--poll-interval", f.poll_interval);
-    if (d < Duration(10))
-      throw PolicyError("--poll-interval", 0, 0,
-                        "invalid poll interval '" + f.poll_interval + "': must be at least 10ms");
-    p.watchdog.poll_interval = d;
-  }
-  if (!f.hang_after.empty()) p.watchdog.hang_after = duration("--hang-after", f.hang_after);
-  if (!f.spin_after.empty()) p.watchdog.spin_after = duration("--spin-after", f.spin_after);
-  if (!f.hang_cpu_below.empty())
-    p.watchdog.hang_cpu_below = parse_number("--hang-cpu-below", f.hang_cpu_below);
-  if (!f.spin_cpu_above.empty())
-    p.watchdog.spin_cpu_above = parse_number("--spin-cpu-above", f.spin_cpu_above);
-  if (!f.heartbeat.empty()) p.watchdog.heartbeat = f.heartbeat;
-  if (!f.kill_grace.empty()) p.watchdog.kill_grace = duration("--kill-grace", f.kill_grace);
-  if (!f.orphans.empty())
-    p.watchdog.orphans = f.orphans == "wait" ? OrphanPolicy::wait : OrphanPolicy::kill;
-  if (!f.systemd_scope.empty()) p.runner.systemd_scope = parse_systemd_scope(f.systemd_scope);
-  if (!f.missing_controllers.empty()) {
-    p.runner.missing_controllers =
-        f.missing_controllers == "warn" ? MissingControllers::warn : MissingControllers::error;
-  }
-  if (!f.cgroup_v1.empty()) {
-    p.runner.cgroup_v1 = f.cgroup_v1 == "auto" ? CgroupV1::automatic : CgroupV1::off;
-  }
-  if (!f.mode.empty()) p.runner.mode = parse_run_mode(f.mode);
 }
 
 // `--policy ARG`: a bare name is looked up in /etc/pollkill, then the shipped policies
@@ -306,7 +170,7 @@ int main(int argc, char** argv) {
   std::string gc_v1;
   gc->add_option("--cgroup-v1", gc_v1,
                  "hybrid hosts: with auto, also clean pollkill's v1 cgroups beside its own")
-      ->check(CLI::IsMember({"auto", "off"}));
+      ->check(enum_choice<CgroupV1>());
 
   // pollkill policy check
   CLI::App* policy = app.add_subcommand("policy", "work with policy files");
@@ -328,12 +192,12 @@ int main(int argc, char** argv) {
   doctor
       ->add_option("--cgroup-v1", doctor_v1,
                    "hybrid hosts: check with runner.cgroup_v1 set to this (auto or off)")
-      ->check(CLI::IsMember({"auto", "off"}));
+      ->check(enum_choice<CgroupV1>());
   std::string doctor_scope;
   doctor
       ->add_option("--systemd-scope", doctor_scope,
                    "on systemd: auto (ask for a delegated scope when needed), never, always")
-      ->check(CLI::IsMember({"auto", "never", "always"}));
+      ->check(enum_choice<SystemdScopeMode>());
 
   try {
     app.parse(argc, argv);
@@ -384,10 +248,8 @@ int main(int argc, char** argv) {
       batch_request.policy = batch_policy.empty() ? default_policy() : load_policy(batch_policy);
       apply_flags(batch_flags, batch_request.policy);
       if (!retries_text.empty()) {
-        double n = parse_number("--retries", retries_text);
-        if (n != std::floor(n) || n > 999)
-          throw PolicyError("--retries", 0, 0, "invalid count '" + retries_text + "'");
-        batch_request.policy.retry.attempts = static_cast<int>(n) + 1;
+        batch_request.policy.retry.attempts =
+            static_cast<int>(parse_flag_integer("--retries", retries_text, 0, 999)) + 1;
       }
       if (!sync_interval.empty())
         batch_request.sync_interval =
@@ -492,7 +354,7 @@ int main(int argc, char** argv) {
       RunRoot root = resolve_run_root(host, gc_root.empty() ? std::nullopt : std::optional(gc_root),
                                       default_policy(), cgroup_root_env(), false);
       auto removed = gc_run_cgroups(root.path);
-      if (gc_v1 == "auto") {
+      if (enum_value<CgroupV1>(gc_v1) == CgroupV1::automatic) {
         for (const char* controller : {"memory", "cpu", "pids"}) {
           V1Placement v1 = place_v1(controller, host.mounts, host.own_v1_cgroups, std::nullopt);
           if (!v1.usable) continue;
@@ -535,7 +397,7 @@ int main(int argc, char** argv) {
       if (!doctor_policy.empty()) p = load_policy(doctor_policy);
       if (!doctor_v1.empty()) {
         if (!p) p = default_policy();
-        p->runner.cgroup_v1 = doctor_v1 == "auto" ? CgroupV1::automatic : CgroupV1::off;
+        p->runner.cgroup_v1 = *enum_value<CgroupV1>(doctor_v1);
       }
     } catch (const Error& e) {
       diag::error(e);

@@ -4,6 +4,7 @@
 
 #include "pollkill/diag.h"
 #include "pollkill/error.h"
+#include "pollkill/policy_schema.h"
 #include "pollkill/sandbox.h"
 
 namespace pollkill {
@@ -34,12 +35,12 @@ ModeDecision decide_mode(RunMode requested, const std::function<RunRoot()>& reso
 }
 
 std::vector<std::string> cgroup_only_limits(const Limits& limits) {
+  Policy policy;
+  policy.limits = limits;
   std::vector<std::string> keys;
-  if (limits.memory) keys.push_back("memory");
-  if (limits.memory_high) keys.push_back("memory_high");
-  if (limits.swap) keys.push_back("swap");
-  if (limits.cpus) keys.push_back("cpus");
-  if (limits.pids) keys.push_back("pids");
+  for (const KeySpec& key : policy_keys()) {
+    if (key.needs_cgroup && is_set(key, policy)) keys.emplace_back(key.name);
+  }
   return keys;
 }
 

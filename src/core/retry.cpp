@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "pollkill/policy_schema.h"
 #include "pollkill/units.h"
 
 namespace pollkill {
@@ -64,8 +65,11 @@ WallTimeLimit effective_wall_time(const Limits& limits, const WallTimeStats& sta
     return {};
   }
   double median = stats.median();
+  // At most the longest duration a policy may state, so the cast cannot overflow and the
+  // deadline fits the clock whatever the median and the percentage.
   auto ms = static_cast<Duration::rep>(
-      std::max(1.0, std::ceil(median * 1000.0 * *limits.wall_time_percent / 100.0)));
+      std::clamp(std::ceil(median * 1000.0 * *limits.wall_time_percent / 100.0), 1.0,
+                 static_cast<double>(kMaxDuration.count())));
   Duration adaptive{ms};
   std::string source = std::string(percent) + " of the median ok wall time " +
                        format_duration(Duration(static_cast<Duration::rep>(median * 1000)));

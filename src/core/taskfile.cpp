@@ -4,32 +4,40 @@
 
 #include <cerrno>
 #include <cstring>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <unordered_set>
 
 namespace pollkill {
 namespace {
 
-const std::vector<std::string_view>& limit_keys() {
-  static const std::vector<std::string_view> kKeys{"memory",   "memory_high",   "swap",
-                                                   "cpus",     "pids",          "wall_time",
-                                                   "cpu_time", "wall_time_max", "output"};
-  return kKeys;
+/// The keys a task line may set: those of [limits], under their policy names.
+std::vector<std::string_view> limit_keys() {
+  std::vector<std::string_view> names;
+  for (const KeySpec& key : policy_keys()) {
+    if (key.section == "limits") names.push_back(key.name);
+  }
+  return names;
 }
 
-// A JSON scalar as a TOML value: strings as basic strings, numbers as they are.
-std::string toml_value(const nlohmann::json& value, const std::string& key) {
+// A JSON scalar as the same TOML value: strings as strings, numbers as integers or floats.
+Setting limit_setting(const KeySpec& key, const nlohmann::json& value) {
+  Setting setting{&key, {}, std::string(key.name)};
   if (value.is_string()) {
-    std::string out = "\"";
-    for (char c : value.get<std::string>()) {
-      if (c == '"' || c == '\\') out += '\\';
-      if (static_cast<unsigned char>(c) < 0x20) throw Error(key + ": control character in value");
-      out += c;
-    }
-    return out + "\"";
+    setting.value = value.get<std::string>();
+  } else if (value.is_number_unsigned() &&
+             value.get<std::uint64_t>() >
+                 static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+    throw Error(setting.origin + ": " + value.dump() + " is too large");
+  } else if (value.is_number_integer()) {
+    setting.value = value.get<std::int64_t>();
+  } else if (value.is_number_float()) {
+    setting.value = value.get<double>();
+  } else {
+    throw Error(setting.origin + ": expected a string or a number, got " +
+                std::string(value.type_name()));
   }
-  if (value.is_number_integer() || value.is_number_float()) return value.dump();
-  throw Error(key + ": expected a string or a number, got " + std::string(value.type_name()));
+  return setting;
 }
 
 std::string describe_json_error(const nlohmann::json::exception& e) {
@@ -51,7 +59,6 @@ std::optional<TaskSpec> parse_json_task(std::string_view text, std::uint64_t lin
   task.line = line_number;
   task.id = std::to_string(line_number);
   bool has_cmd = false, has_sh = false;
-  std::string limits;
   for (const auto& [key, value] : object.items()) {
     if (key == "id") {
       if (value.is_string() && !value.get<std::string>().empty()) {
@@ -85,11 +92,12 @@ std::optional<TaskSpec> parse_json_task(std::string_view text, std::uint64_t lin
           throw Error("env: invalid variable name '" + name + "'");
         task.env.push_back(name + "=" + v.get<std::string>());
       }
-    } else if (std::find(limit_keys().begin(), limit_keys().end(), key) != limit_keys().end()) {
-      limits += key + " = " + toml_value(value, key) + "\n";
+    } else if (const KeySpec* limit = find_key("limits", key)) {
+      task.limits.push_back(limit_setting(*limit, value));
     } else {
       std::vector<std::string_view> known{"id", "cmd", "sh", "cwd", "env"};
-      known.insert(known.end(), limit_keys().begin(), limit_keys().end());
+      const std::vector<std::string_view> limits = limit_keys();
+      known.insert(known.end(), limits.begin(), limits.end());
       std::string message = "unknown key '" + key + "'";
       if (std::string near = did_you_mean(key, known); !near.empty())
         message += "; did you mean '" + near + "'?";
@@ -98,7 +106,6 @@ std::optional<TaskSpec> parse_json_task(std::string_view text, std::uint64_t lin
   }
   if (has_cmd && has_sh) throw Error("give either cmd or sh, not both");
   if (!has_cmd && !has_sh) throw Error("missing cmd (an array) or sh (a string)");
-  if (!limits.empty()) task.limits_toml = "version = 1\n[limits]\n" + limits;
   return task;
 }
 
@@ -177,19 +184,17 @@ std::optional<TaskSpec> parse_task_line(std::string_view text, std::uint64_t lin
     task->id = std::to_string(line_number);
     task->command = std::move(words);
   }
-  if (!task->limits_toml.empty()) task_policy(*task, base);  // validates the overrides
+  if (!task->limits.empty()) task_policy(*task, base);  // validates the overrides
   return task;
 }
 
 Policy task_policy(const TaskSpec& task, const Policy& base) {
-  if (task.limits_toml.empty()) return base;
+  if (task.limits.empty()) return base;
   try {
-    Policy policy = parse_policy(task.limits_toml, "task", base);
-    // A fixed wall_time in the task replaces an adaptive one of the batch, and vice versa;
-    // parse_policy already does that for the keys the task sets.
-    return policy;
+    // A fixed wall_time in the task replaces an adaptive one of the batch, and vice versa.
+    return apply_settings(base, task.limits);
   } catch (const PolicyError& e) {
-    throw Error(e.message());
+    throw Error(e.what());  // "memory: invalid size ...": the caller adds FILE:LINE
   }
 }
 
@@ -252,7 +257,7 @@ TaskFile::Validation TaskFile::validate(const Policy& base) {
     if (!ids.insert(task->id).second) {
       throw Error(name_ + ":" + std::to_string(line_) + ": duplicate task id '" + task->id + "'");
     }
-    if (!task->limits_toml.empty()) add_plan(task_policy(*task, base).limits);
+    if (!task->limits.empty()) add_plan(task_policy(*task, base).limits);
     ++result.tasks;
   }
   if (std::ferror(file_.get())) throw_errno("read the task file '" + name_ + "'");

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <fstream>
 #include <sstream>
+#include <tuple>
 
 #include "harness.h"
 
@@ -40,6 +41,37 @@ TEST(RunUsage, BadSizeIsExit125AndQuotesTheValue) {
   EXPECT_NE(r.err.find("--memory"), std::string::npos) << r.err;
   EXPECT_FALSE(r.json) << "a usage error must not write a result";
   expect_nothing_left(r, marker);
+}
+
+// Flags go through the policy's own reader: the checks a policy file gets apply to them, and a
+// duration of 0 is "no limit" as in the file (it used to kill the task at once, exit 124).
+TEST(RunUsage, FlagsGetThePolicyFilesChecks) {
+  const std::string marker = unique_marker();
+  RunOutput bands = run_task_cli({"--hang-after", "1s", "--spin-after", "1s", "--hang-cpu-below",
+                                  "0.95", "--spin-cpu-above", "0.5"},
+                                 {"sleep", long_sleep_arg(marker)});
+  EXPECT_EQ(bands.exit_code, 125) << bands.describe();
+  EXPECT_NE(bands.err.find("--hang-cpu-below: watchdog.hang_cpu_below (0.95) must be less than "
+                           "watchdog.spin_cpu_above (0.5)"),
+            std::string::npos)
+      << bands.err;
+  EXPECT_FALSE(bands.json) << "a usage error must not write a result";
+  for (const auto& [flag, value, message] :
+       {std::tuple{"--cpus", "inf", "--cpus: invalid number 'inf': must be finite"},
+        std::tuple{"--pids", "1T", "--pids: invalid value '1T'"},
+        std::tuple{"--pids", "9223372036854775807", "--pids: invalid value"},
+        std::tuple{"--wall-time", "1e20%", "--wall-time: invalid percentage '1e20%'"}}) {
+    RunOutput r = run_task_cli({flag, value}, {"sleep", long_sleep_arg(marker)});
+    EXPECT_EQ(r.exit_code, 125) << r.describe();
+    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+  }
+  RunOutput zero = run_task_cli(
+      {"--wall-time", "0", "--cpu-time", "0", "--hang-after", "0", "--spin-after", "0"},
+      {"sh", "-c", "sleep 0.3"});
+  EXPECT_EQ(zero.exit_code, 0) << zero.describe();
+  ASSERT_TRUE(zero.json) << zero.describe();
+  EXPECT_EQ((*zero.json)["status"], "ok");
+  expect_nothing_left(zero, marker);
 }
 
 TEST(RunUsage, NoCommandIsExit125) {
@@ -198,6 +230,29 @@ TEST_F(RunPolicyCheck, ABareNameIsLookedUpInPollkillPolicyPath) {
   EXPECT_EQ(r.exit_code, 125) << r.describe();
   EXPECT_NE(r.err.find((dir_ / "etc" / "strictt.toml").string()), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("did you mean 'strict'?"), std::string::npos) << r.err;
+}
+
+// A document deep enough to overflow toml++'s recursion (it crashed with SIGSEGV, exit 139)
+// and a file without end (/dev/zero grew pollkill without bound) are refused as invalid.
+TEST_F(RunPolicyCheck, DeepOrEndlessFilesAreInvalidNotACrash) {
+  std::string key = "version = 1\n", header = "version = 1\n[";
+  for (int i = 0; i < 50000; ++i) {
+    key += "a.";
+    header += "a.";
+  }
+  const std::string deep_key = write("key.toml", key + "a = 1\n");
+  const std::string deep_header = write("header.toml", header + "a]\n");
+  RunOutput r = run_pollkill({"policy", "check", deep_key, deep_header, "/dev/zero"});
+  ASSERT_FALSE(r.timed_out) << r.describe();
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  EXPECT_NE(r.err.find(deep_key + ":2:65: a dotted key or table name of more than 32 parts"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find(deep_header + ":2:66: a dotted key or table name of more than 32 parts"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("/dev/zero: too large: a policy is at most 1MiB"), std::string::npos)
+      << r.err;
 }
 
 TEST_F(RunPolicyCheck, UnreadableFileExit1) {

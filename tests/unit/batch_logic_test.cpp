@@ -9,6 +9,7 @@
 #include "pollkill/batch.h"
 #include "pollkill/fdlimit.h"
 #include "pollkill/gc.h"
+#include "pollkill/policy_schema.h"
 #include "pollkill/report.h"
 #include "pollkill/results.h"
 #include "pollkill/retry.h"
@@ -63,6 +64,16 @@ TEST(AdaptiveWallTime, CapOnlyUntilFiveOkThenPercentOfMedian) {
   Limits uncapped;
   uncapped.wall_time_percent = 200;
   EXPECT_FALSE(effective_wall_time(uncapped, WallTimeStats{}).limit);
+}
+
+// However long the ok tasks and however large the percentage, the limit stays a duration a
+// timer can take.
+TEST(AdaptiveWallTime, StaysWithinTheLongestDuration) {
+  Limits limits;
+  limits.wall_time_percent = kMaxWallTimePercent;
+  WallTimeStats stats;
+  for (int i = 0; i < 5; ++i) stats.add(3e9);  // about 95 years each
+  EXPECT_EQ(effective_wall_time(limits, stats).limit, kMaxDuration);
 }
 
 TEST(AdaptiveWallTime, MemoryIsBounded) {

@@ -123,7 +123,9 @@ TEST(Policy, RejectsBadPoliciesAtTheOffendingKeyOrValue) {
       "expected a size (a string such as \"2GiB\" or \"max\", or an integer number of bytes), got ";
   const std::string want_duration =
       "expected a duration (a string such as \"30s\" or \"1h30m\", or a number of seconds), got ";
-  const std::string no_zero = ": must be greater than 0 (leave the key out for no limit)";
+  const std::string too_long = " (at most 876000h0m0s, 100 years)";
+  const std::string no_zero = ": must be greater than 0 (leave it out for no limit)";
+  const std::string pids_range = "(use an integer from 1 to 4194304 or \"max\")";
   const ErrorCase cases[] = {
       // Syntax errors come from toml++ with its position.
       {"version = 1\n[limits\n", 2, 8, "Error while parsing table header: expected ']', saw '\\n'"},
@@ -165,35 +167,55 @@ TEST(Policy, RejectsBadPoliciesAtTheOffendingKeyOrValue) {
       {"version = 1\n[limits]\nswap = true\n", 3, 8, "limits.swap: " + want_size + "boolean true"},
       {"version = 1\n[limits]\noutput = \"1.5\"\n", 3, 10,
        "limits.output: invalid size '1.5': a fractional size needs a unit, such as 1.5GiB"},
-      {"version = 1\n[limits]\ncpus = 0\n", 3, 8, "limits.cpus: invalid value '0'" + no_zero},
-      {"version = 1\n[limits]\ncpus = -0.5\n", 3, 8, "limits.cpus: invalid value '-0.5'" + no_zero},
+      {"version = 1\n[limits]\ncpus = 0\n", 3, 8,
+       "limits.cpus: invalid value '0': must be at least 0.01"},
+      {"version = 1\n[limits]\ncpus = -0.5\n", 3, 8,
+       "limits.cpus: invalid value '-0.5': must be at least 0.01"},
+      {"version = 1\n[limits]\ncpus = 0.005\n", 3, 8,
+       "limits.cpus: invalid value '0.005': must be at least 0.01"},
+      // Every value is range-checked where it is read, not at the cgroup write.
+      {"version = 1\n[limits]\ncpus = 1e300\n", 3, 8,
+       "limits.cpus: invalid value '1e+300': must be at most 1000000"},
       {"version = 1\n[limits]\ncpus = \"2\"\n", 3, 8,
        "limits.cpus: expected a number, got string '2'"},
       {"version = 1\n[limits]\ncpus = inf\n", 3, 8,
        "limits.cpus: invalid number 'inf': must be finite"},
-      {"version = 1\n[limits]\npids = 0\n", 3, 8,
-       "limits.pids: invalid value '0' (use a positive integer or \"max\")"},
+      {"version = 1\n[limits]\npids = 0\n", 3, 8, "limits.pids: invalid value '0' " + pids_range},
       {"version = 1\n[limits]\npids = \"lots\"\n", 3, 8,
-       "limits.pids: invalid value 'lots' (use a positive integer or \"max\")"},
+       "limits.pids: invalid value 'lots' " + pids_range},
+      {"version = 1\n[limits]\npids = 9223372036854775807\n", 3, 8,
+       "limits.pids: invalid value '9223372036854775807' " + pids_range},
+      {"version = 1\n[limits]\npids = 4194305\n", 3, 8,
+       "limits.pids: invalid value '4194305' " + pids_range},
       {"version = 1\n[limits]\npids = 1.0\n", 3, 8,
-       "limits.pids: expected a positive integer or \"max\", got floating-point 1.0"},
+       "limits.pids: expected an integer from 1 to 4194304 or \"max\", got floating-point 1.0"},
       {"version = 1\n[limits]\nwall_time = \"10x\"\n", 3, 13,
        "limits.wall_time: invalid duration '10x': unknown unit 'x' (use h, m, s or ms)"},
-      {"version = 1\n[limits]\nwall_time = 0\n", 3, 13,
-       "limits.wall_time: invalid value '0'" + no_zero},
+      {"version = 1\n[limits]\nwall_time = \"1e20%\"\n", 3, 13,
+       "limits.wall_time: invalid percentage '1e20%' (use a number such as 300%)"},
+      {"version = 1\n[limits]\nwall_time = \"200000%\"\n", 3, 13,
+       "limits.wall_time: invalid percentage '200000%': must be at most 100000%"},
+      {"version = 1\n[limits]\nwall_time = \"0%\"\n", 3, 13,
+       "limits.wall_time: invalid value '0%'" + no_zero},
+      {"version = 1\n[limits]\nwall_time = \" 5%\"\n", 3, 13,
+       "limits.wall_time: invalid percentage ' 5%' (use a number such as 300%)"},
+      {"version = 1\n[limits]\nwall_time_max = 0\n", 3, 17,
+       "limits.wall_time_max: invalid value '0'" + no_zero},
       {"version = 1\n[limits]\nwall_time = -1\n", 3, 13,
        "limits.wall_time: invalid duration '-1': must not be negative"},
       {"version = 1\n[limits]\ncpu_time = [1]\n", 3, 12,
        "limits.cpu_time: " + want_duration + "an array"},
       {"version = 1\n[limits]\ncpu_time = 1e300\n", 3, 12,
-       "limits.cpu_time: invalid duration '1e+300': too large"},
+       "limits.cpu_time: invalid duration '1e+300': too large" + too_long},
+      {"version = 1\n[limits]\ncpu_time = \"876001h\"\n", 3, 12,
+       "limits.cpu_time: invalid duration '876001h': too large" + too_long},
+      {"version = 1\n[watchdog]\nkill_grace = 3153600001\n", 3, 14,
+       "watchdog.kill_grace: invalid duration '3153600001': too large" + too_long},
       {"version = 1\n[limits]\ncpu_time = nan\n", 3, 12,
        "limits.cpu_time: invalid duration 'nan': must not be negative"},
       // [watchdog]
       {"version = 1\n[watchdog]\npoll_interval = \"5ms\"\n", 3, 17,
        "watchdog.poll_interval: invalid value '5ms': must be at least 10ms"},
-      {"version = 1\n[watchdog]\nhang_after = \"0s\"\n", 3, 14,
-       "watchdog.hang_after: invalid value '0s'" + no_zero},
       {"version = 1\n[watchdog]\nspin_after = false\n", 3, 14,
        "watchdog.spin_after: " + want_duration + "boolean false"},
       {"version = 1\n[watchdog]\nhang_cpu_below = -0.1\n", 3, 18,
@@ -203,7 +225,7 @@ TEST(Policy, RejectsBadPoliciesAtTheOffendingKeyOrValue) {
       {"version = 1\n[watchdog]\nheartbeat = 1\n", 3, 13,
        "watchdog.heartbeat: expected a string, got integer 1"},
       {"version = 1\n[watchdog]\nheartbeat = \"\"\n", 3, 13,
-       "watchdog.heartbeat: must not be empty (leave the key out instead)"},
+       "watchdog.heartbeat: must not be empty (leave it out instead)"},
       {"version = 1\n[watchdog]\nkill_grace = \"-1s\"\n", 3, 14,
        "watchdog.kill_grace: invalid duration '-1s': must not be negative"},
       {"version = 1\n[watchdog]\norphans = \"kil\"\n", 3, 11,
@@ -242,6 +264,87 @@ TEST(Policy, RejectsBadPoliciesAtTheOffendingKeyOrValue) {
       EXPECT_EQ(std::string(e.what()), "p.toml:" + std::to_string(c.line) + ":" +
                                            std::to_string(c.column) + ": " + c.message);
     }
+  }
+}
+
+// A duration of 0 is "no limit" for the four time limits, as `timeout 0` is: on top of a base
+// that sets them, it turns them off.
+TEST(Policy, ZeroDurationsMeanNoLimit) {
+  Policy base;
+  base.limits.wall_time_percent = 300;
+  base.limits.cpu_time = 1min;
+  base.watchdog.hang_after = 1min;
+  base.watchdog.spin_after = 1min;
+  const Policy p = parse_policy(
+      "version = 1\n[limits]\nwall_time = 0\ncpu_time = \"0s\"\n"
+      "[watchdog]\nhang_after = 0.0\nspin_after = \"0ms\"\n",
+      "p.toml", base);
+  EXPECT_FALSE(p.limits.wall_time);
+  EXPECT_FALSE(p.limits.wall_time_percent);
+  EXPECT_FALSE(p.limits.cpu_time);
+  EXPECT_FALSE(p.watchdog.hang_after);
+  EXPECT_FALSE(p.watchdog.spin_after);
+  EXPECT_EQ(p, default_policy());
+}
+
+// toml++ recurses on dotted keys, table names and nested values: a deep enough document used
+// to overflow the stack (exit 139), and /dev/zero was read without end. Both are refused
+// before the parser sees them, at the place that goes too deep.
+TEST(Policy, BoundsTheInputBeforeParsing) {
+  std::string deep_key = "version = 1\n";
+  for (int i = 0; i < 50000; ++i) deep_key += "a.";
+  deep_key += "a = 1\n";
+  std::string deep_header = "version = 1\n[";
+  for (int i = 0; i < 50000; ++i) deep_header += "a.";
+  deep_header += "a]\n";
+  std::string deep_array = "version = 1\nx = ";
+  for (int i = 0; i < 50000; ++i) deep_array += "[";
+  const std::string parts = "a dotted key or table name of more than 32 parts";
+  const std::string nested = "arrays and inline tables nested more than 32 deep";
+  struct Case {
+    std::string text;
+    int line, column;
+    std::string message;
+  };
+  const Case cases[] = {
+      {deep_key, 2, 65, parts},
+      {deep_header, 2, 66, parts},
+      {deep_array, 2, 37, nested},
+      {"version = 1\n[limits]\nx = { a = { b = { c = 1 } } }\n" + std::string(40, '['), 4, 33,
+       nested},
+  };
+  for (const Case& c : cases) {
+    try {
+      parse_policy(c.text, "deep.toml");
+      ADD_FAILURE() << "accepted " << c.text.substr(0, 40);
+    } catch (const PolicyError& e) {
+      EXPECT_EQ(e.message(), c.message);
+      EXPECT_EQ(e.line(), c.line) << c.text.substr(0, 40);
+      EXPECT_EQ(e.column(), c.column) << c.text.substr(0, 40);
+    }
+  }
+  // Dots in strings and comments, and 32 parts exactly, are no reason to refuse.
+  std::string dots(50000, '.');
+  EXPECT_EQ(parse_policy("version = 1 # " + dots + "\n[watchdog]\nheartbeat = \"" + dots + "\"\n",
+                         "dots.toml")
+                .watchdog.heartbeat,
+            dots);
+  std::string thirty_two = "version = 1\n";
+  for (int i = 0; i < 31; ++i) thirty_two += "a.";
+  thirty_two += "a = 1\n";
+  try {
+    parse_policy(thirty_two, "p.toml");
+    ADD_FAILURE() << "accepted";
+  } catch (const PolicyError& e) {
+    EXPECT_EQ(e.message(), "unknown section [a]");
+  }
+  // Size: a text, and a file that never ends.
+  EXPECT_THROW(parse_policy("version = 1\n" + std::string(1 << 20, '#'), "big.toml"), PolicyError);
+  try {
+    load_policy_file("/dev/zero");
+    ADD_FAILURE() << "read /dev/zero";
+  } catch (const PolicyError& e) {
+    EXPECT_STREQ(e.what(), "/dev/zero: too large: a policy is at most 1MiB");
   }
 }
 
@@ -300,7 +403,7 @@ TEST(Policy, ToTomlRoundTrips) {
   full.runner = {"/sys/fs/cgroup/x", MissingControllers::warn, CgroupV1::automatic, "/pk v1"};
   Policy huge;
   huge.limits.memory = kSizeMax - 1;  // not exact in any unit and beyond a TOML integer
-  huge.limits.cpus = 1e-7;
+  huge.limits.cpus = 1e6;             // printed with an exponent: 1e+06
   for (const Policy& p : {default_policy(), full, huge}) {
     const std::string text = to_toml(p);
     EXPECT_EQ(parse_policy(text, "to_toml"), p) << text;

@@ -80,7 +80,7 @@ TEST(ParseTaskLine, BadJsonLinesSayWhy) {
       {R"({"cmd": ["a", 1]})", "array of strings"},
       {R"({"cmd": ["a"], "wall_tme": "1s"})", "did you mean 'wall_time'"},
       {R"({"cmd": ["a"], "memory": "lots"})", "memory"},
-      {R"({"cmd": ["a"], "wall_time": 0})", "greater than 0"},
+      {R"({"cmd": ["a"], "memory": 0})", "greater than 0"},
       {R"({"cmd": ["a"])", "invalid JSON"},
       {R"({"cmd": ["a"], "env": {"A": 1}})", "env.A"},
   };
@@ -91,6 +91,50 @@ TEST(ParseTaskLine, BadJsonLinesSayWhy) {
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find(c.message), std::string::npos)
           << c.line << " -> " << e.what();
+    }
+  }
+}
+
+// A task line's keys go through the policy's own reader (no TOML text in between): the same
+// values and range checks as a file, the same zero-means-no-limit, errors named by the key.
+TEST(ParseTaskLine, LimitKeysAreReadLikeAPolicyFile) {
+  Policy base;
+  base.limits.wall_time = Duration(60'000);
+  base.limits.memory = 1u << 30;
+  auto task = parse_task_line(
+      R"({"cmd": ["a"], "wall_time": 0, "memory": "64MiB", "cpus": 0.5, "pids": 10})", 1, base);
+  ASSERT_TRUE(task);
+  const Policy p = task_policy(*task, base);
+  EXPECT_FALSE(p.limits.wall_time);
+  EXPECT_EQ(p.limits.memory, 64u << 20);
+  EXPECT_EQ(p.limits.cpus, 0.5);
+  EXPECT_EQ(p.limits.pids, 10u);
+
+  struct Case {
+    std::string line;
+    std::string what;
+  };
+  const Case cases[] = {
+      {R"({"cmd": ["a"], "memory": "lots"})",
+       "memory: invalid size 'lots': expected a number followed by an optional unit, such as "
+       "512MiB"},
+      {R"({"cmd": ["a"], "cpus": "2"})", "cpus: expected a number, got string '2'"},
+      {R"({"cmd": ["a"], "cpus": 1e300})", "cpus: invalid value '1e+300': must be at most 1000000"},
+      {R"({"cmd": ["a"], "pids": 9223372036854775807})",
+       "pids: invalid value '9223372036854775807' (use an integer from 1 to 4194304 or \"max\")"},
+      {R"({"cmd": ["a"], "pids": 18446744073709551615})",
+       "pids: 18446744073709551615 is too large"},
+      {R"({"cmd": ["a"], "wall_time": "1e20%"})",
+       "wall_time: invalid percentage '1e20%' (use a number such as 300%)"},
+      {R"({"cmd": ["a"], "output": true})", "output: expected a string or a number, got boolean"},
+      {R"({"cmd": ["a"], "hang_after": "1s"})", "unknown key 'hang_after'"},
+  };
+  for (const Case& c : cases) {
+    try {
+      parse_task_line(c.line, 1, base);
+      ADD_FAILURE() << "accepted: " << c.line;
+    } catch (const Error& e) {
+      EXPECT_EQ(std::string(e.what()), c.what) << c.line;
     }
   }
 }
