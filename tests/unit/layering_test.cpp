@@ -72,6 +72,18 @@ const std::map<std::string, int>& layers() {
   return kLayers;
 }
 
+// Files that are parts of one module (one concern split over several files): the policy is
+// its structs and file handling (policy), the key table (policy_keys), the typed readers
+// (policy_reader, with the internal policy_detail.h) and what drives them (policy_schema).
+std::string module_of(const std::string& stem) {
+  static const std::map<std::string, std::string> kParts = {{"policy_schema", "policy"},
+                                                            {"policy_keys", "policy"},
+                                                            {"policy_reader", "policy"},
+                                                            {"policy_detail", "policy"}};
+  auto it = kParts.find(stem);
+  return it == kParts.end() ? stem : it->second;
+}
+
 // Module -> the modules it includes (its header and its source file together).
 std::map<std::string, std::set<std::string>> include_graph() {
   std::map<std::string, std::set<std::string>> graph;
@@ -79,12 +91,13 @@ std::map<std::string, std::set<std::string>> include_graph() {
   const fs::path root = POLLKILL_SOURCE_DIR;
   for (const fs::path& dir : {root / "include" / "pollkill", root / "src" / "core"}) {
     for (const auto& entry : fs::directory_iterator(dir)) {
-      const std::string module = entry.path().stem().string();
+      const std::string module = module_of(entry.path().stem().string());
       graph[module];
       std::ifstream in(entry.path());
       for (std::string line; std::getline(in, line);) {
         std::smatch m;
-        if (std::regex_search(line, m, include) && m[1] != module) graph[module].insert(m[1]);
+        if (std::regex_search(line, m, include) && module_of(m[1]) != module)
+          graph[module].insert(module_of(m[1]));
       }
     }
   }
