@@ -177,9 +177,11 @@ class SlurmBatch(unittest.TestCase):
         job, _ = self.submit("--results-dir", d, *FLAGS, self.tasks)
         wait_for_job(job)
         records = os.path.join(d, "records")
-        # Tasks 1 (ok) and 4 (hung) as if their nodes had died before writing a record.
-        os.unlink(os.path.join(records, "1.1.json"))
-        os.unlink(os.path.join(records, "4.1.json"))
+        # Tasks 1 (ok) and 4 (hung) as if their nodes had died before writing a record:
+        # no record, and no claim of one (SEQ.final).
+        for seq in (1, 4):
+            os.unlink(os.path.join(records, f"{seq}.1.json"))
+            os.unlink(os.path.join(records, f"{seq}.final"))
         kept = {name: os.stat(os.path.join(records, name)).st_mtime_ns
                 for name in os.listdir(records)}
         # Without --resume the directory is refused; with another task file too.
@@ -196,14 +198,20 @@ class SlurmBatch(unittest.TestCase):
         self.assertIn("submitted 2 of 6 tasks", err)
         self.assertIn("--array=1,4%2", err)
         wait_for_job(job2)
+        # Their attempt 1 started (its logs are there) and was lost: the resumed runs are
+        # attempt 2, and leave attempt 1's logs alone.
         now = sorted(os.listdir(records))
-        self.assertEqual(now, sorted(list(kept) + ["1.1.json", "4.1.json"]))
+        self.assertEqual(now, sorted(list(kept) + ["1.2.json", "4.2.json", "1.final",
+                                                   "4.final"]))
         for name, mtime in kept.items():
             self.assertEqual(os.stat(os.path.join(records, name)).st_mtime_ns, mtime, name)
         results = os.path.join(self.work, "resume.jsonl")
         self.pollkill("collect", d, "--results", results)
         merged = read_records(results)
-        self.assert_like_local(merged, "--slurm --resume")
+        self.assertEqual({r["id"]: r["attempt"] for r in merged if r["id"] in ("ok", "hung")},
+                         {"ok": 2, "hung": 2})
+        self.assert_like_local([dict(r, attempt=1) if r["id"] in ("ok", "hung") else r
+                                for r in merged], "--slurm --resume")
         by_id = {r["id"]: r["slurm_job_id"].split("_")[0] for r in merged}
         self.assertEqual({i for i, j in by_id.items() if j == job2}, {"ok", "hung"})
         # Nothing left to submit now.
