@@ -6,9 +6,13 @@
 //
 //   DIR/tasks               the task file, copied at submission (elements read task SEQ here)
 //   DIR/policy.toml         the batch's effective policy (to_toml), flags included
-//   DIR/records/SEQ.ATTEMPT.json   one result record per element and attempt (renamed into
-//                           place whole, so no reader sees half a record and no two nodes ever
-//                           append to one file)
+//   DIR/records/SEQ.ATTEMPT.json   one result record per element and attempt (linked into
+//                           place whole and never replaced, so no reader sees half a record,
+//                           no two nodes ever append to one file, and no late run overwrites)
+//   DIR/records/SEQ.final   a second name of task SEQ's final record: the claim that makes it
+//                           the only one (place_record)
+//   DIR/superseded/         records of runs that ended after their task was decided elsewhere
+//                           (a straggler from a node Slurm declared dead); collect ignores them
 //   DIR/logs/SEQ.ATTEMPT.out|.err  the attempt's stdout and stderr
 //   DIR/slurm/              Slurm's own output of each element, and the submitted scripts
 #pragma once
@@ -36,6 +40,11 @@ inline constexpr int kSetup = 2;  ///< no record: the directory or the task coul
 /// slurm.conf's `RequeueExit=75` turns into a requeue; the next run's SLURM_RESTART_COUNT
 /// makes it the next attempt.
 inline constexpr int kRequeue = 75;
+/// No record added: the task already had a final record when this run started or ended.
+/// Another run decided it: Slurm ran the element again after declaring this run's node
+/// dead (this run is the straggler), or the task was submitted twice. The record of this
+/// run, if it got that far, is in DIR/superseded/.
+inline constexpr int kSuperseded = 3;
 }  // namespace element_exit
 
 /// The element's exit code for the record it wrote.
@@ -50,7 +59,10 @@ struct SlurmDir {
   std::filesystem::path records() const { return root / "records"; }
   std::filesystem::path logs() const { return root / "logs"; }
   std::filesystem::path slurm() const { return root / "slurm"; }
+  std::filesystem::path superseded() const { return root / "superseded"; }
   std::filesystem::path record(std::uint64_t seq, int attempt) const;
+  /// records/SEQ.final: exists once task SEQ has its final record (see place_record).
+  std::filesystem::path final_marker(std::uint64_t seq) const;
   std::filesystem::path log(std::uint64_t seq, int attempt, const char* stream) const;
 };
 
@@ -75,8 +87,8 @@ int slurm_cpus(const Limits& limits);
 std::string sbatch_script(const std::string& pollkill, const std::filesystem::path& dir);
 
 /// sbatch's arguments for a submission: --parsable, the job name, --array, -c, --output and
-/// --error into DIR/slurm, then the user's --sbatch-arg values (which therefore win), then
-/// the script.
+/// --error into DIR/slurm, --requeue (an element lost with its node runs again), then the
+/// user's --sbatch-arg values (which therefore win: --no-requeue), then the script.
 std::vector<std::string> sbatch_command(const std::filesystem::path& dir, const std::string& array,
                                         int cpus, const std::vector<std::string>& user_args,
                                         const std::filesystem::path& script);
@@ -124,6 +136,51 @@ std::string record_key(const std::string& id, int attempt);
 
 // ---- the edge: files, processes, Slurm's commands ----
 
+/// Writes `text` to `path` whole: a temporary file beside it (named after this host and
+/// process, so that nodes sharing the directory never write one temporary file), fsync,
+/// rename. A reader on any node sees the old file or the new one, never a part.
+void write_file_atomic(const std::filesystem::path& path, const std::string& text);
+
+/// Where place_record put a record.
+enum class Placement {
+  placed,      ///< DIR/records/SEQ.ATTEMPT.json
+  superseded,  ///< DIR/superseded/SEQ.ATTEMPT.HOST.PID.json: the task was decided elsewhere
+};
+struct PlacedRecord {
+  Placement placement = Placement::placed;
+  std::filesystem::path path;  ///< the record's name now
+};
+
+/// Puts the record `text` of task `seq`, attempt `attempt` into DIR/records without ever
+/// replacing a record, so that every task ends with exactly one final record however many
+/// runs of it end (a straggler on a node Slurm declared dead and the rerun Slurm started
+/// elsewhere; one task submitted twice):
+/// - the record is written whole and fsynced under a temporary name, then link(2)ed to
+///   SEQ.ATTEMPT.json, which fails rather than replace an existing file (rename would
+///   replace it): of two runs of one attempt, the first to end keeps the name;
+/// - a record that decides the task (`decides`: final and not cancelled) first claims
+///   records/SEQ.final the same way: the first run to decide the task wins, and a later
+///   one's record goes aside;
+/// - a record that does not decide the task is added only while the task has no final
+///   record (a non-final record that races a final one may still land beside it; it is
+///   not final, so the task still has one final record).
+/// A record that is not placed is moved into DIR/superseded/, which collect and --resume
+/// do not read. A claim whose record never got its name (the node died between the two
+/// links) is completed by the next run that finds it. The links work on NFS too: a link
+/// whose reply was lost is recognised by the temporary file's link count, as open(2)
+/// advises for lock files. Throws SystemError for anything but a name that is taken.
+PlacedRecord place_record(const SlurmDir& dir, std::uint64_t seq, int attempt,
+                          const std::string& text, bool decides);
+
+/// The attempt of task `seq`'s final record when it has one (records/SEQ.final); nullopt
+/// when it has none. Completes a claim whose record lacks its name, as place_record does.
+std::optional<int> decided_attempt(const SlurmDir& dir, std::uint64_t seq);
+
+/// The highest attempt of task `seq` that started: one with a record or a stdout log (an
+/// element creates its logs before it runs the task, so an attempt lost with its node
+/// still counts and a rerun never takes its number, its logs or a straggler's name).
+int highest_started_attempt(const SlurmDir& dir, std::uint64_t seq);
+
 /// `pollkill batch --slurm` and `--launcher srun`.
 struct SlurmBatchRequest {
   std::string taskfile;  ///< path, or "-"
@@ -148,8 +205,10 @@ int submit_slurm_batch(const SlurmBatchRequest& request);
 int run_srun_batch(const SlurmBatchRequest& request);
 
 /// `pollkill slurm-element DIR`: runs task `seq` (SLURM_ARRAY_TASK_ID when unset) as attempt
-/// `attempt` (element_attempt when unset) and writes its record; returns the element exit
-/// code. Its own errors are reported on stderr with kSetup.
+/// `attempt` (element_attempt with highest_started_attempt when unset) and places its record
+/// (place_record); returns the element exit code. A task that already has a final record is
+/// not run (kSuperseded), nor is a record placed for one that got it meanwhile. Its own
+/// errors are reported on stderr with kSetup.
 int run_slurm_element(const std::filesystem::path& dir, std::optional<std::uint64_t> seq,
                       std::optional<int> attempt);
 

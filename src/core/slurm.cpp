@@ -21,6 +21,10 @@ fs::path SlurmDir::record(std::uint64_t seq, int attempt) const {
   return records() / (std::to_string(seq) + "." + std::to_string(attempt) + ".json");
 }
 
+fs::path SlurmDir::final_marker(std::uint64_t seq) const {
+  return records() / (std::to_string(seq) + ".final");
+}
+
 fs::path SlurmDir::log(std::uint64_t seq, int attempt, const char* stream) const {
   return logs() / (std::to_string(seq) + "." + std::to_string(attempt) + "." + stream);
 }
@@ -86,13 +90,16 @@ std::string sbatch_script(const std::string& pollkill, const fs::path& dir) {
 std::vector<std::string> sbatch_command(const fs::path& dir, const std::string& array, int cpus,
                                         const std::vector<std::string>& user_args,
                                         const fs::path& script) {
+  // --requeue: an element whose node dies runs again elsewhere, whatever the site's
+  // JobRequeue (docs/SLURM.md, "When a node dies").
   std::vector<std::string> argv{"sbatch",
                                 "--parsable",
                                 "--job-name=pollkill",
                                 "--array=" + array,
                                 "--cpus-per-task=" + std::to_string(cpus),
                                 "--output=" + (dir / "slurm" / "%A_%a.out").string(),
-                                "--error=" + (dir / "slurm" / "%A_%a.out").string()};
+                                "--error=" + (dir / "slurm" / "%A_%a.out").string(),
+                                "--requeue"};
   argv.insert(argv.end(), user_args.begin(), user_args.end());
   argv.push_back(script.string());
   return argv;

@@ -43,34 +43,6 @@ std::string read_file(const fs::path& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-// Writes `text` to `path` whole: a temporary file beside it, fsync, rename. A reader on any
-// node sees the old file or the new one, never a part.
-void write_file_atomic(const fs::path& path, const std::string& text) {
-  fs::path tmp =
-      path.parent_path() / ("." + path.filename().string() + ".tmp." + std::to_string(::getpid()));
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (!fd) throw_errno("create '" + tmp.string() + "'");
-  const char* p = text.data();
-  std::size_t left = text.size();
-  while (left > 0) {
-    ssize_t n = ::write(fd.get(), p, left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      ::unlink(tmp.c_str());
-      throw SystemError(err, "write '" + tmp.string() + "'");
-    }
-    p += n;
-    left -= static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd.get()) != 0) throw_errno("fsync '" + tmp.string() + "'");
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    throw SystemError(err, "rename '" + tmp.string() + "' to '" + path.string() + "'");
-  }
-}
-
 std::string self_exe() {
   std::error_code ec;
   fs::path exe = fs::read_symlink("/proc/self/exe", ec);
@@ -336,12 +308,20 @@ int run_slurm_element(const fs::path& dir_path, std::optional<std::uint64_t> seq
     throw Error(dir.tasks().string() + " has no task number " + std::to_string(seq),
                 "the array must match the task file the submission copied");
   }
+  // Slurm reran an element whose run had decided the task before its node was declared
+  // dead, or the task was submitted twice: running it again would only be set aside.
+  if (auto decided = decided_attempt(dir, seq)) {
+    diag::notice("task " + task->id + " (#" + std::to_string(seq) +
+                 ") already has a final record (" + dir.record(seq, *decided).string() +
+                 "): not run again (element exit " + std::to_string(element_exit::kSuperseded) +
+                 ")");
+    return element_exit::kSuperseded;
+  }
   int attempt = 0;
   if (attempt_arg) {
     attempt = *attempt_arg;
   } else {
-    int highest = 0;
-    while (fs::exists(dir.record(seq, highest + 1))) ++highest;
+    int highest = highest_started_attempt(dir, seq);
     auto restarts = env_number("SLURM_RESTART_COUNT");
     attempt = element_attempt(
         restarts ? std::optional<int>(static_cast<int>(*restarts)) : std::nullopt, highest);
@@ -404,13 +384,23 @@ int run_slurm_element(const fs::path& dir_path, std::optional<std::uint64_t> seq
   }
   result.final = !should_retry(policy.retry, result.status, attempt);
   auto record = element_record(result, host_name(), slurm_job_id());
-  write_file_atomic(dir.record(seq, attempt),
-                    record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
-  int code = element_exit_code(result);
+  PlacedRecord placed =
+      place_record(dir, seq, attempt,
+                   record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n",
+                   result.final && result.status != Status::cancelled);
+  int code =
+      placed.placement == Placement::placed ? element_exit_code(result) : element_exit::kSuperseded;
   diag::notice("task " + result.id + " (#" + std::to_string(seq) + ") attempt " +
                std::to_string(attempt) + " on " + host_name() + ": " +
                std::string(to_string(result.status)) + ": " + result.reason + " (element exit " +
                std::to_string(code) + ")");
+  if (placed.placement == Placement::superseded) {
+    diag::notice(
+        "not recorded: another run of the task decided it or recorded this attempt first "
+        "(this run's node was probably declared dead and the element run again); this "
+        "record is " +
+        placed.path.string());
+  }
   return code;
 }
 
@@ -588,8 +578,16 @@ void SrunBatch::finished(pid_t pid) {
                srun_log(dir, what).string();
     r.final = true;
     record = element_record(r, "", "");
-    write_file_atomic(
-        path, record->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+    PlacedRecord placed = place_record(
+        dir, what.task.seq, what.attempt,
+        record->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n", true);
+    // Another run decided the task meanwhile (the step's own element, a straggler, or a run
+    // of another submission): its record is the one that counts.
+    if (placed.placement == Placement::superseded) {
+      auto decided = decided_attempt(dir, what.task.seq);
+      fs::path counts = fs::exists(path) || !decided ? path : dir.record(what.task.seq, *decided);
+      if (auto placed_record = read_record(counts, &warning)) record = std::move(placed_record);
+    }
   }
   results_->append(record->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   results_->sync();

@@ -4,6 +4,7 @@
 // them in tests/slurm (scripts/test slurm).
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -47,15 +48,52 @@ struct Submission {
     argv.push_back(tasks.string());
     return run_pollkill(argv, Seconds(30), with_path(bin));
   }
+  // Writes `lines` as the task file, submits it and returns the results directory.
+  fs::path submitted(const std::string& lines) const {
+    write_file(tasks, lines);
+    RunOutput r = submit();
+    EXPECT_EQ(r.exit_code, 0) << r.describe();
+    return results;
+  }
 };
 
-RunOutput element(const fs::path& results_dir, int seq, std::optional<int> restarts) {
-  std::map<std::string, std::string> env{{"SLURM_ARRAY_JOB_ID", "4242"},
-                                         {"SLURM_ARRAY_TASK_ID", std::to_string(seq)}};
-  if (restarts) env["SLURM_RESTART_COUNT"] = std::to_string(*restarts);
+// What Slurm gives an array element: its job, its index and, once requeued, the count.
+LaunchOptions element_env(int seq, std::optional<int> restarts) {
   LaunchOptions options;
-  options.env = env;
-  return run_pollkill({"slurm-element", results_dir.string()}, Seconds(30), options);
+  options.env = {{"SLURM_ARRAY_JOB_ID", "4242"}, {"SLURM_ARRAY_TASK_ID", std::to_string(seq)}};
+  if (restarts) options.env["SLURM_RESTART_COUNT"] = std::to_string(*restarts);
+  return options;
+}
+
+RunOutput element(const fs::path& results_dir, int seq, std::optional<int> restarts) {
+  return run_pollkill({"slurm-element", results_dir.string()}, Seconds(30),
+                      element_env(seq, restarts));
+}
+
+std::vector<std::string> dir_names(const fs::path& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    names.push_back(it->path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// Starts element run `argv` of task 1 as its first run (no SLURM_RESTART_COUNT) and returns
+// once its task has started (its stdout log exists).
+std::unique_ptr<Pollkill> start_first_run(const fs::path& d, const std::vector<std::string>& argv) {
+  auto run = std::make_unique<Pollkill>(argv, element_env(1, std::nullopt));
+  EXPECT_TRUE(wait_until([&] { return fs::exists(d / "logs" / "1.1.out"); }, Seconds(10)));
+  return run;
+}
+
+// A task that, on the element's first run (no SLURM_RESTART_COUNT), waits for `flag` and
+// then exits with `first_exit`; on a rerun it exits 0 at once. The first run plays the
+// straggler on a node Slurm declared dead, the rerun the element Slurm started elsewhere.
+std::string straggling_task(const fs::path& flag, int first_exit, const std::string& marker) {
+  return "{\"id\": \"t\", \"sh\": \"[ -n \\\"$SLURM_RESTART_COUNT\\\" ] && exit 0; while [ ! -e " +
+         flag.string() + " ]; do sleep 0.02; done; exit " + std::to_string(first_exit) +
+         "; : " + marker + "\"}\n";
 }
 
 TEST(SlurmElement, SubmitRunElementsRequeueAndCollect) {
@@ -80,8 +118,10 @@ TEST(SlurmElement, SubmitRunElementsRequeueAndCollect) {
   std::string args = slurp(bin / "args");
   EXPECT_NE(args.find("--array=1-3%2\n"), std::string::npos) << args;
   EXPECT_NE(args.find("--cpus-per-task=2\n"), std::string::npos) << args;
-  EXPECT_NE(args.find("--partition=short\n" + (d / "slurm" / "element.sh").string() + "\n"),
-            std::string::npos)
+  // --requeue (an element lost with its node runs again), then the user's arguments.
+  EXPECT_NE(
+      args.find("--requeue\n--partition=short\n" + (d / "slurm" / "element.sh").string() + "\n"),
+      std::string::npos)
       << args;
   EXPECT_EQ(slurp(d / "tasks"), slurp(tasks));
   EXPECT_NE(slurp(d / "policy.toml").find("attempts = 2"), std::string::npos);
@@ -192,6 +232,93 @@ TEST(SlurmElement, TaskCwdAndEnvApplyInTheElement) {
   RunOutput ran = element(s.results, 1, std::nullopt);
   EXPECT_EQ(ran.exit_code, 0) << ran.describe();
   EXPECT_EQ(slurp(s.results / "logs" / "1.1.out"), (s.dir / "work").string() + "\nbar\n");
+}
+
+TEST(SlurmElement, AStragglerCannotAddASecondFinalRecord) {
+  PK_REQUIRE_CGROUP2();
+  Submission s;
+  const std::string marker = unique_marker();
+  fs::path flag = s.dir / "flag";
+  fs::path d = s.submitted(straggling_task(flag, 0, marker));
+  // Attempt 1 starts on a node that is then declared dead; Slurm requeues the element and
+  // runs it elsewhere as attempt 2, which ends first.
+  auto straggler = start_first_run(d, {"slurm-element", d.string()});
+  RunOutput rerun = element(d, 1, 1);
+  EXPECT_EQ(rerun.exit_code, 0) << rerun.describe();
+  // The node comes back and its element ends too: its record must not become a second
+  // final one.
+  write_file(flag, "");
+  RunOutput late = straggler->wait(Seconds(30));
+  EXPECT_EQ(late.exit_code, 3) << late.describe();
+  EXPECT_NE(late.err.find("not recorded: another run of the task decided it"), std::string::npos)
+      << late.err;
+  EXPECT_EQ(dir_names(d / "records"), (std::vector<std::string>{"1.2.json", "1.final"}));
+  auto aside = dir_names(d / "superseded");
+  ASSERT_EQ(aside.size(), 1u);
+  EXPECT_EQ(aside[0].rfind("1.1.", 0), 0u) << aside[0];
+  json kept = json::parse(slurp(d / "superseded" / aside[0]));
+  EXPECT_EQ(kept["attempt"], 1);
+  EXPECT_EQ(kept["status"], "ok");
+
+  fs::path results = s.dir / "all.jsonl";
+  RunOutput collect = run_pollkill({"collect", d.string(), "--results", results.string()});
+  EXPECT_EQ(collect.exit_code, 0) << collect.describe();
+  auto records = read_records(results);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0]["attempt"], 2);
+  EXPECT_TRUE(processes_matching(marker).empty());
+}
+
+TEST(SlurmElement, TwoRunsOfOneAttemptDoNotOverwriteEachOther) {
+  PK_REQUIRE_CGROUP2();
+  Submission s;
+  const std::string marker = unique_marker();
+  fs::path flag = s.dir / "flag";
+  fs::path d = s.submitted(straggling_task(flag, 3, marker));
+  // Two runs of attempt 1 (what srun steps are given, or a resumed element racing a
+  // straggler): the first to end keeps the name, whatever the other one says later.
+  const std::vector<std::string> argv{"slurm-element", d.string(), "--seq", "1", "--attempt", "1"};
+  auto straggler = start_first_run(d, argv);
+  RunOutput first = run_pollkill(argv, Seconds(30), element_env(1, 1));
+  EXPECT_EQ(first.exit_code, 0) << first.describe();
+  std::string placed = slurp(d / "records" / "1.1.json");
+  write_file(flag, "");
+  RunOutput late = straggler->wait(Seconds(30));
+  EXPECT_EQ(late.exit_code, 3) << late.describe();
+  EXPECT_EQ(slurp(d / "records" / "1.1.json"), placed);
+  EXPECT_EQ(json::parse(placed)["status"], "ok");
+  auto aside = dir_names(d / "superseded");
+  ASSERT_EQ(aside.size(), 1u);
+  EXPECT_EQ(json::parse(slurp(d / "superseded" / aside[0]))["status"], "failed");
+  EXPECT_TRUE(processes_matching(marker).empty());
+}
+
+TEST(SlurmElement, AnAttemptLostWithItsNodeKeepsItsNumber) {
+  PK_REQUIRE_CGROUP2();
+  Submission s;
+  fs::path d = s.submitted("true\n");
+  // Attempt 1 created its logs, then its node died: no record. A resumed element (Slurm's
+  // count starts at 0 again) runs attempt 2 and leaves attempt 1's logs alone.
+  write_file(d / "logs" / "1.1.out", "from the lost attempt\n");
+  RunOutput resumed = element(d, 1, std::nullopt);
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.describe();
+  EXPECT_EQ(dir_names(d / "records"), (std::vector<std::string>{"1.2.json", "1.final"}));
+  EXPECT_EQ(slurp(d / "logs" / "1.1.out"), "from the lost attempt\n");
+}
+
+TEST(SlurmElement, ADecidedTaskIsNotRunAgain) {
+  PK_REQUIRE_CGROUP2();
+  Submission s;
+  fs::path runs = s.dir / "runs";
+  fs::path d = s.submitted("{\"id\": \"once\", \"sh\": \"echo ran >> " + runs.string() + "\"}\n");
+  ASSERT_EQ(element(d, 1, std::nullopt).exit_code, 0);
+  // Slurm requeues the element after its node was declared dead, though the run had
+  // finished and placed its record just before: the task must not run a second time.
+  RunOutput requeued = element(d, 1, 1);
+  EXPECT_EQ(requeued.exit_code, 3) << requeued.describe();
+  EXPECT_NE(requeued.err.find("already has a final record"), std::string::npos) << requeued.err;
+  EXPECT_EQ(slurp(runs), "ran\n");
+  EXPECT_EQ(dir_names(d / "records"), (std::vector<std::string>{"1.1.json", "1.final"}));
 }
 
 }  // namespace

@@ -44,6 +44,7 @@ const std::map<std::string, int>& layers() {
                                                      {"sandbox", 2},
                                                      {"spawn", 2},
                                                      {"event_loop", 2},
+                                                     {"slurm_record", 2},
                                                      // 3: cgroup hierarchies and the host
                                                      {"cgroup", 3},
                                                      {"cgroup_v1", 3},

@@ -1,8 +1,10 @@
 // Pure pieces of the Slurm modes: array specs, job scripts and commands, attempt numbers,
-// element exit codes, record names and the order collect appends records in.
+// element exit codes, record names and the order collect appends records in; and how records
+// are put into place in a temporary directory (one final record per task, no name replaced).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -92,6 +94,7 @@ TEST(SlurmCommands, SbatchUserArgumentsComeLastSoTheyWin) {
                                 "--cpus-per-task=2",
                                 "--output=/d/slurm/%A_%a.out",
                                 "--error=/d/slurm/%A_%a.out",
+                                "--requeue",
                                 "--partition=big",
                                 "--time=10",
                                 "/d/slurm/e.sh"};
@@ -183,6 +186,115 @@ TEST(SlurmScan, FinalAttemptsFromTheRecordsDirectory) {
   EXPECT_EQ(scanned[3].final_status, Status::failed);
   EXPECT_EQ(missing_tasks(4, scanned), (std::vector<std::uint64_t>{2, 4}));
   std::filesystem::remove_all(tmpl);
+}
+
+// A results directory under /tmp, removed at the end of the test.
+class SlurmPlace : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/pollkill-slurm-place-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_.root = tmpl;
+    std::filesystem::create_directories(dir_.records());
+    std::filesystem::create_directories(dir_.logs());
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_.root); }
+
+  static std::string record(int attempt, bool final, const std::string& status) {
+    return R"({"id":"a","attempt":)" + std::to_string(attempt) + R"(,"final":)" +
+           (final ? "true" : "false") + R"(,"status":")" + status + "\"}\n";
+  }
+  static std::string slurp(const std::filesystem::path& p) {
+    std::ifstream in(p);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  std::vector<std::string> names(const std::filesystem::path& d) const {
+    std::vector<std::string> out;
+    if (!std::filesystem::exists(d)) return out;
+    for (const auto& e : std::filesystem::directory_iterator(d))
+      out.push_back(e.path().filename().string());
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  SlurmDir dir_;
+};
+
+TEST_F(SlurmPlace, TheFirstRecordOfAnAttemptKeepsItsName) {
+  // Two runs of attempt 1 (a straggler and a resumed rerun); neither decides the task.
+  auto first = place_record(dir_, 1, 1, record(1, false, "hung"), false);
+  EXPECT_EQ(first.placement, Placement::placed);
+  EXPECT_EQ(first.path, dir_.record(1, 1));
+  auto second = place_record(dir_, 1, 1, record(1, false, "crashed"), false);
+  EXPECT_EQ(second.placement, Placement::superseded);
+  EXPECT_EQ(second.path.parent_path(), dir_.superseded());
+  EXPECT_EQ(slurp(dir_.record(1, 1)), record(1, false, "hung"));             // not replaced
+  EXPECT_EQ(slurp(second.path), record(1, false, "crashed"));                // kept aside, whole
+  EXPECT_EQ(names(dir_.records()), (std::vector<std::string>{"1.1.json"}));  // no temporaries
+}
+
+TEST_F(SlurmPlace, OneFinalRecordPerTaskTheFirstToDecideWins) {
+  // The rerun on another node (attempt 2) decides the task first; the straggler from the
+  // node declared dead (attempt 1) ends later with its own verdict.
+  EXPECT_EQ(place_record(dir_, 1, 2, record(2, true, "ok"), true).placement, Placement::placed);
+  EXPECT_EQ(decided_attempt(dir_, 1), 2);
+  auto late = place_record(dir_, 1, 1, record(1, true, "failed"), true);
+  EXPECT_EQ(late.placement, Placement::superseded);
+  EXPECT_EQ(slurp(late.path), record(1, true, "failed"));
+  // A record of a decided task that does not decide it (not final, or cancelled) goes aside.
+  EXPECT_EQ(place_record(dir_, 1, 3, record(3, false, "hung"), false).placement,
+            Placement::superseded);
+  EXPECT_EQ(names(dir_.records()), (std::vector<std::string>{"1.2.json", "1.final"}));
+  EXPECT_EQ(names(dir_.superseded()).size(), 2u);
+  std::vector<std::string> warnings;
+  auto scanned = scan_records(dir_, &warnings);
+  EXPECT_EQ(scanned[1].highest, 2);
+  EXPECT_EQ(scanned[1].final_status, Status::ok);
+  // Other tasks are not concerned.
+  EXPECT_FALSE(decided_attempt(dir_, 2));
+  EXPECT_EQ(place_record(dir_, 2, 1, record(1, true, "ok"), true).placement, Placement::placed);
+}
+
+TEST_F(SlurmPlace, AFinalRecordWhoseAttemptIsTakenGivesUpItsClaim) {
+  EXPECT_EQ(place_record(dir_, 1, 1, record(1, false, "crashed"), false).placement,
+            Placement::placed);
+  // Another run of attempt 1 decides: the name is taken, so nothing is decided.
+  EXPECT_EQ(place_record(dir_, 1, 1, record(1, true, "ok"), true).placement, Placement::superseded);
+  EXPECT_FALSE(std::filesystem::exists(dir_.final_marker(1)));
+  EXPECT_FALSE(decided_attempt(dir_, 1));
+  EXPECT_EQ(place_record(dir_, 1, 2, record(2, true, "ok"), true).placement, Placement::placed);
+}
+
+TEST_F(SlurmPlace, AClaimLeftHalfDoneIsCompletedOrGivenUp) {
+  // The run that claimed the task died before its record got its name.
+  std::ofstream(dir_.final_marker(1)) << record(2, true, "ok");
+  EXPECT_EQ(decided_attempt(dir_, 1), 2);
+  EXPECT_EQ(slurp(dir_.record(1, 2)), record(2, true, "ok"));
+  EXPECT_EQ(place_record(dir_, 1, 3, record(3, true, "ok"), true).placement, Placement::superseded);
+  // A claim whose attempt's name holds another record was never won: it goes.
+  std::ofstream(dir_.final_marker(5)) << record(1, true, "ok");
+  std::ofstream(dir_.record(5, 1)) << record(1, false, "hung");
+  EXPECT_FALSE(decided_attempt(dir_, 5));
+  EXPECT_FALSE(std::filesystem::exists(dir_.final_marker(5)));
+  // A marker that is no record is an error that names it.
+  std::ofstream(dir_.final_marker(6)) << "{torn";
+  EXPECT_THROW(decided_attempt(dir_, 6), Error);
+}
+
+TEST_F(SlurmPlace, StartedAttemptsCountTheirLogsToo) {
+  EXPECT_EQ(highest_started_attempt(dir_, 1), 0);
+  // Attempt 1 created its logs and died with its node: a rerun is attempt 2.
+  std::ofstream(dir_.log(1, 1, "out"));
+  EXPECT_EQ(highest_started_attempt(dir_, 1), 1);
+  std::ofstream(dir_.record(1, 2)) << record(2, false, "hung");
+  EXPECT_EQ(highest_started_attempt(dir_, 1), 2);
+}
+
+TEST_F(SlurmPlace, WriteFileAtomicReplacesWholeAndLeavesNoTemporary) {
+  write_file_atomic(dir_.policy(), "one\n");
+  write_file_atomic(dir_.policy(), "two\n");
+  EXPECT_EQ(slurp(dir_.policy()), "two\n");
+  EXPECT_EQ(names(dir_.root), (std::vector<std::string>{"logs", "policy.toml", "records"}));
 }
 
 }  // namespace
