@@ -358,6 +358,26 @@ void read_namespaces(const Reader& r, const toml::node& n, const std::string& k,
   }
 }
 
+// "FIRST-LAST", two uids other than root and (uid_t)-1.
+UidRange read_uid_range(const Reader& r, const toml::node& n, const std::string& k) {
+  const std::string text = r.string(n, k);
+  const auto dash = text.find('-');
+  const auto number = [&text](std::size_t from, std::size_t to) -> std::optional<std::uint32_t> {
+    std::uint32_t value = 0;
+    const char* end = text.data() + to;
+    const auto [at, ec] = std::from_chars(text.data() + from, end, value);
+    if (ec != std::errc() || at != end || from == to) return std::nullopt;
+    return value;
+  };
+  const auto first = dash == std::string::npos ? std::nullopt : number(0, dash);
+  const auto last = dash == std::string::npos ? std::nullopt : number(dash + 1, text.size());
+  if (!first || !last || *first == 0 || *last > 0xfffffffe || *first > *last) {
+    r.fail(n.source(), k + ": invalid value " + quoted(n) +
+                           " (use \"FIRST-LAST\", two uids from 1 to 4294967294, FIRST <= LAST)");
+  }
+  return {*first, *last};
+}
+
 unsigned read_umask(const Reader& r, const toml::node& n, const std::string& k) {
   std::int64_t value = -1;
   if (const auto* integer = n.as_integer()) value = integer->get();
@@ -558,6 +578,10 @@ const std::vector<Section>& sections() {
                         Policy& p) { p.seccomp.allow = r.syscalls(n, k); }},
            {"deny", [](Reader& r, const toml::node& n, const std::string& k,
                        Policy& p) { p.seccomp.deny = r.syscalls(n, k); }},
+           {"deny_new_namespaces",
+            [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
+              p.seccomp.deny_new_namespaces = r.boolean(n, k);
+            }},
            {"deny_action", [](Reader& r, const toml::node& n, const std::string& k,
                               Policy& p) { p.seccomp.deny_action = r.action(n, k, false); }},
        }},
@@ -596,6 +620,8 @@ const std::vector<Section>& sections() {
                             Policy& p) { p.sandbox.read_only = r.paths(n, k); }},
            {"hide", [](Reader& r, const toml::node& n, const std::string& k,
                        Policy& p) { p.sandbox.hide = r.paths(n, k); }},
+           {"dynamic_uids", [](Reader& r, const toml::node& n, const std::string& k,
+                               Policy& p) { p.sandbox.dynamic_uids = read_uid_range(r, n, k); }},
        }},
   };
   return kSections;
@@ -692,6 +718,16 @@ void check_sandbox(const Reader& reader, const Policy& policy) {
     fail_at("sandbox.namespaces",
             "sandbox.namespaces: \"pid\" needs \"mount\" as well, so that /proc can show the "
             "task's own namespace");
+  }
+  // A dynamic uid goes to the next task once this one's processes are gone: nothing the task
+  // leaves behind may still belong to it (files outside its own temporary areas, IPC objects).
+  if (s.user == "dynamic" &&
+      (!s.namespaces.mount || !s.namespaces.ipc || !s.private_tmp ||
+       std::find(s.read_only.begin(), s.read_only.end(), "/") == s.read_only.end())) {
+    fail_at("sandbox.user",
+            "sandbox.user = \"dynamic\" needs a task that leaves nothing behind owned by its "
+            "uid: sandbox.namespaces with \"mount\" and \"ipc\", sandbox.private_tmp = true "
+            "and \"/\" in sandbox.read_only");
   }
   for (const std::string& name : policy.seccomp.deny) {
     if (std::find(policy.seccomp.allow.begin(), policy.seccomp.allow.end(), name) !=
@@ -875,6 +911,7 @@ std::string to_toml(const Policy& policy) {
   out << "allow = " << list(sc.allow) << '\n';
   out << "deny = " << list(sc.deny) << '\n';
   out << "deny_action = " << toml_string(to_string(sc.deny_action)) << '\n';
+  out << "deny_new_namespaces = " << (sc.deny_new_namespaces ? "true" : "false") << '\n';
   const SandboxPolicy& sb = policy.sandbox;
   out << "\n[sandbox]\n";
   line("user", sb.user, string, "not set: pollkill's own");
@@ -922,6 +959,10 @@ std::string to_toml(const Policy& policy) {
   out << "private_tmp = " << (sb.private_tmp ? "true" : "false") << '\n';
   out << "read_only = " << list(sb.read_only) << '\n';
   out << "hide = " << list(sb.hide) << '\n';
+  out << "dynamic_uids = "
+      << toml_string(std::to_string(sb.dynamic_uids.first) + "-" +
+                     std::to_string(sb.dynamic_uids.last))
+      << '\n';
   return out.str();
 }
 
@@ -951,7 +992,7 @@ bool operator==(const SeccompAction& a, const SeccompAction& b) {
 
 bool operator==(const SeccompPolicy& a, const SeccompPolicy& b) {
   return a.default_action == b.default_action && a.allow == b.allow && a.deny == b.deny &&
-         a.deny_action == b.deny_action;
+         a.deny_action == b.deny_action && a.deny_new_namespaces == b.deny_new_namespaces;
 }
 
 bool operator==(const Rlimits& a, const Rlimits& b) {
@@ -969,7 +1010,8 @@ bool operator==(const SandboxPolicy& a, const SandboxPolicy& b) {
          a.env == b.env && a.clear_env == b.clear_env && a.pass_env == b.pass_env &&
          a.cwd == b.cwd && a.umask == b.umask && a.rlimits == b.rlimits &&
          a.namespaces == b.namespaces && a.hostname == b.hostname &&
-         a.private_tmp == b.private_tmp && a.read_only == b.read_only && a.hide == b.hide;
+         a.private_tmp == b.private_tmp && a.read_only == b.read_only && a.hide == b.hide &&
+         a.dynamic_uids == b.dynamic_uids;
 }
 
 bool operator==(const RetryPolicy& a, const RetryPolicy& b) {
