@@ -434,18 +434,20 @@ std::vector<std::string> bound_unix_socket_paths(std::string_view proc_net_unix)
 }
 
 bool uid_has_processes(uid_t uid) {
+  constexpr int kFailed = 100;  // errno values fit below 256 - 100
   // The raw system call, as in spawn: glibc's fork() runs atfork handlers, which take locks.
   const pid_t child = static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0));
   if (child < 0) throw_errno("fork to count the processes of uid " + std::to_string(uid));
   if (child == 0) {
     // Syscalls only. The kernel counts the new child before it checks RLIMIT_NPROC, and
     // exempts only root and CAP_SYS_RESOURCE/CAP_SYS_ADMIN, all gone after the uid change.
+    // Exit status: 0 alone, 1 not alone, else kFailed + the errno of a failed step.
     const rlimit two{2, 2};
-    if (::setrlimit(RLIMIT_NPROC, &two) != 0) ::_exit(3);
-    if (::syscall(SYS_setresuid, uid, uid, uid) != 0) ::_exit(4);
+    if (::setrlimit(RLIMIT_NPROC, &two) != 0) ::_exit(kFailed + errno);
+    if (::syscall(SYS_setresuid, uid, uid, uid) != 0) ::_exit(kFailed + errno);
     const long grandchild = ::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
     if (grandchild == 0) ::_exit(0);
-    if (grandchild < 0) ::_exit(errno == EAGAIN ? 1 : 5);
+    if (grandchild < 0) ::_exit(errno == EAGAIN ? 1 : kFailed + errno);
     ::waitpid(static_cast<pid_t>(grandchild), nullptr, 0);
     ::_exit(0);
   }
@@ -454,7 +456,12 @@ bool uid_has_processes(uid_t uid) {
     if (errno != EINTR) throw_errno("wait for the process count of uid " + std::to_string(uid));
   }
   if (WIFEXITED(status) && WEXITSTATUS(status) <= 1) return WEXITSTATUS(status) == 1;
-  throw Error("cannot count the processes of uid " + std::to_string(uid) + " (the check " +
+  const std::string what = "count the processes of uid " + std::to_string(uid);
+  if (WIFEXITED(status) && WEXITSTATUS(status) > kFailed) {
+    // EINVAL from setresuid: the uid is not mapped in pollkill's user namespace.
+    throw SystemError(WEXITSTATUS(status) - kFailed, what);
+  }
+  throw Error("cannot " + what + " (the check " +
               (WIFEXITED(status) ? "exited " + std::to_string(WEXITSTATUS(status))
                                  : "was killed by signal " + std::to_string(WTERMSIG(status))) +
               ")");
