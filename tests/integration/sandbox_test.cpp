@@ -577,8 +577,9 @@ TEST_F(Sandbox, StrictCannotReachTheHostsUnixSockets) {
 TEST_F(Sandbox, StrictBoundsTheProcessesOfATask) {
   PK_REQUIRE_ROOT();
   RunOutput r = run(kStrict, {world_readable_copy(kProbe), "fork", "1500"});
+  // Its output, not its status: a sanitizer build's probe fails at exit under strict (the
+  // leak checker needs ptrace, which strict denies).
   ASSERT_TRUE(r.json) << r.describe();
-  EXPECT_EQ((*r.json)["status"], "ok") << r.describe();
   unsigned forked = 0;
   ASSERT_EQ(std::sscanf(r.out.c_str(), "forked %u", &forked), 1) << r.describe();
   // strict.toml's rlimits.nproc, counted for the task's own uid: the probe itself is one.
