@@ -81,7 +81,12 @@ struct SeccompPolicy {
   std::vector<std::string> allow;                   ///< syscalls allowed whatever the default
   std::vector<std::string> deny;                    ///< syscalls that get `deny_action`
   SeccompAction deny_action{SeccompAction::error};  ///< EPERM by default
-  bool active() const { return default_action.kind != SeccompAction::allow || !deny.empty(); }
+  /// clone and unshare with a CLONE_NEW* flag get `deny_action`; clone3, whose flags seccomp
+  /// cannot read, fails with ENOSYS so that libc falls back to clone.
+  bool deny_new_namespaces = false;
+  bool active() const {
+    return default_action.kind != SeccompAction::allow || !deny.empty() || deny_new_namespaces;
+  }
 };
 
 /// Resource limits set with setrlimit in the task (soft = hard). kRlimitUnlimited = "unlimited".
@@ -97,9 +102,19 @@ struct Namespaces {
   bool any() const { return net || pid || ipc || uts || cgroup || mount; }
 };
 
+/// `sandbox.dynamic_uids` ("FIRST-LAST"): the uids `user = "dynamic"` hands out, one to each
+/// running task. The default lies above 16-bit uids, below the first /etc/subuid range
+/// useradd gives out (100000) and outside systemd's ranges (docs/POLICY.md).
+struct UidRange {
+  std::uint32_t first = 65536;
+  std::uint32_t last = 99999;
+  friend bool operator==(const UidRange&, const UidRange&) = default;
+};
+
 /// `[sandbox]`: who the task runs as and what it can see. Enforced between clone and exec.
 struct SandboxPolicy {
-  std::optional<std::string> user;   ///< name or number; needs root to change
+  /// name or number, or "dynamic": a uid of `dynamic_uids` of the task's own; needs root
+  std::optional<std::string> user;
   std::optional<std::string> group;  ///< name or number; default: the user's primary group
   bool no_new_privs = true;
   std::vector<std::pair<std::string, std::string>> env;  ///< set on top (in name order)
@@ -113,6 +128,7 @@ struct SandboxPolicy {
   bool private_tmp = false;             ///< needs the mount namespace
   std::vector<std::string> read_only;   ///< needs the mount namespace
   std::vector<std::string> hide;        ///< needs the mount namespace
+  UidRange dynamic_uids;                ///< for user = "dynamic"
 };
 
 /// Retries in `batch`: an attempt ending with a status in `on` is run again, up to

@@ -18,6 +18,11 @@ namespace pollkill {
 /// default is left out (libseccomp refuses it, and it would change nothing). "kill" is
 /// SECCOMP_RET_KILL_PROCESS, so the whole task dies of SIGSYS, not just the calling thread.
 ///
+/// deny_new_namespaces: where clone or unshare would otherwise go through, a CLONE_NEW* bit
+/// in its flags word gets `deny_action` (the argument comparison is on the flags alone), and
+/// clone3, whose flags lie in memory seccomp cannot read, fails with ENOSYS so that libc
+/// falls back to clone. An allow list naming clone3 is then an Error.
+///
 /// Only the native architecture's table is in the filter, and a call made through another
 /// one (i386 `int 0x80` on x86_64, or the x32 ABI) kills the task (SCMP_FLTATR_ACT_BADARCH =
 /// KILL_PROCESS): otherwise a deny list could be bypassed by calling the same system call under

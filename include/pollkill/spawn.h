@@ -68,14 +68,20 @@ class Child {
   /// it still runs.
   bool reap_process(struct rusage* usage);
 
+  /// Keeps `fd` open until the process is reaped (or killed and reaped at destruction):
+  /// the lock of the task's dynamic uid.
+  void hold_until_reaped(UniqueFd fd);
+
  private:
   Exit finish(int status);
+  void forget_process();  ///< reaped: no pid, no pidfd, nothing held
 
   pid_t pid_ = -1;
   UniqueFd pidfd_;
   UniqueFd init_status_;
   bool linger_ = false;
   bool task_ended_ = false;
+  UniqueFd held_;
 };
 
 struct SandboxPlan;

@@ -211,7 +211,7 @@ bool operator==(const SeccompAction& a, const SeccompAction& b) {
 
 bool operator==(const SeccompPolicy& a, const SeccompPolicy& b) {
   return a.default_action == b.default_action && a.allow == b.allow && a.deny == b.deny &&
-         a.deny_action == b.deny_action;
+         a.deny_action == b.deny_action && a.deny_new_namespaces == b.deny_new_namespaces;
 }
 
 bool operator==(const Rlimits& a, const Rlimits& b) {
@@ -229,7 +229,8 @@ bool operator==(const SandboxPolicy& a, const SandboxPolicy& b) {
          a.env == b.env && a.clear_env == b.clear_env && a.pass_env == b.pass_env &&
          a.cwd == b.cwd && a.umask == b.umask && a.rlimits == b.rlimits &&
          a.namespaces == b.namespaces && a.hostname == b.hostname &&
-         a.private_tmp == b.private_tmp && a.read_only == b.read_only && a.hide == b.hide;
+         a.private_tmp == b.private_tmp && a.read_only == b.read_only && a.hide == b.hide &&
+         a.dynamic_uids == b.dynamic_uids;
 }
 
 bool operator==(const RetryPolicy& a, const RetryPolicy& b) {

@@ -180,6 +180,27 @@ unsigned read_umask(const Reader& r, const toml::node& n, const std::string& k) 
   return static_cast<unsigned>(value);
 }
 
+// "FIRST-LAST", two uids other than root and (uid_t)-1.
+UidRange read_uid_range(const Reader& r, const toml::node& n, const std::string& k) {
+  const std::string text = r.string(n, k);
+  const auto dash = text.find('-');
+  const auto number = [&text](std::size_t from, std::size_t to) -> std::optional<std::uint32_t> {
+    std::uint32_t value = 0;
+    const char* end = text.data() + to;
+    const auto [at, ec] = std::from_chars(text.data() + from, end, value);
+    if (ec != std::errc() || at != end || from == to) return std::nullopt;
+    return value;
+  };
+  const auto first = dash == std::string::npos ? std::nullopt : number(0, dash);
+  const auto last = dash == std::string::npos ? std::nullopt : number(dash + 1, text.size());
+  if (!first || !last || *first == 0 || *last > 0xfffffffe || *first > *last) {
+    r.fail(n, k,
+           "invalid value " + r.quoted(n) +
+               " (use \"FIRST-LAST\", two uids from 1 to 4294967294, FIRST <= LAST)");
+  }
+  return {*first, *last};
+}
+
 std::vector<std::string_view> status_names() {
   std::vector<std::string_view> names;
   for (auto s = Status::ok; s <= Status::error; s = static_cast<Status>(static_cast<int>(s) + 1)) {
@@ -420,9 +441,15 @@ const std::vector<Key>& keys() {
          p.seccomp.deny_action = r.action(n, k, false);
        },
        [](const Policy& p) -> Text { return toml_string(to_string(p.seccomp.deny_action)); }},
+      {{"seccomp", "deny_new_namespaces", "", "", "boolean", "",
+        "clone/unshare with CLONE_NEW* get deny_action; clone3 fails with ENOSYS"},
+       [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
+         p.seccomp.deny_new_namespaces = r.boolean(n, k);
+       },
+       [](const Policy& p) -> Text { return p.seccomp.deny_new_namespaces ? "true" : "false"; }},
       // [sandbox]
-      {{"sandbox", "user", "", "", "string (name) or integer", "not set: pollkill's own",
-        "the task's user"},
+      {{"sandbox", "user", "", "", "string (name) or integer, or \"dynamic\"",
+        "not set: pollkill's own", "the task's user"},
        [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
          p.sandbox.user = r.id(n, k);
        },
@@ -506,6 +533,15 @@ const std::vector<Key>& keys() {
          p.sandbox.hide = r.paths(n, k);
        },
        [](const Policy& p) -> Text { return string_list(p.sandbox.hide); }},
+      {{"sandbox", "dynamic_uids", "", "", "string \"FIRST-LAST\"", "",
+        "the uids user = \"dynamic\" hands out, one per running task"},
+       [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
+         p.sandbox.dynamic_uids = read_uid_range(r, n, k);
+       },
+       [](const Policy& p) -> Text {
+         return toml_string(std::to_string(p.sandbox.dynamic_uids.first) + "-" +
+                            std::to_string(p.sandbox.dynamic_uids.last));
+       }},
   };
   return kKeys;
 }

@@ -115,6 +115,16 @@ void check_sandbox(const Reader& reader, const Policy& policy) {
             "sandbox.namespaces: \"pid\" needs \"mount\" as well, so that /proc can show the "
             "task's own namespace");
   }
+  // A dynamic uid goes to the next task once this one's processes are gone: nothing the task
+  // leaves behind may still belong to it (files outside its own temporary areas, IPC objects).
+  if (s.user == "dynamic" &&
+      (!s.namespaces.mount || !s.namespaces.ipc || !s.private_tmp ||
+       std::find(s.read_only.begin(), s.read_only.end(), "/") == s.read_only.end())) {
+    fail_at("sandbox.user",
+            "sandbox.user = \"dynamic\" needs a task that leaves nothing behind owned by its "
+            "uid: sandbox.namespaces with \"mount\" and \"ipc\", sandbox.private_tmp = true "
+            "and \"/\" in sandbox.read_only");
+  }
   for (const std::string& name : policy.seccomp.deny) {
     if (std::find(policy.seccomp.allow.begin(), policy.seccomp.allow.end(), name) !=
         policy.seccomp.allow.end()) {

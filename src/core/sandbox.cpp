@@ -1,18 +1,27 @@
 #include "pollkill/sandbox.h"
 
+#include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
 #include <pwd.h>
 #include <sched.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <filesystem>
 #include <fstream>
+#include <set>
+#include <sstream>
 
 #include "pollkill/error.h"
 #include "pollkill/seccomp.h"
@@ -21,6 +30,13 @@ extern char** environ;
 
 namespace pollkill {
 namespace {
+
+namespace fs = std::filesystem;
+
+// The task's own temporary areas with private_tmp: /tmp always, the others where they exist.
+// Every other place a user without privileges may write to on a Debian host (/run/lock, and
+// /var/lock and /run/shm, which lead to it and to /dev/shm) is read-only with read_only = "/".
+constexpr const char* kPrivateTmpAreas[] = {"/tmp", "/var/tmp", "/dev/shm"};
 
 // The effective capability set from /proc/self/status: pollkill may run as root without all
 // capabilities (in a container), so euid 0 alone proves nothing.
@@ -96,31 +112,177 @@ struct stat stat_or_throw(const std::string& path, const char* key) {
   return st;
 }
 
+bool is_directory(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+// `path` is `area` or lies below it (both canonical).
+bool within(const std::string& path, const std::string& area) {
+  return path == area || area == "/" || path.rfind(area + "/", 0) == 0;
+}
+
+std::string canonical_or_same(const std::string& path) {
+  std::error_code ec;
+  const fs::path canonical = fs::canonical(path, ec);
+  return ec ? path : canonical.string();
+}
+
+// A file (a socket included) becomes /dev/null, read-only like a hidden directory.
+void cover_with_null(const std::string& path, bool skip_missing, SandboxPlan& plan) {
+  plan.mounts.push_back({"/dev/null", path, "", "", MS_BIND, false, skip_missing});
+  plan.mounts.push_back({"", path, "", "",
+                         MS_BIND | MS_REMOUNT | MS_RDONLY | locked_flags("/dev/null"), false,
+                         skip_missing});
+}
+
+// A network namespace separates abstract unix sockets, not those bound to a path: the
+// task could still connect to every one whose file it can reach and write to. So each one
+// the host has bound (outside the areas the task already sees empty) becomes /dev/null.
+void cover_host_sockets(const std::vector<std::string>& covered_areas, SandboxPlan& plan) {
+  std::ifstream in("/proc/net/unix");
+  if (!in) return;  // no unix sockets in this kernel
+  std::ostringstream text;
+  text << in.rdbuf();
+  std::set<std::string> done;
+  for (const std::string& bound : bound_unix_socket_paths(text.str())) {
+    struct stat st {};
+    // Only a socket: a file put at a listed path since (or a crafted name) stays visible.
+    if (::lstat(bound.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
+    const fs::path listed(bound);
+    const std::string path =
+        (fs::path(canonical_or_same(listed.parent_path().string())) / listed.filename()).string();
+    if (std::any_of(covered_areas.begin(), covered_areas.end(),
+                    [&path](const std::string& area) { return within(path, area); })) {
+      continue;
+    }
+    if (done.insert(path).second) cover_with_null(path, true, plan);
+  }
+}
+
 void plan_mounts(const SandboxPolicy& s, SandboxPlan& plan) {
   // Nothing done in the task's mount namespace may propagate back to the host.
   plan.mounts.push_back({"", "/", "", "", MS_REC | MS_PRIVATE});
+  // First, so that the task's own mounts below (proc, temporary areas) stay writable.
+  for (const std::string& path : s.read_only) {
+    stat_or_throw(path, "read_only");
+    // mount_setattr needs a mount root; "/" is one, and a mount on top of the root would not
+    // be seen by the task (its root directory stays the mount below).
+    if (fs::path(path).lexically_normal() != "/") {
+      plan.mounts.push_back({path, path, "", "", MS_BIND | MS_REC});
+    }
+    plan.mounts.push_back({"", path, "", "", 0, true});
+  }
   if (s.namespaces.pid) {
     // /proc of the task's own pid namespace: it sees only its own processes.
     plan.mounts.push_back({"proc", "/proc", "proc", "", MS_NOSUID | MS_NODEV | MS_NOEXEC});
   }
+  std::vector<std::string> covered_areas;
   if (s.private_tmp) {
-    plan.mounts.push_back({"tmpfs", "/tmp", "tmpfs", "mode=1777", MS_NOSUID | MS_NODEV});
-  }
-  for (const std::string& path : s.read_only) {
-    stat_or_throw(path, "read_only");
-    plan.mounts.push_back({path, path, "", "", MS_BIND | MS_REC});
-    plan.mounts.push_back(
-        {"", path, "", "", MS_BIND | MS_REMOUNT | MS_RDONLY | locked_flags(path)});
+    for (const char* area : kPrivateTmpAreas) {
+      if (area != std::string("/tmp") && !is_directory(area)) continue;
+      plan.mounts.push_back({"tmpfs", area, "tmpfs", "mode=1777", MS_NOSUID | MS_NODEV});
+      plan.owned_by_task.emplace_back(area);
+      covered_areas.push_back(canonical_or_same(area));
+    }
   }
   for (const std::string& path : s.hide) {
     const struct stat st = stat_or_throw(path, "hide");
     if (S_ISDIR(st.st_mode)) {
       plan.mounts.push_back({"tmpfs", path, "tmpfs", "mode=0555,size=4k",
                              MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC});
+      covered_areas.push_back(canonical_or_same(path));
     } else {
-      plan.mounts.push_back({"/dev/null", path, "", "", MS_BIND});
+      cover_with_null(path, false, plan);
     }
   }
+  if (s.namespaces.net) cover_host_sockets(covered_areas, plan);
+}
+
+// mount_setattr(2) came with Linux 5.12: ENOSYS for a call that would otherwise fail on its
+// bad descriptor.
+bool kernel_has_mount_setattr() {
+  return !(::syscall(SYS_mount_setattr, -1, "", 0, nullptr, 0) != 0 && errno == ENOSYS);
+}
+
+// Where pollkill's arguments and environment lie in its memory: fields 48 to 51 of
+// /proc/self/stat (Linux 3.5), counted after the command name, which may hold spaces.
+void find_own_arguments(SandboxPlan& plan) {
+  std::ifstream in("/proc/self/stat");
+  std::string stat;
+  std::getline(in, stat);
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos) return;
+  std::istringstream fields(stat.substr(close + 2));  // from field 3, the state
+  std::string field;
+  std::uintptr_t area[4] = {};
+  for (int number = 3; number <= 51 && fields >> field; ++number) {
+    if (number >= 48) area[number - 48] = std::stoull(field);
+  }
+  const auto memory = [](std::uintptr_t start, std::uintptr_t end) {
+    return start && end > start ? MemoryArea{reinterpret_cast<char*>(start), end - start}
+                                : MemoryArea{};
+  };
+  plan.init_arguments = memory(area[0], area[1]);
+  plan.init_environment = memory(area[2], area[3]);
+}
+
+// A dynamic uid shared with a subordinate id range would let the task read what a user's
+// containers wrote: refuse the overlap before anything runs.
+void check_subordinate_ids(const UidRange& range) {
+  for (const char* file : {"/etc/subuid", "/etc/subgid"}) {
+    std::ifstream in(file);
+    int line_number = 0;
+    for (std::string line; std::getline(in, line);) {
+      ++line_number;
+      std::istringstream fields(line);
+      std::string owner, start, count;
+      if (!std::getline(fields, owner, ':') || !std::getline(fields, start, ':') ||
+          !std::getline(fields, count)) {
+        continue;
+      }
+      std::uint64_t first = 0, size = 0;
+      if (std::from_chars(start.data(), start.data() + start.size(), first).ec != std::errc() ||
+          std::from_chars(count.data(), count.data() + count.size(), size).ec != std::errc() ||
+          size == 0) {
+        continue;
+      }
+      if (first <= range.last && first + size - 1 >= range.first) {
+        throw Error("sandbox.dynamic_uids " + std::to_string(range.first) + "-" +
+                        std::to_string(range.last) + " overlaps " + file + ":" +
+                        std::to_string(line_number) + " (" + owner + ": " + start + " to " +
+                        std::to_string(first + size - 1) + ")",
+                    "set sandbox.dynamic_uids to a range that no user, container or other tool "
+                    "on this host uses");
+      }
+    }
+  }
+}
+
+// The lock directory: created when missing, then accepted only if this user owns it and no
+// one else may write to it (no one else can then plant or remove lock files).
+UniqueFd open_lock_dir(const std::string& path) {
+  std::error_code ec;
+  fs::create_directories(path, ec);
+  if (ec) throw SystemError(ec.value(), "create the dynamic uid lock directory '" + path + "'");
+  UniqueFd dir(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!dir) throw_errno("open the dynamic uid lock directory '" + path + "'");
+  struct stat st {};
+  if (::fstat(dir.get(), &st) != 0) throw_errno("stat '" + path + "'");
+  if (st.st_uid != ::geteuid() || (st.st_mode & (S_IWGRP | S_IWOTH))) {
+    throw Error("the dynamic uid lock directory '" + path +
+                    "' belongs to another user or others may write to it",
+                "remove it; pollkill creates it again (root, mode 0755)");
+  }
+  return dir;
+}
+
+bool has_user_or_group(std::uint32_t id) {
+  std::vector<char> buffer(16384);
+  passwd user{}, *found_user = nullptr;
+  group grp{}, *found_group = nullptr;
+  return (::getpwuid_r(id, &user, buffer.data(), buffer.size(), &found_user) == 0 && found_user) ||
+         (::getgrgid_r(id, &grp, buffer.data(), buffer.size(), &found_group) == 0 && found_group);
 }
 
 void plan_rlimits(const Rlimits& r, SandboxPlan& plan) {
@@ -148,6 +310,7 @@ void plan_rlimits(const Rlimits& r, SandboxPlan& plan) {
 }  // namespace
 
 std::string MountStep::describe() const {
+  if (read_only_tree) return "make '" + target + "' and every mount below it read-only";
   if (flags & MS_REMOUNT) return "remount '" + target + "' read-only";
   if (flags & MS_BIND) return "bind-mount '" + source + "' on '" + target + "'";
   if (!fstype.empty()) return "mount " + fstype + " on '" + target + "'";
@@ -183,6 +346,7 @@ SandboxPlan prepare_sandbox(const Policy& policy, const std::vector<std::string>
   SandboxPlan plan;
   plan.env = task_environment(s, environment);
 
+  const bool dynamic = s.user == "dynamic";
   if (s.user || s.group) {
     if (!has_capability(CAP_SETUID) || !has_capability(CAP_SETGID)) {
       throw Error(
@@ -191,7 +355,7 @@ SandboxPlan prepare_sandbox(const Policy& policy, const std::vector<std::string>
           "run pollkill as root, or remove user and group from the policy");
     }
     UserEntry user{::getuid(), ::getgid()};
-    if (s.user) {
+    if (s.user && !dynamic) {
       const auto found = find_user(*s.user);
       if (!found) throw Error("sandbox.user: unknown user '" + *s.user + "'");
       user = *found;
@@ -201,8 +365,14 @@ SandboxPlan prepare_sandbox(const Policy& policy, const std::vector<std::string>
       if (!found) throw Error("sandbox.group: unknown group '" + *s.group + "'");
       user.gid = *found;
     }
-    plan.uid = user.uid;
-    plan.gid = user.gid;
+    if (dynamic) {
+      check_subordinate_ids(s.dynamic_uids);
+      plan.dynamic_uids = s.dynamic_uids;
+      if (s.group) plan.gid = user.gid;
+    } else {
+      plan.uid = user.uid;
+      plan.gid = user.gid;
+    }
   }
 
   const Namespaces& ns = s.namespaces;
@@ -219,6 +389,11 @@ SandboxPlan prepare_sandbox(const Policy& policy, const std::vector<std::string>
   if (ns.mount) plan.clone_flags |= CLONE_NEWNS;
   plan.new_cgroup_ns = ns.cgroup;
   plan.pid_init = ns.pid;
+  if (ns.pid) find_own_arguments(plan);
+  if (ns.mount && !s.read_only.empty() && !kernel_has_mount_setattr()) {
+    throw Error("sandbox.read_only needs mount_setattr (Linux 5.12), which this kernel lacks",
+                "remove read_only from the policy, or run on Linux 5.12 or later");
+  }
   plan.loopback_up = ns.net;
   if (s.hostname) plan.hostname = *s.hostname;
   if (ns.mount) plan_mounts(s, plan);
@@ -228,16 +403,107 @@ SandboxPlan prepare_sandbox(const Policy& policy, const std::vector<std::string>
   if (s.cwd) plan.cwd = *s.cwd;
   plan.no_new_privs = s.no_new_privs;
   plan.seccomp = build_seccomp_filter(policy.seccomp);
-  if (!plan.seccomp.empty() && !plan.no_new_privs && (plan.uid || !has_capability(CAP_SYS_ADMIN))) {
+  const bool drops_user = plan.uid || plan.dynamic_uids;
+  if (!plan.seccomp.empty() && !plan.no_new_privs &&
+      (drops_user || !has_capability(CAP_SYS_ADMIN))) {
     // Without no_new_privs the kernel only takes a filter from a process with CAP_SYS_ADMIN,
     // and the filter is loaded after the user change.
     throw Error(
         "[seccomp] with sandbox.no_new_privs = false needs CAP_SYS_ADMIN when the filter "
         "is loaded, which " +
-            std::string(plan.uid ? "the task's user" : "this pollkill") + " does not have",
+            std::string(drops_user ? "the task's user" : "this pollkill") + " does not have",
         "set sandbox.no_new_privs = true");
   }
   return plan;
+}
+
+std::vector<std::string> bound_unix_socket_paths(std::string_view proc_net_unix) {
+  std::vector<std::string> paths;
+  std::set<std::string, std::less<>> seen;
+  std::size_t start = proc_net_unix.find('\n');  // the header
+  while (start != std::string_view::npos && start + 1 < proc_net_unix.size()) {
+    const std::size_t end = proc_net_unix.find('\n', start + 1);
+    std::string_view line = proc_net_unix.substr(
+        start + 1, end == std::string_view::npos ? std::string_view::npos : end - start - 1);
+    start = end;
+    // Num RefCount Protocol Flags Type St Inode Path: the path is what follows the seventh
+    // field and its space, verbatim.
+    std::size_t at = 0;
+    for (int field = 0; field < 7 && at != std::string_view::npos; ++field) {
+      at = line.find_first_not_of(' ', at);
+      if (at != std::string_view::npos) at = line.find(' ', at);
+    }
+    if (at == std::string_view::npos || at + 1 >= line.size()) continue;  // unnamed
+    const std::string_view path = line.substr(at + 1);
+    if (path.front() != '/') continue;  // abstract (@...) or bound relative to its binder
+    if (seen.insert(std::string(path)).second) paths.emplace_back(path);
+  }
+  return paths;
+}
+
+bool uid_has_processes(uid_t uid) {
+  constexpr int kFailed = 100;  // errno values fit below 256 - 100
+  // The raw system call, as in spawn: glibc's fork() runs atfork handlers, which take locks.
+  const pid_t child = static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0));
+  if (child < 0) throw_errno("fork to count the processes of uid " + std::to_string(uid));
+  if (child == 0) {
+    // Syscalls only. The kernel counts the new child before it checks RLIMIT_NPROC, and
+    // exempts only root and CAP_SYS_RESOURCE/CAP_SYS_ADMIN, all gone after the uid change.
+    // Exit status: 0 alone, 1 not alone, else kFailed + the errno of a failed step.
+    const rlimit two{2, 2};
+    if (::setrlimit(RLIMIT_NPROC, &two) != 0) ::_exit(kFailed + errno);
+    if (::syscall(SYS_setresuid, uid, uid, uid) != 0) ::_exit(kFailed + errno);
+    const long grandchild = ::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+    if (grandchild == 0) ::_exit(0);
+    if (grandchild < 0) ::_exit(errno == EAGAIN ? 1 : kFailed + errno);
+    ::waitpid(static_cast<pid_t>(grandchild), nullptr, 0);
+    ::_exit(0);
+  }
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0) {
+    if (errno != EINTR) throw_errno("wait for the process count of uid " + std::to_string(uid));
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) <= 1) return WEXITSTATUS(status) == 1;
+  const std::string what = "count the processes of uid " + std::to_string(uid);
+  if (WIFEXITED(status) && WEXITSTATUS(status) > kFailed) {
+    // EINVAL from setresuid: the uid is not mapped in pollkill's user namespace.
+    throw SystemError(WEXITSTATUS(status) - kFailed, what);
+  }
+  throw Error("cannot " + what + " (the check " +
+              (WIFEXITED(status) ? "exited " + std::to_string(WEXITSTATUS(status))
+                                 : "was killed by signal " + std::to_string(WTERMSIG(status))) +
+              ")");
+}
+
+DynamicUid take_dynamic_uid(const UidRange& range, const std::string& lock_dir) {
+  const UniqueFd dir = open_lock_dir(lock_dir);
+  std::uint32_t in_use = 0, named = 0;
+  for (std::uint64_t id = range.first; id <= range.last; ++id) {
+    const auto uid = static_cast<uid_t>(id);
+    if (has_user_or_group(uid)) {
+      ++named;
+      continue;
+    }
+    const std::string name = std::to_string(uid);
+    UniqueFd lock(
+        ::openat(dir.get(), name.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!lock) throw_errno("open the lock of uid " + name + " in '" + lock_dir + "'");
+    if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+      if (errno != EWOULDBLOCK) throw_errno("lock uid " + name + " in '" + lock_dir + "'");
+      ++in_use;
+      continue;
+    }
+    if (uid_has_processes(uid)) {
+      ++in_use;
+      continue;
+    }
+    return {uid, std::move(lock)};
+  }
+  throw Error("sandbox.dynamic_uids: no uid of " + std::to_string(range.first) + "-" +
+                  std::to_string(range.last) + " is free (" + std::to_string(in_use) +
+                  " in use by tasks or other processes, " + std::to_string(named) +
+                  " named by a user or group)",
+              "widen sandbox.dynamic_uids, or run fewer tasks at once");
 }
 
 }  // namespace pollkill

@@ -47,6 +47,7 @@ enum ChildStep : int {
   kStepSeccomp,
   kStepJoinCgroupV1,
   kStepSubreaper,
+  kStepChown,
 };
 
 // A lingering init's parent-death signal: caught (not SIGKILL) so that init can outlive
@@ -65,6 +66,8 @@ struct ChildMount {
   const char* fstype;
   unsigned long flags;
   const char* data;
+  bool read_only_tree;  // mount_setattr, recursive, instead of mount
+  bool skip_missing;    // ENOENT: the target went away, nothing to do
 };
 
 // Everything the child touches, built by the parent before the clone.
@@ -82,6 +85,9 @@ struct ChildPlan {
   bool unshare_cgroup = false;
   const ChildMount* mounts = nullptr;
   size_t mount_count = 0;
+  const char* const* owned = nullptr;  // given to the task's user after the mounts
+  size_t owned_count = 0;
+  MemoryArea arguments{}, environment{};  // pollkill's, which a pid namespace's init clears
   const char* hostname = nullptr;
   size_t hostname_length = 0;
   bool loopback_up = false;
@@ -138,17 +144,16 @@ int loopback_up() {
 // it until it has no child left, then exits: while it lives, every process of the task is
 // in the tree under it, which is how subreaper mode tells tasks apart. Syscalls only.
 [[noreturn]] void init_main(const ChildPlan& plan, pid_t task) {
-  ::close(plan.report_fd);  // the task's copy reports its exec; pollkill waits for that one
-  if (plan.linger) {
-    // A lingering init never execs, so close-on-exec never closes what it inherited from
-    // pollkill: keep only the status pipe. Holding the guard's pipe would keep the guard
-    // from seeing pollkill die; holding stdout, a reader from seeing the task's end.
-    const unsigned keep = static_cast<unsigned>(plan.init_status_fd);
-    for (auto [first, last] : {std::pair<unsigned, unsigned>{0, keep - 1}, {keep + 1, ~0U}}) {
-      if (first > last) continue;
-      if (::syscall(SYS_close_range, first, last, 0) != 0) {
-        for (unsigned fd = first; fd <= last && fd < 4096; ++fd) ::close(static_cast<int>(fd));
-      }
+  // init never execs, so close-on-exec never closes what it inherited from pollkill: keep
+  // only the status pipe (the task has its own copies of what it needs, report pipe
+  // included). Holding the guard's pipe would keep the guard from seeing pollkill die;
+  // holding stdout, a reader from seeing the task's end; holding the dynamic uid locks of the
+  // tasks running beside it, those uids from coming free when their tasks end.
+  const unsigned keep = static_cast<unsigned>(plan.init_status_fd);
+  for (auto [first, last] : {std::pair<unsigned, unsigned>{0, keep - 1}, {keep + 1, ~0U}}) {
+    if (first > last) continue;
+    if (::syscall(SYS_close_range, first, last, 0) != 0) {
+      for (unsigned fd = first; fd <= last && fd < 4096; ++fd) ::close(static_cast<int>(fd));
     }
   }
   sigset_t all;
@@ -182,6 +187,23 @@ int loopback_up() {
       task_running = false;
       ::close(plan.init_status_fd);
     }
+  }
+}
+
+// PID 1 of the task's pid namespace is a fork of pollkill, and /proc/1/cmdline reads its copy
+// of pollkill's arguments, which may name files, ids, even secrets. The init clears that copy
+// (and the environment's), writes its own name first and ends the area with a non-NUL byte:
+// the kernel then reads the command line as a set process title, up to the first NUL, so it
+// is "pollkill-init" alone. No allocation: the areas are the init's own memory.
+void become_pollkill_init(const ChildPlan& plan) {
+  static constexpr char kName[] = "pollkill-init";
+  ::prctl(PR_SET_NAME, kName, 0, 0, 0);
+  if (plan.environment.start) std::memset(plan.environment.start, 0, plan.environment.size);
+  if (!plan.arguments.start) return;
+  std::memset(plan.arguments.start, 0, plan.arguments.size);
+  if (plan.arguments.size > sizeof kName) {
+    std::memcpy(plan.arguments.start, kName, sizeof kName);
+    plan.arguments.start[plan.arguments.size - 1] = ' ';
   }
 }
 
@@ -219,8 +241,18 @@ int loopback_up() {
   }
   for (size_t i = 0; i < plan.mount_count; ++i) {
     const ChildMount& m = plan.mounts[i];
-    if (::mount(m.source, m.target, m.fstype, m.flags, m.data) != 0) {
+    mount_attr read_only{};
+    read_only.attr_set = MOUNT_ATTR_RDONLY;
+    const long rc = m.read_only_tree ? ::syscall(SYS_mount_setattr, AT_FDCWD, m.target,
+                                                 AT_RECURSIVE, &read_only, sizeof read_only)
+                                     : ::mount(m.source, m.target, m.fstype, m.flags, m.data);
+    if (rc != 0 && !(m.skip_missing && errno == ENOENT)) {
       report_and_exit(plan.report_fd, kStepMount, errno, static_cast<int>(i));
+    }
+  }
+  for (size_t i = 0; plan.set_ids && i < plan.owned_count; ++i) {
+    if (::chown(plan.owned[i], plan.uid, plan.gid) != 0) {
+      report_and_exit(plan.report_fd, kStepChown, errno, static_cast<int>(i));
     }
   }
   if (plan.hostname && ::sethostname(plan.hostname, plan.hostname_length) != 0) {
@@ -236,6 +268,8 @@ int loopback_up() {
     sigset_t all;
     sigfillset(&all);
     ::sigprocmask(SIG_SETMASK, &all, nullptr);  // init takes signals with sigwaitinfo
+    // Before the task exists, so that it never sees pollkill's command line.
+    if (plan.new_pid_ns) become_pollkill_init(plan);
     // The raw system call: glibc's fork() would run atfork handlers, which take locks.
     pid_t task = static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0));
     if (task < 0) report_and_exit(plan.report_fd, kStepForkTask, errno);
@@ -309,6 +343,13 @@ std::string step_name(const ChildReport& report, const SandboxPlan* sandbox) {
     case kStepSeccomp: return "load the seccomp filter";
     case kStepJoinCgroupV1: return "join the task's cgroup v1 cgroups";
     case kStepSubreaper: return "become a child subreaper";
+    case kStepChown:
+      if (sandbox && report.index >= 0 &&
+          static_cast<size_t>(report.index) < sandbox->owned_by_task.size()) {
+        return "give '" + sandbox->owned_by_task[static_cast<size_t>(report.index)] +
+               "' to the task's user";
+      }
+      return "give a temporary area to the task's user";
   }
   return "start";
 }
@@ -349,6 +390,7 @@ Child& Child::operator=(Child&& other) noexcept {
     pidfd_ = std::move(other.pidfd_);
     init_status_ = std::move(other.init_status_);
     linger_ = std::exchange(other.linger_, false);
+    held_ = std::move(other.held_);
     task_ended_ = std::exchange(other.task_ended_, false);
   }
   return *this;
@@ -359,6 +401,16 @@ Child::~Child() {
     ::kill(pid_, SIGKILL);  // still unreaped, so the pid cannot have been reused
     reap();
   }
+}
+
+void Child::hold_until_reaped(UniqueFd fd) {
+  held_ = std::move(fd);
+}
+
+void Child::forget_process() {
+  pid_ = -1;
+  pidfd_.reset();
+  held_.reset();
 }
 
 namespace {
@@ -390,8 +442,7 @@ std::optional<Child::Exit> Child::try_reap() {
     while (pid_ > 0 && ::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
     }
     if (pid_ <= 0) return Exit{};
-    pid_ = -1;
-    pidfd_.reset();
+    forget_process();
     return decode(status);
   }
   if (pid_ <= 0) return std::nullopt;
@@ -413,14 +464,12 @@ bool Child::reap_process(struct rusage* usage) {
     r = ::wait4(pid_, &status, WNOHANG, usage);
   } while (r < 0 && errno == EINTR);
   if (r == 0) return false;
-  pid_ = -1;
-  pidfd_.reset();
+  forget_process();
   return true;
 }
 
 Child::Exit Child::finish(int status) {
-  pid_ = -1;
-  pidfd_.reset();
+  forget_process();
   if (init_status_) {
     // init wrote the task's status before it exited, so it is in the pipe now (or init was
     // killed first, and its own status is the answer).
@@ -442,8 +491,7 @@ Child::Exit Child::reap() {
     r = ::waitpid(pid_, &status, 0);
   } while (r < 0 && errno == EINTR);
   if (r < 0) {
-    pid_ = -1;
-    pidfd_.reset();
+    forget_process();
     init_status_.reset();
     return {};
   }
@@ -493,6 +541,8 @@ Spawned spawn(const SpawnRequest& request) {
                  report_write.get(), -1,          ::getpid(),  request.stdio};
   const SandboxPlan* sandbox = request.sandbox;
   std::vector<ChildMount> mounts;
+  std::vector<const char*> owned;
+  DynamicUid dynamic_uid;
   sock_fprog filter{};
   UniqueFd status_read, status_write;
   const auto c_str_or_null = [](const std::string& s) { return s.empty() ? nullptr : s.c_str(); };
@@ -501,10 +551,15 @@ Spawned spawn(const SpawnRequest& request) {
     plan.unshare_cgroup = sandbox->new_cgroup_ns;
     for (const MountStep& m : sandbox->mounts) {
       mounts.push_back({c_str_or_null(m.source), m.target.c_str(), c_str_or_null(m.fstype), m.flags,
-                        c_str_or_null(m.data)});
+                        c_str_or_null(m.data), m.read_only_tree, m.skip_missing});
     }
     plan.mounts = mounts.data();
     plan.mount_count = mounts.size();
+    for (const std::string& path : sandbox->owned_by_task) owned.push_back(path.c_str());
+    plan.owned = owned.data();
+    plan.owned_count = owned.size();
+    plan.arguments = sandbox->init_arguments;
+    plan.environment = sandbox->init_environment;
     plan.hostname = c_str_or_null(sandbox->hostname);
     plan.hostname_length = sandbox->hostname.size();
     plan.loopback_up = sandbox->loopback_up;
@@ -514,6 +569,13 @@ Spawned spawn(const SpawnRequest& request) {
     plan.set_ids = sandbox->uid.has_value();
     plan.uid = sandbox->uid.value_or(0);
     plan.gid = sandbox->gid.value_or(0);
+    if (sandbox->dynamic_uids) {
+      // A uid of the task's own, held until its process is reaped (Child::hold_until_reaped).
+      dynamic_uid = take_dynamic_uid(*sandbox->dynamic_uids);
+      plan.set_ids = true;
+      plan.uid = dynamic_uid.uid;
+      plan.gid = sandbox->gid.value_or(dynamic_uid.uid);
+    }
     plan.cwd = c_str_or_null(sandbox->cwd);
     plan.no_new_privs = sandbox->no_new_privs;
     if (!sandbox->seccomp.empty()) {
@@ -577,6 +639,7 @@ Spawned spawn(const SpawnRequest& request) {
     }
   }
   Spawned spawned{Child(pid, UniqueFd(pidfd), std::move(status_read), plan.linger), std::nullopt};
+  spawned.child.hold_until_reaped(std::move(dynamic_uid.lock));
   report_write.reset();
   status_write.reset();
   join_fd.reset();

@@ -90,9 +90,10 @@ std::size_t open_fd_count();
 int cleanup(const std::string& marker, const std::vector<pid_t>& pollkill_pids);
 
 /// A copy of `path` (a program or a file) that any user can read and run from inside any
-/// sandbox pollkill builds: under /var/tmp in a world-readable directory made once per test
-/// process and removed at its exit. Tests that run something as nobody, or under a private
-/// /tmp, use it so that a checkout under /tmp or under a private home still works.
+/// sandbox pollkill builds: in a world-readable directory outside every temporary area (under
+/// /var/lib, or /dev where the root is read-only) made once per test process and removed at
+/// its exit. Tests that run something as nobody, or under a private /tmp, use it so that a
+/// checkout under /tmp or under a private home still works.
 std::string world_readable_copy(const std::string& path);
 
 /// A temporary directory removed at destruction.

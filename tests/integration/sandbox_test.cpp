@@ -2,11 +2,18 @@
 // and the shipped policies each running a real program. Namespaces and user changes need root;
 // without it these tests skip with the reason.
 #include <netinet/in.h>
+#include <signal.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "harness.h"
@@ -18,6 +25,65 @@ namespace fs = std::filesystem;
 
 const std::string kProbe = POLLKILL_SANDBOX_PROBE;
 const std::string kPolicies = std::string(POLLKILL_SOURCE_DIR) + "/policies/";
+const std::string kStrict = kPolicies + "strict.toml";
+
+// A listening unix socket that anyone may connect to, removed at destruction.
+class HostSocket {
+ public:
+  explicit HostSocket(std::string path) : path_(std::move(path)) {
+    ::unlink(path_.c_str());
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::strncpy(address.sun_path, path_.c_str(), sizeof address.sun_path - 1);
+    ok_ = fd_ >= 0 && ::bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+          ::chmod(path_.c_str(), 0777) == 0 && ::listen(fd_, 8) == 0;
+  }
+  ~HostSocket() {
+    if (fd_ >= 0) ::close(fd_);
+    ::unlink(path_.c_str());
+  }
+  bool ok() const { return ok_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  bool ok_ = false;
+};
+
+// A process started as `uid` (setpriv), killed and reaped at destruction.
+class ProcessAs {
+ public:
+  ProcessAs(uid_t uid, const std::string& sleep_arg) {
+    const std::string id = std::to_string(uid);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::execl("/usr/bin/setpriv", "setpriv", ("--reuid=" + id).c_str(), ("--regid=" + id).c_str(),
+              "--clear-groups", "sleep", sleep_arg.c_str(), nullptr);
+      ::_exit(127);
+    }
+  }
+  ~ProcessAs() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+// The uid a process runs as, from /proc; nullopt when it is gone.
+std::optional<uid_t> uid_of(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("Uid:", 0) == 0) return static_cast<uid_t>(std::stoul(line.substr(4)));
+  }
+  return std::nullopt;
+}
 
 #define PK_REQUIRE_ROOT()                                                          \
   do {                                                                             \
@@ -70,6 +136,29 @@ class Sandbox : public ::testing::Test {
     ASSERT_TRUE(r.json) << r.describe();
     EXPECT_EQ((*r.json)["status"], "blocked") << abi << r.describe();
     EXPECT_EQ(r.out, "") << abi << ": the call must not return under a filter" << r.describe();
+  }
+
+  // policies/strict.toml with the line that sets `key` replaced by `key = value`: strict as
+  // shipped but for one thing.
+  std::string strict_with(const std::string& key, const std::string& value) {
+    std::ifstream in(kStrict);
+    std::ostringstream text;
+    bool replaced = false;
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind(key + " = ", 0) == 0) {
+        line = key + " = " + value;
+        replaced = true;
+      }
+      text << line << "\n";
+    }
+    EXPECT_TRUE(replaced) << "strict.toml does not set " << key;
+    const fs::path path = dir_ / ("strict-" + key + ".toml");
+    std::ofstream(path) << text.str();
+    return path.string();
+  }
+  // Strict with uids of a test's own.
+  std::string strict_with_uids(const std::string& range) {
+    return strict_with("dynamic_uids", "\"" + range + "\"");
   }
 
   TempDir dir_;
@@ -346,6 +435,285 @@ TEST_F(Sandbox, StrictCannotReachAServerOnTheHostsLoopback) {
   ASSERT_TRUE(r.json) << r.describe();
   EXPECT_EQ((*r.json)["status"], "failed") << r.describe();
   EXPECT_EQ(r.out, "connect: ECONNREFUSED\n") << r.describe();
+}
+
+TEST_F(Sandbox, StrictDeniesNewNamespacesThroughCloneAndClone3) {
+  PK_REQUIRE_ROOT();
+  const std::string probe = world_readable_copy(kProbe);
+  // The control: strict as shipped but without the key, where an unprivileged task could make
+  // a user namespace (and with it the rest) through clone and clone3.
+  const std::string unfiltered = strict_with("deny_new_namespaces", "false");
+  RunOutput control = run(unfiltered, {probe, "clone-ns"});
+  RunOutput control3 = run(unfiltered, {probe, "clone3-ns"});
+  // Under strict, clone's flags are checked; clone3's are out of seccomp's reach, so it is
+  // refused as a kernel without it would (libc then falls back to clone). The kernel itself
+  // never answers ENOSYS there, so that answer is the filter's on any host.
+  RunOutput clone3 = run(kStrict, {probe, "clone3-ns"});
+  ASSERT_TRUE(clone3.json) << clone3.describe();
+  EXPECT_EQ(clone3.out, "clone3-ns: ENOSYS\n") << clone3.describe();
+  RunOutput clone = run(kStrict, {probe, "clone-ns"});
+  ASSERT_TRUE(clone.json) << clone.describe();
+  EXPECT_EQ(clone.out, "clone-ns: EPERM\n") << clone.describe();
+  if (control.out == "clone-ns: EPERM\n" && control3.out == "clone3-ns: EPERM\n") {
+    // The kernel refuses user namespaces here (a chroot, as in the VM's guest, or
+    // user.max_user_namespaces = 0): clone's EPERM above may be its own.
+    GTEST_SKIP() << "this kernel refuses the task a user namespace even without the filter, "
+                    "so clone's EPERM does not prove the filter here (clone3's ENOSYS did); the "
+                    "host stage proves it";
+  }
+  EXPECT_EQ(control.out, "clone-ns: ok\n") << control.describe();
+  EXPECT_EQ(control3.out, "clone3-ns: ok\n") << control3.describe();
+}
+
+TEST_F(Sandbox, StrictRunsThreadsSubprocessesAndPosixSpawn) {
+  PK_REQUIRE_ROOT();
+  // pthread_create and posix_spawn use clone3 first in glibc 2.34 and later, and fork uses
+  // clone: each must still work with clone3 refused and clone's flags filtered. A
+  // multiprocessing lock is a POSIX semaphore in the task's own /dev/shm.
+  RunOutput r = run(kStrict, {"/usr/bin/python3", "-c",
+                              "import multiprocessing, os, subprocess, threading\n"
+                              "multiprocessing.Lock()\n"
+                              "out = []\n"
+                              "def child():\n"
+                              "  out.append(subprocess.run(['/bin/echo', 'sub'], "
+                              "capture_output=True, text=True).stdout.strip())\n"
+                              "t = threading.Thread(target=child)\n"
+                              "t.start(); t.join()\n"
+                              "pid = os.posix_spawn('/bin/true', ['/bin/true'], os.environ)\n"
+                              "print(out[0], os.waitpid(pid, 0)[1])\n"});
+  ASSERT_TRUE(r.json) << r.describe();
+  EXPECT_EQ((*r.json)["status"], "ok") << r.describe();
+  EXPECT_EQ(r.out, "sub 0\n") << r.describe();
+}
+
+TEST_F(Sandbox, StrictCompilesAndRunsACxxProgram) {
+  PK_REQUIRE_ROOT();
+  if (::access("/usr/bin/g++", X_OK) != 0) {
+    if (std::getenv("POLLKILL_IN_VM")) FAIL() << "g++ must be installed for the VM suite";
+    GTEST_SKIP() << "g++ is not installed";
+  }
+  RunOutput r = run(kStrict, {"sh", "-c",
+                              "printf '#include <cstdio>\\nint main() { std::puts(\"built\"); "
+                              "}\\n' > a.cpp && g++ -o a a.cpp && ./a"});
+  ASSERT_TRUE(r.json) << r.describe();
+  EXPECT_EQ((*r.json)["status"], "ok") << r.describe();
+  EXPECT_EQ(r.out, "built\n") << r.describe();
+}
+
+TEST_F(Sandbox, StrictWritesOnlyToItsOwnTemporaryAreas) {
+  PK_REQUIRE_ROOT();
+  // The places a user without privileges can write to on a Debian host (found with
+  // `find / -writable` as nobody), and the aliases that lead to them.
+  const std::string name = "pk-write-" + unique_marker();
+  const std::vector<std::string> places = {"/tmp",      "/var/tmp", "/dev/shm",    "/run/lock",
+                                           "/var/lock", "/run/shm", "/dev/mqueue", "/"};
+  std::string script;
+  for (const std::string& place : places) {
+    script += "if touch " + place + "/" + name + " 2>/dev/null; then echo " + place + "; fi; ";
+  }
+  script += "echo mounts; cat /proc/self/mountinfo";
+  RunOutput r = run(kStrict, {"sh", "-c", script});
+  ASSERT_TRUE(r.json) << r.describe();
+  EXPECT_EQ((*r.json)["status"], "ok") << r.describe();
+  EXPECT_EQ(r.out.substr(0, r.out.find("mounts\n")), "/tmp\n/var/tmp\n/dev/shm\n")
+      << "only the task's own temporary areas take a file\n"
+      << r.describe();
+  for (const std::string& place : places) {
+    EXPECT_FALSE(fs::exists(fs::path(place) / name)) << place << " kept the task's file";
+    std::error_code ec;
+    fs::remove(fs::path(place) / name, ec);  // a leak must not outlive its test
+  }
+  // And in general: every mount the task sees is read-only, except its own temporary areas
+  // and its own /proc.
+  std::istringstream mountinfo(r.out.substr(r.out.find("mounts\n") + 7));
+  const std::set<std::string> writable = {"/tmp", "/var/tmp", "/dev/shm", "/proc"};
+  int mounts = 0;
+  for (std::string line; std::getline(mountinfo, line); ++mounts) {
+    std::istringstream fields(line);
+    std::string id, parent, device, root, target, options;
+    fields >> id >> parent >> device >> root >> target >> options;
+    const bool read_only = ("," + options + ",").find(",ro,") != std::string::npos;
+    EXPECT_TRUE(read_only || writable.count(target)) << "writable mount: " << line;
+  }
+  EXPECT_GT(mounts, 3) << r.describe();
+}
+
+TEST_F(Sandbox, ReadOnlyCoversTheMountsBelowThePath) {
+  PK_REQUIRE_ROOT();
+  const fs::path ro = dir_ / "ro", below = dir_ / "ro" / "below";
+  fs::create_directories(below);
+  ASSERT_EQ(::mount("tmpfs", below.c_str(), "tmpfs", 0, "mode=0777"), 0) << std::strerror(errno);
+  const auto p =
+      policy("ro", "[sandbox]\nnamespaces = [\"mount\"]\nread_only = [\"" + ro.string() + "\"]\n");
+  RunOutput r = run(
+      p, {"sh", "-c",
+          "touch " + (below / "f").string() + " 2>/dev/null && echo writable || echo read-only"});
+  EXPECT_FALSE(fs::exists(below / "f"));
+  ::umount2(below.c_str(), MNT_DETACH);
+  ASSERT_TRUE(r.json) << r.describe();
+  EXPECT_EQ(r.out, "read-only\n") << r.describe();
+}
+
+TEST_F(Sandbox, StrictCannotReachTheHostsUnixSockets) {
+  PK_REQUIRE_ROOT();
+  // One where sockets live (/run, and /var/run through its link), and one in a place no
+  // directory rule covers, as syslog's /dev/log is on hosts without systemd.
+  const std::string tag = std::to_string(::getpid());
+  HostSocket in_run("/run/pk-test-" + tag + ".sock");
+  HostSocket in_dev("/dev/pk-test-" + tag + ".sock");
+  ASSERT_TRUE(in_run.ok() && in_dev.ok()) << std::strerror(errno);
+  const std::string probe = world_readable_copy(kProbe);
+  for (const HostSocket* socket : {&in_run, &in_dev}) {
+    RunOutput control = run(policy("none", ""), {probe, "unix", socket->path()});
+    EXPECT_EQ(control.out, "unix: ok\n") << control.describe();
+    RunOutput r = run(kStrict, {probe, "unix", socket->path()});
+    ASSERT_TRUE(r.json) << r.describe();
+    EXPECT_EQ((*r.json)["status"], "failed") << socket->path() << r.describe();
+    EXPECT_TRUE(r.out == "unix: ENOENT\n" || r.out == "unix: ECONNREFUSED\n")
+        << socket->path() << r.describe();
+  }
+}
+
+TEST_F(Sandbox, StrictBoundsTheProcessesOfATask) {
+  PK_REQUIRE_ROOT();
+  RunOutput r = run(kStrict, {world_readable_copy(kProbe), "fork", "1500"});
+  // Its output, not its status: a sanitizer build's probe fails at exit under strict (the
+  // leak checker needs ptrace, which strict denies).
+  ASSERT_TRUE(r.json) << r.describe();
+  unsigned forked = 0;
+  ASSERT_EQ(std::sscanf(r.out.c_str(), "forked %u", &forked), 1) << r.describe();
+  // strict.toml's rlimits.nproc, counted for the task's own uid: the probe itself is one.
+  EXPECT_GT(forked, 10u) << r.describe();
+  EXPECT_LT(forked, 256u) << r.describe();
+  EXPECT_NE(r.out.find("EAGAIN"), std::string::npos) << r.describe();
+}
+
+TEST_F(Sandbox, StrictHidesPollkillsCommandLineFromTheTask) {
+  PK_REQUIRE_ROOT();
+  RunOutput r = run(kStrict, {"sh", "-c", "cat /proc/1/cmdline; echo; cat /proc/1/comm"});
+  ASSERT_TRUE(r.json) << r.describe();
+  EXPECT_EQ(r.out, std::string("pollkill-init\0\npollkill-init\n", 29)) << r.describe();
+}
+
+TEST_F(Sandbox, DynamicUsersOfConcurrentTasksDiffer) {
+  PK_REQUIRE_ROOT();
+  const std::string marker = unique_marker();
+  const fs::path flag = fs::path(world_readable_copy(kProbe)).parent_path() / ("go-" + marker);
+  auto first =
+      start_run({"--policy", kStrict},
+                {"sh", "-c", "id -u; while [ ! -e " + flag.string() + " ]; do sleep 0.05; done",
+                 "pk-" + marker});
+  ASSERT_TRUE(wait_until([&] { return !processes_matching(marker, "sh").empty(); }, Seconds(20)));
+  const auto running = processes_matching(marker, "sh");
+  ASSERT_FALSE(running.empty());
+  const std::optional<uid_t> first_uid = uid_of(running.front().pid);
+  RunOutput second = run(kStrict, {"sh", "-c", "id -u; id -g; stat -c %u /tmp"});
+  std::ofstream(flag) << "go\n";
+  RunOutput r = finish_run(*first, Seconds(60));
+  fs::remove(flag);
+  ASSERT_TRUE(r.json && second.json) << r.describe() << second.describe();
+  ASSERT_TRUE(first_uid) << r.describe();
+  EXPECT_EQ(r.out, std::to_string(*first_uid) + "\n") << r.describe();
+  unsigned uid = 0, gid = 0, tmp_owner = 0;
+  ASSERT_EQ(std::sscanf(second.out.c_str(), "%u\n%u\n%u", &uid, &gid, &tmp_owner), 3)
+      << second.describe();
+  EXPECT_NE(uid, *first_uid) << "two running tasks share a uid";
+  EXPECT_EQ(gid, uid) << second.describe();
+  EXPECT_EQ(tmp_owner, uid) << "the private /tmp belongs to the task's user" << second.describe();
+  for (uid_t u : {uid, *first_uid}) {
+    EXPECT_GE(u, 65536u);
+    EXPECT_LE(u, 99999u);
+  }
+  expect_nothing_left(r, marker);
+}
+
+// Uids far from anything a host hands out, one pair per test.
+constexpr uid_t kTestUids = 3900000000u;
+
+TEST_F(Sandbox, DynamicUidOfALiveProcessIsNotHandedOut) {
+  PK_REQUIRE_ROOT();
+  if (::access("/usr/bin/setpriv", X_OK) != 0) GTEST_SKIP() << "needs setpriv";
+  const uid_t busy = kTestUids, free = kTestUids + 1;
+  const std::string marker = unique_marker();
+  {
+    // Its lock is free (no pollkill holds it), but a process still runs as it: a task of a
+    // pollkill that was SIGKILLed, or someone else's.
+    ProcessAs other(busy, long_sleep_arg(marker));
+    ASSERT_TRUE(wait_until([&] { return uid_of(other.pid()) == busy; }, Seconds(10)));
+    const std::string range = std::to_string(busy) + "-" + std::to_string(free);
+    RunOutput r = run(strict_with_uids(range), {"id", "-u"});
+    ASSERT_TRUE(r.json) << r.describe();
+    EXPECT_EQ(r.out, std::to_string(free) + "\n") << r.describe();
+    // With only that uid in the range, the run is refused before anything runs.
+    RunOutput none =
+        run(strict_with_uids(std::to_string(busy) + "-" + std::to_string(busy)), {"id", "-u"});
+    EXPECT_EQ(none.exit_code, 125) << none.describe();
+    EXPECT_NE(none.err.find("sandbox.dynamic_uids"), std::string::npos) << none.describe();
+    EXPECT_EQ(none.out, "") << none.describe();
+  }
+  // Once it is gone, the uid is free again.
+  RunOutput again =
+      run(strict_with_uids(std::to_string(busy) + "-" + std::to_string(busy)), {"id", "-u"});
+  EXPECT_EQ(again.out, std::to_string(busy) + "\n") << again.describe();
+}
+
+TEST_F(Sandbox, DynamicUidAfterASigkilledPollkillIsNeverShared) {
+  PK_REQUIRE_ROOT();
+  const uid_t uid = kTestUids + 2;
+  const std::string policy_path = strict_with_uids(std::to_string(uid) + "-" + std::to_string(uid));
+  const std::string marker = unique_marker();
+  auto killed = start_run(
+      {"--policy", policy_path},
+      {"sh", "-c", "sleep " + long_sleep_arg(marker) + " & sleep " + long_sleep_arg(marker)});
+  ASSERT_TRUE(
+      wait_until([&] { return processes_matching(marker, "sleep").size() == 2; }, Seconds(20)));
+  killed->signal(SIGKILL);
+  // The next task on that one uid starts only once nothing of the killed one runs as it.
+  const std::string probe = world_readable_copy(kProbe);
+  bool ran = false;
+  for (int attempt = 0; attempt < 100 && !ran; ++attempt) {
+    RunOutput r = run(policy_path, {probe, "alone"});
+    if (r.exit_code == 125) {
+      EXPECT_NE(r.err.find("sandbox.dynamic_uids"), std::string::npos) << r.describe();
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      continue;
+    }
+    ran = true;
+    EXPECT_EQ(r.out, "alone: ok\n") << "the uid was handed out while the killed task's "
+                                       "processes still ran as it"
+                                    << r.describe();
+  }
+  EXPECT_TRUE(ran) << "the uid never came free";
+  RunOutput k = killed->wait(Seconds(10));
+  expect_nothing_left(k, marker);
+}
+
+TEST_F(Sandbox, StrictBatchGivesTheUidsOfEndedTasksToTheNextOnes) {
+  PK_REQUIRE_ROOT();
+  // Two uids for six tasks, two at a time: each task's uid must be free again once it ended,
+  // although the init of the task running beside it was forked while it was held.
+  const uid_t first = kTestUids + 4;
+  const std::string policy_path =
+      strict_with_uids(std::to_string(first) + "-" + std::to_string(first + 1));
+  const fs::path tasks = dir_ / "tasks", results = dir_ / "r.jsonl";
+  std::ofstream(tasks) << "sh -c 'sleep 0.3; id -u'\nsh -c 'sleep 0.4; id -u'\n"
+                          "sh -c 'sleep 0.3; id -u'\nsh -c 'sleep 0.4; id -u'\n"
+                          "sh -c 'sleep 0.3; id -u'\nsh -c 'sleep 0.4; id -u'\n";
+  RunOutput r = run_pollkill(
+      {"batch", "-j", "2", "--policy", policy_path, "--results", results.string(), tasks.string()},
+      Seconds(60));
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  std::ifstream in(results);
+  int records = 0;
+  for (std::string line; std::getline(in, line); ++records) {
+    const auto record = nlohmann::json::parse(line);
+    EXPECT_EQ(record["status"], "ok") << line;
+    std::ifstream out(record["stdout"].get<std::string>());
+    uid_t uid = 0;
+    out >> uid;
+    EXPECT_TRUE(uid == first || uid == first + 1) << uid << " " << line;
+  }
+  EXPECT_EQ(records, 6) << r.describe();
 }
 
 TEST_F(Sandbox, ComputeRunsCxxAndPython) {

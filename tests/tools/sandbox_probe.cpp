@@ -1,13 +1,18 @@
 // Test workload for the sandbox: tries one thing the sandbox may forbid and prints what
-// happened. Usage: pk_sandbox_probe socket | connect PORT | escape FILE... | kill PID |
-//                   i386 | x32 | abort
+// happened. Usage: pk_sandbox_probe socket | connect PORT | unix PATH | escape FILE... |
+//                   kill PID | clone-ns | clone3-ns | fork COUNT | alone | i386 | x32 | abort
 // Exit status: 0 when the attempt succeeded, 1 when it failed (after printing the errno).
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/sched.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -15,6 +20,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -25,6 +31,37 @@ int report(const char* what, bool ok) {
   }
   std::printf("%s: %s\n", what, strerrorname_np(errno));
   return 1;
+}
+
+// The child of a successful clone: leaves at once, its namespaces with it.
+int reap(pid_t pid) {
+  if (pid == 0) ::_exit(0);
+  if (pid > 0) ::waitpid(pid, nullptr, 0);
+  return pid;
+}
+
+// Forks children that wait until killed, up to `count` or the first failure, and prints how
+// many it got: a per-task process bound shows as a number below `count`.
+int fork_many(int count) {
+  std::vector<pid_t> children;
+  int err = 0;
+  for (int i = 0; i < count; ++i) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::pause();
+      ::_exit(0);
+    }
+    if (pid < 0) {
+      err = errno;
+      break;
+    }
+    children.push_back(pid);
+  }
+  for (pid_t pid : children) ::kill(pid, SIGKILL);
+  for (pid_t pid : children) ::waitpid(pid, nullptr, 0);
+  std::printf("forked %zu%s%s\n", children.size(), err ? ", then " : "",
+              err ? strerrorname_np(err) : "");
+  return 0;
 }
 
 }  // namespace
@@ -42,6 +79,37 @@ int main(int argc, char** argv) {
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     return report("connect",
                   ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+  }
+  if (what == "unix" && argc > 2) {
+    // A filesystem unix socket of the host: reachable unless the sandbox hides the path.
+    int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0) return report("socket", false);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::strncpy(address.sun_path, argv[2], sizeof address.sun_path - 1);
+    return report("unix",
+                  ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+  }
+  if (what == "clone-ns") {
+    // What `unshare` alone does not stop: new user, network and mount namespaces from clone.
+    const long flags = CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS | SIGCHLD;
+    return report("clone-ns",
+                  reap(static_cast<pid_t>(::syscall(SYS_clone, flags, 0, 0, 0, 0))) >= 0);
+  }
+  if (what == "clone3-ns") {
+    clone_args args{};
+    args.flags = CLONE_NEWUSER | CLONE_NEWNET;
+    args.exit_signal = SIGCHLD;
+    return report("clone3-ns",
+                  reap(static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof args))) >= 0);
+  }
+  if (what == "fork" && argc > 2) return fork_many(std::atoi(argv[2]));
+  if (what == "alone") {
+    // Whether any other process runs as this user: with RLIMIT_NPROC at 2, a fork (which
+    // counts the new child) succeeds only when this process is the user's only one.
+    rlimit two{2, 2};
+    if (::setrlimit(RLIMIT_NPROC, &two) != 0) return report("setrlimit", false);
+    return report("alone", reap(::fork()) >= 0);
   }
   if (what == "escape") {
     // Writes its own pid into each cgroup.procs given: success would move it out of its cgroup.
@@ -79,7 +147,7 @@ int main(int argc, char** argv) {
   }
   if (what == "abort") std::abort();
   std::fprintf(stderr,
-               "usage: pk_sandbox_probe socket|connect PORT|escape FILE...|kill PID|"
-               "i386|abort\n");
+               "usage: pk_sandbox_probe socket|connect PORT|unix PATH|escape FILE...|kill PID|"
+               "clone-ns|clone3-ns|fork COUNT|alone|i386|x32|abort\n");
   return 2;
 }

@@ -576,7 +576,8 @@ TEST(Policy, ShippedPoliciesParse) {
   }
   const Policy strict =
       load_policy_file(std::string(POLLKILL_SOURCE_DIR) + "/policies/strict.toml");
-  EXPECT_EQ(strict.sandbox.user, "nobody");
+  EXPECT_EQ(strict.sandbox.user, "dynamic");
+  EXPECT_TRUE(strict.seccomp.deny_new_namespaces);
   EXPECT_TRUE(strict.sandbox.namespaces.net && strict.sandbox.namespaces.pid &&
               strict.sandbox.namespaces.ipc && strict.sandbox.namespaces.uts &&
               strict.sandbox.namespaces.cgroup && strict.sandbox.namespaces.mount);
