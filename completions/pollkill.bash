@@ -16,7 +16,8 @@ _pollkill() {
 
   local limits='--memory --memory-high --swap --cpus --pids --wall-time --cpu-time --output
     --poll-interval --hang-after --hang-cpu-below --spin-after --spin-cpu-above --heartbeat
-    --kill-grace --orphans --missing-controllers --cgroup-v1 --systemd-scope --mode --policy --cgroup-root'
+    --kill-grace --orphans --missing-controllers --cgroup-v1 --systemd-scope --mode --policy --cgroup-root
+    --wall-time-max'
   local cmd='' sub='' i
   for ((i = 1; i < cword; i++)); do
     case ${words[i]} in
@@ -37,6 +38,8 @@ _pollkill() {
     --systemd-scope) COMPREPLY=($(compgen -W 'auto never always' -- "$cur")); return ;;
     --mode) COMPREPLY=($(compgen -W 'auto cgroup subreaper' -- "$cur")); return ;;
     --heartbeat | --result | --results | --joblog) _filedir; return ;;
+    --html) _filedir html; return ;;
+    --trace) _filedir json; return ;;
     --logs | --cgroup-root | --results-dir) _filedir -d; return ;;
     --launcher) COMPREPLY=($(compgen -W 'local srun' -- "$cur")); return ;;
     --sbatch-arg | --srun-arg) return ;;
@@ -56,7 +59,7 @@ _pollkill() {
       fi ;;
     batch)
       if [[ $cur == -* ]]; then
-        COMPREPLY=($(compgen -W "$limits --wall-time-max --jobs --results --logs --joblog
+        COMPREPLY=($(compgen -W "$limits --jobs --results --logs --joblog
           --retries --resume --sync-interval --progress --no-progress --quiet --verbose --help
           --slurm --launcher --results-dir --sbatch-arg --srun-arg" -- "$cur"))
       else
@@ -65,7 +68,11 @@ _pollkill() {
     collect)
       if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--results --help' -- "$cur")); else _filedir -d; fi ;;
     report)
-      if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--json --help' -- "$cur")); else _filedir jsonl; fi ;;
+      if [[ $cur == -* ]]; then
+        COMPREPLY=($(compgen -W '--json --html --trace --memory --wall-time --help' -- "$cur"))
+      else
+        _filedir jsonl
+      fi ;;
     policy)
       if [[ -z $sub ]]; then
         COMPREPLY=($(compgen -W 'check' -- "$cur"))

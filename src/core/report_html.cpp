@@ -120,9 +120,14 @@ class Page {
   void timeline_bars(double lane_h, std::string& svg);
   std::string timeline_bins(double lane_h, std::string& svg);
   void resources();
-  std::string histogram(const std::string& title, std::vector<Sample> samples,
+  struct ValueAxis {
+    std::string (*format)(double);
+    double (*step)(double highest);  // a round tick step for values up to `highest`
+    bool binary;                     // sizes: bins in powers of two of a tick
+  };
+  std::string histogram(const std::string& title, const std::vector<Sample>& samples,
                         std::optional<double> limit, const std::string& limit_key,
-                        std::string (*format)(double));
+                        const ValueAxis& axis);
   void slowest();
   void failures();
   void signatures();
@@ -195,17 +200,17 @@ void Page::tiles() {
             "\">" + value + "</div><div class=\"k\">" + label + "</div></div>\n";
   };
   out_ += "<section class=\"tiles\">\n";
-  tile("tasks", std::to_string(summary["tasks"].get<std::uint64_t>()), "tasks");
-  tile("ok", std::to_string(batch_.summary.count(Status::ok)), "ok", "good");
-  tile("not_ok", std::to_string(summary["not_ok"].get<std::uint64_t>()), "not ok",
+  tile("tasks", with_commas(summary["tasks"].get<std::uint64_t>()), "tasks");
+  tile("ok", with_commas(batch_.summary.count(Status::ok)), "ok", "good");
+  tile("not_ok", with_commas(summary["not_ok"].get<std::uint64_t>()), "not ok",
        batch_.summary.not_ok() > 0 ? "bad" : "");
-  tile("retries", std::to_string(summary["retries"].get<std::uint64_t>()), "retries");
-  tile("attempts", std::to_string(attempts_.size()), "attempts");
-  tile("processes_reaped", std::to_string(summary["processes_reaped"].get<std::uint64_t>()),
+  tile("retries", with_commas(summary["retries"].get<std::uint64_t>()), "retries");
+  tile("attempts", with_commas(attempts_.size()), "attempts");
+  tile("processes_reaped", with_commas(summary["processes_reaped"].get<std::uint64_t>()),
        "processes reaped");
   tile("span", span_ ? short_duration(span_->length()) : "-", "wall span");
   tile("cpu", short_duration(cpu), "CPU time, all attempts");
-  tile("lanes", std::to_string(lanes_.lanes.size()), lanes_.hosts > 0 ? "lanes on hosts" : "lanes");
+  tile("lanes", with_commas(lanes_.lanes.size()), lanes_.hosts > 0 ? "lanes on hosts" : "lanes");
   out_ += "</section>\n";
 }
 
@@ -231,7 +236,7 @@ void Page::status_breakdown() {
     if (count == 0) continue;
     out_ += "<span class=\"item\"><span class=\"sw s-" + status_name(status) + "\"></span>" +
             status_name(status) + " <span class=\"num\" data-count-status=\"" +
-            status_name(status) + "\">" + std::to_string(count) + "</span> (" +
+            status_name(status) + "\">" + with_commas(count) + "</span> (" +
             num(100.0 * static_cast<double>(count) / static_cast<double>(total), 1) + "%)</span>\n";
   }
   if (total == 0) out_ += "<span class=\"item\">no tasks</span>\n";
@@ -247,7 +252,7 @@ void Page::timeline() {
     return;
   }
   const double lanes = static_cast<double>(std::max<std::size_t>(lanes_.lanes.size(), 1));
-  const double lane_h = lanes <= 40 ? 18 : std::clamp(720.0 / lanes, 3.0, 18.0);
+  const double lane_h = lanes <= 8 ? 26 : lanes <= 40 ? 18 : std::clamp(720.0 / lanes, 3.0, 18.0);
   plot_height_ = lane_h * lanes;
 
   std::string svg;
@@ -436,22 +441,46 @@ std::string Page::axis_labels() {
   return svg;
 }
 
-std::string Page::histogram(const std::string& title, std::vector<Sample> samples,
+// Axis steps for the histograms: seconds from the timeline's list, bytes in powers of two.
+double seconds_step(double hi) {
+  return tick_step(hi * 10 / 5);  // about five ticks
+}
+double bytes_step(double hi) {
+  double step = 1024;
+  while (hi / step > 5) step *= 2;
+  return step;
+}
+
+std::string Page::histogram(const std::string& title, const std::vector<Sample>& samples,
                             std::optional<double> limit, const std::string& limit_key,
-                            std::string (*format)(double)) {
+                            const ValueAxis& axis) {
   std::string svg = "<div class=\"chart\"><h3>" + html_escape(title) + "</h3>\n";
   if (samples.empty()) {
     return svg + "<p class=\"note\">No record has this value.</p></div>\n";
   }
-  double hi = 0;
-  for (const auto& s : samples) hi = std::max(hi, s.value);
-  if (limit) hi = std::max(hi, *limit);
-  hi = hi > 0 ? hi * 1.04 : 1;
-  const double bin = hi / kHistogramBins;
-  std::vector<std::array<std::uint64_t, TimelineBins::kStatuses>> counts(kHistogramBins);
+  double top_value = 0;
+  for (const auto& s : samples) top_value = std::max(top_value, s.value);
+  if (limit) top_value = std::max(top_value, *limit);
+  // Whole ticks, with bins that divide them.
+  const double step = axis.step(std::max(top_value, 1e-3));
+  const auto ticks = static_cast<std::size_t>(std::max(1.0, std::floor(top_value / step) + 1));
+  const double hi = static_cast<double>(ticks) * step;
+  // Bins per tick that keep the bin width round: 10, 5, 2 or 1 for times, powers of two
+  // for sizes.
+  std::size_t per_tick = 1;
+  for (std::size_t candidate :
+       axis.binary ? std::vector<std::size_t>{8, 4, 2} : std::vector<std::size_t>{10, 5, 2}) {
+    if (candidate * ticks <= kHistogramBins) {
+      per_tick = candidate;
+      break;
+    }
+  }
+  const std::size_t bins = per_tick * ticks;
+  const double bin = hi / static_cast<double>(bins);
+  std::vector<std::array<std::uint64_t, TimelineBins::kStatuses>> counts(bins);
   for (auto& c : counts) c.fill(0);
   for (const auto& s : samples) {
-    auto b = std::min(kHistogramBins - 1, static_cast<std::size_t>(s.value / bin));
+    auto b = std::min(bins - 1, static_cast<std::size_t>(s.value / bin));
     ++counts[b][static_cast<std::size_t>(s.status)];
   }
   std::uint64_t top = 1;
@@ -462,9 +491,9 @@ std::string Page::histogram(const std::string& title, std::vector<Sample> sample
   }
   // Plot area: x 46..552, y 14..166 in a 560 x 196 box.
   const double x0 = 46, x1 = 552, y0 = 14, y1 = 166;
-  const double bw = (x1 - x0) / kHistogramBins;
+  const double bw = (x1 - x0) / static_cast<double>(bins);
   svg += "<svg viewBox=\"0 0 560 196\" role=\"img\">\n";
-  for (std::size_t b = 0; b < kHistogramBins; ++b) {
+  for (std::size_t b = 0; b < bins; ++b) {
     double y = y1;
     for (std::size_t s = 0; s < TimelineBins::kStatuses; ++s) {
       if (counts[b][s] == 0) continue;
@@ -472,32 +501,33 @@ std::string Page::histogram(const std::string& title, std::vector<Sample> sample
       y -= h;
       svg += "<rect class=\"s-" + status_name(static_cast<Status>(s)) + "\" x=\"" +
              num(x0 + static_cast<double>(b) * bw + 0.5) + "\" y=\"" + num(y) + "\" width=\"" +
-             num(bw - 1) + "\" height=\"" + num(h) + "\"/>";
+             num(std::max(bw - 1, 0.5)) + "\" height=\"" + num(h) + "\"/>";
     }
   }
   svg += "\n<line class=\"axisline\" x1=\"" + num(x0) + "\" x2=\"" + num(x1) + "\" y1=\"" +
          num(y1) + "\" y2=\"" + num(y1) + "\"/>";
   svg += "<line class=\"axisline\" x1=\"" + num(x0) + "\" x2=\"" + num(x0) + "\" y1=\"" + num(y0) +
          "\" y2=\"" + num(y1) + "\"/>";
-  for (int i = 0; i <= 4; ++i) {
-    const double v = hi * i / 4;
-    svg += "<text x=\"" + num(x0 + (x1 - x0) * i / 4) + "\" y=\"180\" text-anchor=\"" +
-           (i == 0   ? "start"
-            : i == 4 ? "end"
-                     : "middle") +
-           "\">" + html_escape(format(v)) + "</text>";
+  for (std::size_t t = 0; t <= ticks; ++t) {
+    const double x = x0 + (x1 - x0) * static_cast<double>(t) / static_cast<double>(ticks);
+    svg += "<line class=\"axisline\" x1=\"" + num(x) + "\" x2=\"" + num(x) + "\" y1=\"" + num(y1) +
+           "\" y2=\"" + num(y1 + 3) + "\"/><text x=\"" + num(x) + "\" y=\"178\" text-anchor=\"" +
+           (t == 0       ? "start"
+            : t == ticks ? "end"
+                         : "middle") +
+           "\">" + html_escape(axis.format(static_cast<double>(t) * step)) + "</text>";
   }
   svg += "<text x=\"" + num(x0 - 4) + "\" y=\"" + num(y0 + 4) + "\" text-anchor=\"end\">" +
-         std::to_string(top) + "</text><text x=\"" + num(x0 - 4) + "\" y=\"" + num(y1) +
+         with_commas(top) + "</text><text x=\"" + num(x0 - 4) + "\" y=\"" + num(y1) +
          "\" text-anchor=\"end\">0</text>";
   svg += "<text x=\"" + num((x0 + x1) / 2) + "\" y=\"194\" text-anchor=\"middle\">attempts per " +
-         html_escape(format(bin)) + "</text>";
+         html_escape(axis.format(bin)) + "</text>";
   if (limit) {
     const double x = x0 + (x1 - x0) * *limit / hi;
     svg += "<line class=\"limit\" x1=\"" + num(x) + "\" x2=\"" + num(x) + "\" y1=\"" + num(y0 - 6) +
            "\" y2=\"" + num(y1) + "\"/><text class=\"limitlabel\" x=\"" + num(x - 4) + "\" y=\"" +
            num(y0 - 2) + "\" text-anchor=\"end\">" + html_escape(limit_key) + " " +
-           html_escape(format(*limit)) + "</text>";
+           html_escape(axis.format(*limit)) + "</text>";
   }
   return svg + "\n</svg></div>\n";
 }
@@ -542,12 +572,12 @@ void Page::resources() {
   out_ += "</p>\n<div class=\"charts\">\n";
   out_ += histogram("Wall time", walls,
                     limits.wall_time_s ? std::optional<double>(*limits.wall_time_s) : std::nullopt,
-                    "wall_time", format_seconds);
+                    "wall_time", {tick_label, seconds_step, false});
   out_ += histogram("Memory peak", memory,
                     limits.memory_bytes
                         ? std::optional<double>(static_cast<double>(*limits.memory_bytes))
                         : std::nullopt,
-                    "memory", format_bytes);
+                    "memory", {format_bytes, bytes_step, true});
   out_ +=
       "</div>\n<table class=\"seff\">\n<tr><th></th><th class=\"r\">limit</th><th "
       "class=\"r\">median</th><th class=\"r\">90%</th><th class=\"r\">max</th><th "

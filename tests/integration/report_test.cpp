@@ -3,7 +3,7 @@
 // per attempt in the DOM the browser built, the counts `report --json` prints, the script
 // ran, the details of a task and its retries, and no element from the records.
 //
-// Without Chromium the browser test skips; scripts/test sets POLLKILL_REQUIRE_CHROMIUM=1 in
+// Without Chromium the browser test skips; scripts/test sets POLLKILL_REQUIRE_TOOLS=1 in
 // the host stage, which makes that a failure, so CI cannot pass it by skipping.
 #include <unistd.h>
 
@@ -151,8 +151,8 @@ std::string browser_dom(const fs::path& page, const std::string& fragment, TempD
 
 TEST_F(ReportOfABatch, ChromiumShowsOneBarPerAttemptAndTheCountsOfReportJson) {
   if (!find_program("chromium")) {
-    if (::getenv("POLLKILL_REQUIRE_CHROMIUM"))
-      FAIL() << "POLLKILL_REQUIRE_CHROMIUM is set but chromium is not installed "
+    if (::getenv("POLLKILL_REQUIRE_TOOLS"))
+      FAIL() << "POLLKILL_REQUIRE_TOOLS is set but chromium is not installed "
                 "(scripts/install-deps installs it)";
     GTEST_SKIP() << "chromium is not installed: the page is not checked in a browser";
   }
@@ -190,7 +190,7 @@ TEST_F(ReportOfABatch, ChromiumShowsOneBarPerAttemptAndTheCountsOfReportJson) {
   std::regex shown("data-count-status=\"([a-z_]+)\">([0-9]+)<");
   std::map<std::string, std::uint64_t> on_page;
   for (std::sregex_iterator it(dom.begin(), dom.end(), shown), end; it != end; ++it)
-    on_page[(*it)[1]] = std::stoull((*it)[2]);
+    on_page[(*it)[1]] = std::stoull((*it)[2]);  // small: no thousands separator
   std::map<std::string, std::uint64_t> in_json;
   for (const auto& [status, n] : counts["counts"].items()) in_json[status] = n;
   EXPECT_EQ(on_page, in_json);
