@@ -40,7 +40,7 @@ struct HtmlOptions {
 
 /// The page. Every string from the records (ids, commands, reasons, paths, hosts) is
 /// escaped for where it goes: html_escape in markup, script_json inside the data block.
-std::string render_html(const Batch& batch, const HtmlOptions& options);
+std::string render_html(const BatchRecords& batch, const HtmlOptions& options);
 
 /// `&`, `<`, `>`, `"` and `'` as character references: safe in text and in quoted
 /// attribute values.

@@ -16,6 +16,6 @@ namespace pollkill {
 /// starts (the lanes allow a few milliseconds of recorded overlap, see assign_lanes); `args`
 /// keeps the real wall time. `otherData` names the source, the first start (RFC 3339) and
 /// how the lanes were made.
-std::string render_trace(const Batch& batch, const std::string& source);
+std::string render_trace(const BatchRecords& batch, const std::string& source);
 
 }  // namespace pollkill

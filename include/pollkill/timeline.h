@@ -1,6 +1,6 @@
 // The attempts of a batch as a timeline: every record of a results file with its start, its
 // end and the lane it ran on, for `pollkill report --html` and `--trace`. Pure: the reading
-// of the file is the only I/O (read_batch), the rest are functions of the records.
+// of the file is the only I/O (read_batch_records), the rest are functions of the records.
 #pragma once
 
 #include <cstddef>
@@ -54,14 +54,14 @@ std::string utc_rfc3339(double epoch_s);
 
 /// A results file read once for the views: every attempt in file order, and the summary
 /// `pollkill report` prints for the same file (so the counts agree by construction).
-struct Batch {
+struct BatchRecords {
   std::vector<Attempt> attempts;
   Summary summary{true};
 };
 
 /// Reads a results file (lines that are not records are skipped with a warning, as
 /// `pollkill report` does). Throws Error when the file cannot be read.
-Batch read_batch(const std::string& path);
+BatchRecords read_batch_records(const std::string& path);
 
 /// Where the lanes came from, said on the page.
 enum class LaneSource {

@@ -486,7 +486,7 @@ int main(int argc, char** argv) {
 
   if (report->parsed()) {
     try {
-      Batch records = read_batch(report_file);
+      BatchRecords records = read_batch_records(report_file);
       const Summary& summary = records.summary;
       if (!report_html.empty()) {
         HtmlOptions html;

@@ -74,7 +74,7 @@ struct Sample {
 // Everything the page needs, computed once from the batch.
 class Page {
  public:
-  Page(const Batch& batch, const HtmlOptions& options)
+  Page(const BatchRecords& batch, const HtmlOptions& options)
       : batch_(batch),
         options_(options),
         attempts_(batch.attempts),
@@ -136,7 +136,7 @@ class Page {
   std::string axis_grid();
   std::string axis_labels();
 
-  const Batch& batch_;
+  const BatchRecords& batch_;
   const HtmlOptions& options_;
   const std::vector<Attempt>& attempts_;
   Lanes lanes_;
@@ -861,7 +861,7 @@ std::string short_duration(double s) {
   return buffer;
 }
 
-std::string render_html(const Batch& batch, const HtmlOptions& options) {
+std::string render_html(const BatchRecords& batch, const HtmlOptions& options) {
   return Page(batch, options).render();
 }
 

@@ -37,7 +37,7 @@ nlohmann::json or_null(const auto& value) {
 
 }  // namespace
 
-std::string render_trace(const Batch& batch, const std::string& source) {
+std::string render_trace(const BatchRecords& batch, const std::string& source) {
   const auto& attempts = batch.attempts;
   const Lanes lanes = assign_lanes(attempts);
   const auto span = time_span(attempts);

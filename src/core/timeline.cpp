@@ -123,8 +123,8 @@ std::optional<Attempt> attempt_from_record(const nlohmann::json& j) {
   return a;
 }
 
-Batch read_batch(const std::string& path) {
-  Batch batch;
+BatchRecords read_batch_records(const std::string& path) {
+  BatchRecords batch;
   for_each_record(path,
                   [&](const nlohmann::json& json, const SummaryRecord& record, std::uint64_t line) {
                     batch.summary.add(record);

@@ -43,8 +43,8 @@ nlohmann::json record(const std::string& id, const std::string& status, double s
           {"stderr", "/data/run.logs/" + id + "." + std::to_string(attempt) + ".err"}};
 }
 
-Batch batch_of(const std::vector<nlohmann::json>& records) {
-  Batch batch;
+BatchRecords records_of_batch(const std::vector<nlohmann::json>& records) {
+  BatchRecords batch;
   std::uint64_t line = 0;
   for (const auto& r : records) {
     ++line;
@@ -119,7 +119,7 @@ TEST(ReportHtml, HostileRecordsCannotBreakOrScriptThePage) {
   r["stdout"] = "/tmp/\"><iframe src=//evil>.out";
   r["host"] = "node'1\"<b>";
   r["stack_signature"] = "<style>*{display:none}</style>";
-  Batch batch = batch_of({r, record("ok1", "ok", 1, 1)});
+  BatchRecords batch = records_of_batch({r, record("ok1", "ok", 1, 1)});
   HtmlOptions options;
   options.source = "results <b>.jsonl";
   options.nonce = "n0nce";
@@ -151,7 +151,7 @@ TEST(ReportHtml, OneBarPerAttemptAndTheSummaryCounts) {
       record("2", "failed", 0, 4),         record("3", "crashed", 1, 0.5),
       record("4", "timeout", 2, 3),        record("5", "ok", 4.5, 0.001)};
   records.push_back({{"id", "6"}, {"status", "exec_error"}});  // no start: counted, not drawn
-  Batch batch = batch_of(records);
+  BatchRecords batch = records_of_batch(records);
   HtmlOptions options;
   options.limits.wall_time_s = 3;
   options.limits.memory_bytes = 64u << 20;
@@ -193,7 +193,7 @@ TEST(ReportHtml, BeyondMaxBarsLanesAreBinnedAndFailuresStillDrawn) {
     not_ok += bad ? 1 : 0;
     records.push_back(record(std::to_string(i), bad ? "spinning" : "ok", (i / 4) * 0.5, 0.5));
   }
-  Batch batch = batch_of(records);
+  BatchRecords batch = records_of_batch(records);
   HtmlOptions options;
   options.max_bars = 100;
   options.bins = 50;
@@ -211,7 +211,7 @@ TEST(ReportHtml, BeyondMaxBarsLanesAreBinnedAndFailuresStillDrawn) {
 }
 
 TEST(ReportHtml, AnEmptyResultsFileStillMakesAPage) {
-  const std::string html = render_html(Batch{}, HtmlOptions{});
+  const std::string html = render_html(BatchRecords{}, HtmlOptions{});
   EXPECT_NE(html.find("No record has a start time"), std::string::npos);
   EXPECT_NE(html.find("data-count=\"tasks\">0<"), std::string::npos);
   EXPECT_NE(html.find("</html>"), std::string::npos);
@@ -225,7 +225,7 @@ TEST(ReportTrace, OneEventPerAttemptOnNonOverlappingThreads) {
   records[2]["host"] = "node1";
   records[3]["host"] = "node1";
   records.push_back({{"id", "6"}, {"status", "exec_error"}});
-  Batch batch = batch_of(records);
+  BatchRecords batch = records_of_batch(records);
   auto trace = nlohmann::json::parse(render_trace(batch, "run.jsonl"));
   EXPECT_EQ(trace["displayTimeUnit"], "ms");
   EXPECT_EQ(trace["otherData"]["records_without_start"], 1);

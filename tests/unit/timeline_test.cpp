@@ -210,7 +210,7 @@ TEST(Timeline, ReadBatchCountsAsReportDoes) {
   }
   std::string warnings;
   diag::set_writer([&](std::string_view text) { warnings += text; });
-  Batch batch = read_batch(path.string());
+  BatchRecords batch = read_batch_records(path.string());
   diag::set_writer({});
   std::filesystem::remove(path);
   EXPECT_NE(warnings.find(path.string() + ":3: not a record, skipped"), std::string::npos)
