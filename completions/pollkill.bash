@@ -37,6 +37,8 @@ _pollkill() {
     --systemd-scope) COMPREPLY=($(compgen -W 'auto never always' -- "$cur")); return ;;
     --mode) COMPREPLY=($(compgen -W 'auto cgroup subreaper' -- "$cur")); return ;;
     --heartbeat | --result | --results | --joblog) _filedir; return ;;
+    --html) _filedir html; return ;;
+    --trace) _filedir json; return ;;
     --logs | --cgroup-root | --results-dir) _filedir -d; return ;;
     --launcher) COMPREPLY=($(compgen -W 'local srun' -- "$cur")); return ;;
     --sbatch-arg | --srun-arg) return ;;
@@ -65,7 +67,11 @@ _pollkill() {
     collect)
       if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--results --help' -- "$cur")); else _filedir -d; fi ;;
     report)
-      if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W '--json --help' -- "$cur")); else _filedir jsonl; fi ;;
+      if [[ $cur == -* ]]; then
+        COMPREPLY=($(compgen -W '--json --html --trace --memory --wall-time --help' -- "$cur"))
+      else
+        _filedir jsonl
+      fi ;;
     policy)
       if [[ -z $sub ]]; then
         COMPREPLY=($(compgen -W 'check' -- "$cur"))

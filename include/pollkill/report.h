@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -71,6 +72,14 @@ class Summary {
   std::uint64_t not_ok_seen_ = 0;
   std::unordered_map<std::string, SummaryRecord> finals_by_id_;
 };
+
+/// Calls `each` with every record of a results file in file order, parsed and as the summary
+/// reads it, with its line number; lines that are not records are skipped with a warning.
+/// Throws Error when the file cannot be read.
+void for_each_record(
+    const std::string& path,
+    const std::function<void(const nlohmann::json& record, const SummaryRecord& summary_record,
+                             std::uint64_t line)>& each);
 
 /// Reads a results file into a summary (a later final record of an id replaces an earlier
 /// one; lines that are not records are skipped with a warning to stderr). Throws Error when

@@ -20,6 +20,8 @@
 #include "pollkill/policy_path.h"
 #include "pollkill/policy_schema.h"
 #include "pollkill/report.h"
+#include "pollkill/report_html.h"
+#include "pollkill/report_trace.h"
 #include "pollkill/result.h"
 #include "pollkill/slurm.h"
 #include "pollkill/supervisor.h"
@@ -158,10 +160,21 @@ int main(int argc, char** argv) {
 
   // pollkill report
   CLI::App* report = app.add_subcommand("report", "summarize a batch's results file");
-  std::string report_file;
+  std::string report_file, report_html, report_trace, report_memory, report_wall_time;
   bool report_json = false;
   report->add_option("RESULTS", report_file, "results file (JSON Lines)")->required();
   report->add_flag("--json", report_json, "print the summary as JSON");
+  auto* html_option =
+      report->add_option("--html", report_html,
+                         "also write a self-contained HTML page of the batch (timeline, statuses, "
+                         "histograms, failures) to FILE");
+  report->add_option("--trace", report_trace,
+                     "also write the batch as Chrome/Perfetto trace-event JSON to FILE");
+  report->add_option("--memory", report_memory, "the memory limit to draw on the HTML page")
+      ->needs(html_option);
+  report
+      ->add_option("--wall-time", report_wall_time, "the wall-time limit to draw on the HTML page")
+      ->needs(html_option);
 
   // pollkill gc
   CLI::App* gc = app.add_subcommand("gc", "remove run cgroups of pollkill processes that are gone");
@@ -312,7 +325,26 @@ int main(int argc, char** argv) {
 
   if (report->parsed()) {
     try {
-      Summary summary = summarize_results_file(report_file);
+      BatchRecords records = read_batch_records(report_file);
+      const Summary& summary = records.summary;
+      if (!report_html.empty()) {
+        HtmlOptions html;
+        html.source = report_file;
+        html.generated_at = format_rfc3339_ms(std::chrono::system_clock::now());
+        if (!report_memory.empty())
+          html.limits.memory_bytes =
+              with_flag("--memory", [&] { return parse_size(report_memory); });
+        if (!report_wall_time.empty())
+          html.limits.wall_time_s = std::chrono::duration<double>(with_flag("--wall-time", [&] {
+                                      return parse_duration(report_wall_time);
+                                    })).count();
+        write_report_file(report_html, render_html(records, html));
+        diag::notice("wrote " + report_html);
+      }
+      if (!report_trace.empty()) {
+        write_report_file(report_trace, render_trace(records, report_file));
+        diag::notice("wrote " + report_trace);
+      }
       if (report_json) {
         std::printf("%s\n", summary.to_json().dump(2).c_str());
       } else {

@@ -180,26 +180,36 @@ nlohmann::ordered_json Summary::to_json() const {
   return j;
 }
 
-Summary summarize_results_file(const std::string& path) {
+void for_each_record(
+    const std::string& path,
+    const std::function<void(const nlohmann::json&, const SummaryRecord&, std::uint64_t)>& each) {
   std::ifstream in(path);
   if (!in) throw SystemError(errno, "read the results file '" + path + "'");
-  Summary summary(true);
   std::string line;
   std::uint64_t number = 0;
   while (std::getline(in, line)) {
     ++number;
     if (line.empty()) continue;
+    nlohmann::json json;
     std::optional<SummaryRecord> record;
     try {
-      record = SummaryRecord::from(nlohmann::json::parse(line));
+      json = nlohmann::json::parse(line);
+      record = SummaryRecord::from(json);
     } catch (const nlohmann::json::exception&) {
     }
     if (!record) {
       diag::warning(path + ":" + std::to_string(number) + ": not a record, skipped");
       continue;
     }
-    summary.add(*record);
+    each(json, *record, number);
   }
+}
+
+Summary summarize_results_file(const std::string& path) {
+  Summary summary(true);
+  for_each_record(path, [&](const nlohmann::json&, const SummaryRecord& record, std::uint64_t) {
+    summary.add(record);
+  });
   return summary;
 }
 

@@ -31,6 +31,9 @@ const std::map<std::string, int>& layers() {
                                                      {"result", 1},
                                                      {"results", 1},
                                                      {"report", 1},
+                                                     {"timeline", 1},
+                                                     {"report_html", 1},
+                                                     {"report_trace", 1},
                                                      {"retry", 1},
                                                      {"watchdog", 1},
                                                      {"slurm", 1},
@@ -92,6 +95,7 @@ std::map<std::string, std::set<std::string>> include_graph() {
   const fs::path root = POLLKILL_SOURCE_DIR;
   for (const fs::path& dir : {root / "include" / "pollkill", root / "src" / "core"}) {
     for (const auto& entry : fs::directory_iterator(dir)) {
+      if (!entry.is_regular_file()) continue;  // src/core/report_page/: assets, not a module
       const std::string module = module_of(entry.path().stem().string());
       graph[module];
       std::ifstream in(entry.path());
