@@ -91,9 +91,8 @@ inline constexpr std::size_t kSignatureFrames = 3;
 const ThreadEvidence* signature_thread(const Evidence& evidence);
 
 /// The signature: "<process comm>: f0 < f1 < f2", the thread's innermost frames after skipping
-/// the leading frames of the system runtime (the C library and dynamic loader, libpthread, the
-/// vDSO, libstdc++, libgcc_s; kept when every frame is one of those), at most kSignatureFrames
-/// of them. A frame names its function without parameters or template arguments
+/// the leading runtime frames (is_runtime_frame; all kept when every frame is one), at most
+/// kSignatureFrames of them. A frame names its function without parameters or template arguments
 /// (short_function_name), or "<module file name>+0x<module_offset>" without a symbol: stable
 /// across runs, since neither depends on where the module was loaded. Without a user stack
 /// the kernel's view stands in: "<comm>: [kernel] <wchan>". Empty when there is neither.
@@ -109,8 +108,13 @@ std::string short_function_name(std::string_view demangled);
 /// The C++ demangling of an ELF symbol ("_ZN6GModel7readGEO..."), or the symbol itself.
 std::string demangle(std::string_view symbol);
 
-/// Whether a module belongs to the system runtime whose frames a signature skips.
+/// Whether a module belongs to the system runtime: the C library and dynamic loader,
+/// libpthread, the vDSO, libstdc++, libgcc_s.
 bool is_runtime_module(std::string_view module);
+/// Whether a signature skips this frame when it leads the stack: a runtime module's, or a
+/// standard library template instantiated into the program (std::, __gnu_cxx::), whose helper
+/// a loop happened to be caught in says nothing about the program.
+bool is_runtime_frame(const Frame& frame);
 
 /// The evidence as JSON (schema version 1, keys in a fixed order).
 nlohmann::ordered_json to_json(const Evidence& evidence);

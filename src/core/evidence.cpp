@@ -232,6 +232,13 @@ bool is_runtime_module(std::string_view module) {
          module.starts_with("[vdso");
 }
 
+bool is_runtime_frame(const Frame& frame) {
+  // Standard library templates are instantiated (and inlined) into the program's own modules:
+  // which of their helpers a loop was caught in says nothing about the program.
+  return is_runtime_module(frame.module) || frame.function.starts_with("std::") ||
+         frame.function.starts_with("__gnu_cxx::") || frame.function.starts_with("__cxxabiv1::");
+}
+
 const ThreadEvidence* signature_thread(const Evidence& evidence) {
   const ThreadEvidence* best = nullptr;
   if (evidence.status == Status::spinning || evidence.status == Status::cpu_limit) {
@@ -280,7 +287,7 @@ std::string stack_signature(const Evidence& evidence) {
     return comm + ": [kernel] " + thread->wchan;
   }
   size_t first = 0;
-  while (first < stack.size() && is_runtime_module(stack[first].module)) ++first;
+  while (first < stack.size() && is_runtime_frame(stack[first])) ++first;
   if (first == stack.size()) first = 0;
   std::string signature = comm + ": ";
   for (size_t i = first; i < stack.size() && i < first + kSignatureFrames; ++i) {

@@ -157,6 +157,11 @@ pid_t TestCgroup::start(const std::vector<std::string>& argv, bool wait_ready) {
   return pid;
 }
 
+std::string TestCgroup::output(std::size_t index) const {
+  std::ifstream in(outputs_ / (std::to_string(index) + ".out"));
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
 void TestCgroup::freeze(bool frozen) {
   std::ofstream(path_ / "cgroup.freeze") << (frozen ? "1" : "0");
   const std::string want = frozen ? "frozen 1" : "frozen 0";

@@ -79,6 +79,8 @@ class TestCgroup {
   /// (never a pipe it could fill); returns its pid. With `wait_ready` waits (up to 30 s) until
   /// it prints a line "ready".
   pid_t start(const std::vector<std::string>& argv, bool wait_ready = true);
+  /// What the `index`th process started (0: the first) wrote to stdout so far.
+  std::string output(std::size_t index) const;
   /// Writes cgroup.freeze and waits (up to 10 s) until cgroup.events says so.
   void freeze(bool frozen);
   std::vector<pid_t> procs() const;
