@@ -50,9 +50,9 @@ struct WatchdogConfig {
   /// Thrash detection: off when unset (the planned `[watchdog] thrash_after`).
   std::optional<Duration> thrash_after;
   /// Share of wall time (0 < x <= 1) with every thread stalled on memory at or above which a
-  /// window of thrash_after counts as thrashing (the planned `thrash_full_above`). 0.6 is
-  /// systemd-oomd's default memory pressure limit; docs/POLICY.md says why.
-  double thrash_full_above = 0.6;
+  /// window of thrash_after counts as thrashing (the planned `thrash_full_above`); why 0.1:
+  /// docs/POLICY.md, "Thrashing".
+  double thrash_full_above = 0.1;
 
   static WatchdogConfig from(const Policy& policy);
 };
