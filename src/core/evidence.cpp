@@ -14,6 +14,19 @@
 namespace pollkill {
 namespace {
 
+// The pieces of `text` between separators; a final separator ends the last piece.
+std::vector<std::string_view> split(std::string_view text, char separator) {
+  std::vector<std::string_view> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find(separator, pos);
+    if (end == std::string_view::npos) end = text.size();
+    out.push_back(text.substr(pos, end - pos));
+    pos = end + 1;
+  }
+  return out;
+}
+
 std::string_view basename_of(std::string_view path) {
   const size_t slash = path.rfind('/');
   return slash == std::string_view::npos ? path : path.substr(slash + 1);
@@ -432,12 +445,7 @@ std::optional<long> parse_proc_syscall(std::string_view text) {
 
 std::vector<std::string> parse_kernel_stack(std::string_view text) {
   std::vector<std::string> out;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view line = text.substr(pos, end - pos);
-    pos = end + 1;
+  for (std::string_view line : split(text, '\n')) {
     // "[<0>] function+0xoff/0xsize"; the address in brackets is hidden (0) without kptr access.
     if (const size_t bracket = line.find("] "); line.starts_with("[<") && bracket != line.npos) {
       line.remove_prefix(bracket + 2);
@@ -449,13 +457,7 @@ std::vector<std::string> parse_kernel_stack(std::string_view text) {
 
 std::vector<std::string> parse_cmdline(std::string_view text) {
   std::vector<std::string> out;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find('\0', pos);
-    if (end == std::string_view::npos) end = text.size();
-    out.emplace_back(text.substr(pos, end - pos));
-    pos = end + 1;
-  }
+  for (std::string_view arg : split(text, '\0')) out.emplace_back(arg);
   return out;
 }
 

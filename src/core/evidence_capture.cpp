@@ -111,24 +111,32 @@ std::vector<pid_t> task_processes(const EvidenceTarget& target) {
   return pids;
 }
 
+// A process's or thread's stat and name from its /proc directory ("/proc/PID/" or
+// "/proc/PID/task/TID/"); nullopt when it is gone.
+std::optional<std::pair<ProcStat, std::string>> read_stat_and_comm(const std::string& dir) {
+  auto stat_text = read_proc(dir + "stat");
+  if (!stat_text) return std::nullopt;
+  auto stat = parse_proc_stat(*stat_text);
+  if (!stat) return std::nullopt;
+  std::string comm = read_proc(dir + "comm").value_or("");
+  while (!comm.empty() && comm.back() == '\n') comm.pop_back();
+  return std::make_pair(*stat, std::move(comm));
+}
+
 // What the kernel says about a thread. Read before the freeze: a frozen or stopped thread's
 // wait channel and kernel stack show only the freezer or the signal stop.
 std::optional<ThreadEvidence> read_thread(pid_t pid, pid_t tid) {
   static const long ticks = ::sysconf(_SC_CLK_TCK);
   const std::string dir = "/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/";
-  auto stat_text = read_proc(dir + "stat");
-  if (!stat_text) return std::nullopt;
-  auto stat = parse_proc_stat(*stat_text);
+  auto stat = read_stat_and_comm(dir);
   if (!stat) return std::nullopt;
   ThreadEvidence t;
   t.tid = tid;
-  t.state = stat->state;
-  t.cpu_s =
-      ticks > 0 ? static_cast<double>(stat->utime + stat->stime) / static_cast<double>(ticks) : 0.0;
-  if (auto comm = read_proc(dir + "comm")) {
-    t.comm = *comm;
-    while (!t.comm.empty() && t.comm.back() == '\n') t.comm.pop_back();
-  }
+  t.comm = std::move(stat->second);
+  t.state = stat->first.state;
+  t.cpu_s = ticks > 0 ? static_cast<double>(stat->first.utime + stat->first.stime) /
+                            static_cast<double>(ticks)
+                      : 0.0;
   if (auto wchan = read_proc(dir + "wchan"); wchan && *wchan != "0") t.wchan = *wchan;
   if (auto syscall = read_proc(dir + "syscall")) t.syscall = parse_proc_syscall(*syscall);
   int err = 0;
@@ -143,17 +151,12 @@ std::optional<ThreadEvidence> read_thread(pid_t pid, pid_t tid) {
 
 std::optional<ProcessEvidence> read_process(pid_t pid) {
   const std::string dir = "/proc/" + std::to_string(pid) + "/";
-  auto stat_text = read_proc(dir + "stat");
-  if (!stat_text) return std::nullopt;
-  auto stat = parse_proc_stat(*stat_text);
+  auto stat = read_stat_and_comm(dir);
   if (!stat) return std::nullopt;
   ProcessEvidence p;
   p.pid = pid;
-  p.ppid = stat->ppid;
-  if (auto comm = read_proc(dir + "comm")) {
-    p.comm = *comm;
-    while (!p.comm.empty() && p.comm.back() == '\n') p.comm.pop_back();
-  }
+  p.ppid = stat->first.ppid;
+  p.comm = std::move(stat->second);
   if (auto cmdline = read_proc(dir + "cmdline")) p.cmdline = parse_cmdline(*cmdline);
   for (pid_t tid : list_ids(dir + "task")) {
     if (auto t = read_thread(pid, tid)) p.threads.push_back(std::move(*t));

@@ -76,13 +76,21 @@ std::string stacks(const Evidence& e) {
   return format_text(e);
 }
 
-Evidence capture_in_cgroup(TestCgroup& cg, pid_t main_pid, Status status) {
-  const CgroupDir dir = CgroupDir::open(cg.path());
+// A request for the task in `dir` (which must outlive the capture).
+EvidenceRequest cgroup_request(const CgroupDir& dir, pid_t main_pid, Status status,
+                               const fs::path& out = {}) {
   EvidenceRequest request;
   request.target.cgroup = &dir;
   request.target.main_pid = main_pid;
   request.status = status;
   request.reason = "test";
+  request.dir = out;
+  return request;
+}
+
+Evidence capture_in_cgroup(TestCgroup& cg, pid_t main_pid, Status status) {
+  const CgroupDir dir = CgroupDir::open(cg.path());
+  const EvidenceRequest request = cgroup_request(dir, main_pid, status);
   Evidence e = capture_evidence(request, SteadyClock::now() + kBudget);
   // Left frozen, and no longer traced: the threads went back to the freezer. cgroup.events
   // says "frozen 0" while a thread is in its ptrace stop, and again "frozen 1" once every
@@ -301,13 +309,9 @@ TEST(EvidenceCaptureProcess, WritesBothFilesAndReportsTheOutcome) {
   const pid_t pid = cg.start({POLLKILL_STUCK, "hang"});
   TempDir out;
   const CgroupDir dir = CgroupDir::open(cg.path());
-  EvidenceRequest request;
-  request.target.cgroup = &dir;
-  request.target.main_pid = pid;
-  request.dir = out.path();
+  EvidenceRequest request = cgroup_request(dir, pid, Status::hung, out.path());
   request.id = "task-7";
   request.attempt = 2;
-  request.status = Status::hung;
   request.reason = "no CPU use (below 0.01 CPU) and no progress for 2s";
   request.budget = kBudget;
   const std::size_t fds_before = open_fd_count();
@@ -352,10 +356,7 @@ TEST(EvidenceCaptureProcess, AbandonedAtTheDeadlineTheTaskCanStillBeKilled) {
   const pid_t pid = cg.start({POLLKILL_STUCK, "threads", "50"});
   TempDir out;
   const CgroupDir dir = CgroupDir::open(cg.path());
-  EvidenceRequest request;
-  request.target.cgroup = &dir;
-  request.target.main_pid = pid;
-  request.dir = out.path();
+  EvidenceRequest request = cgroup_request(dir, pid, Status::hung, out.path());
   request.budget = std::chrono::milliseconds(1500);
   EvidenceCapture capture = EvidenceCapture::start(request);
   // The engine's deadline timer fires before the capture can have finished 51 threads.
