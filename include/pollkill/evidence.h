@@ -109,7 +109,7 @@ std::string short_function_name(std::string_view demangled);
 std::string demangle(std::string_view symbol);
 
 /// Whether a module belongs to the system runtime: the C library and dynamic loader,
-/// libpthread, the vDSO, libstdc++, libgcc_s.
+/// libpthread, the vDSO, libstdc++, libgcc_s, and the sanitizer runtimes that interpose them.
 bool is_runtime_module(std::string_view module);
 /// Whether a signature skips this frame when it leads the stack: a runtime module's, or a
 /// standard library template instantiated into the program (std::, __gnu_cxx::), whose helper

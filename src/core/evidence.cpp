@@ -240,8 +240,11 @@ std::string short_function_name(std::string_view name) {
 
 bool is_runtime_module(std::string_view module) {
   const std::string_view file = basename_of(module);
-  return starts_with_any(file, {"libc.so", "libc-", "ld-linux", "ld-", "ld64.so", "libpthread",
-                                "libstdc++.so", "libgcc_s", "linux-vdso", "linux-gate"}) ||
+  return starts_with_any(
+             file, {"libc.so", "libc-", "ld-linux", "ld-", "ld64.so", "libpthread", "libstdc++.so",
+                    "libgcc_s", "linux-vdso", "linux-gate",
+                    // Sanitizer runtimes interpose the C library's calls.
+                    "libasan.so", "libtsan.so", "libubsan.so", "liblsan.so", "libhwasan.so"}) ||
          module.starts_with("[vdso");
 }
 

@@ -95,7 +95,7 @@ TEST(EvidenceNames, RuntimeModules) {
   for (const char* m : {"/usr/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2",
                         "/usr/lib/x86_64-linux-gnu/libpthread.so.0", "[vdso: 1234]",
                         "/usr/lib/x86_64-linux-gnu/libstdc++.so.6", "/lib/libgcc_s.so.1",
-                        "/lib/ld-musl-x86_64.so.1"}) {
+                        "/lib/ld-musl-x86_64.so.1", "/usr/lib/x86_64-linux-gnu/libasan.so.8.0.0"}) {
     EXPECT_TRUE(is_runtime_module(m)) << m;
   }
   for (const char* m : {"/usr/lib/x86_64-linux-gnu/libgmsh.so.4.8.4", "/usr/bin/gmsh",
