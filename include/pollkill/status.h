@@ -30,8 +30,8 @@ std::optional<Status> status_from_string(std::string_view text);
 
 /// Exit codes, following timeout(1).
 namespace exit_code {
-inline constexpr int kVerdict =
-    124;  ///< timeout, cpu_limit, hung, spinning, thrashing, output_limit
+/// timeout, cpu_limit, hung, spinning, thrashing, output_limit
+inline constexpr int kVerdict = 124;
 inline constexpr int kInternal = 125;  ///< pollkill's own errors: usage, policy, cgroup setup
 inline constexpr int kNotExecutable = 126;
 inline constexpr int kNotFound = 127;
