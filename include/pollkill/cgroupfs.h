@@ -104,4 +104,23 @@ class CgroupDir {
   UniqueFd fd_;
 };
 
+/// One attribute kept open and read again with pread from offset 0: for files read at every
+/// sample of every running task (cpu.pressure, cgroup.threads), where an open and a close per
+/// read would cost more than the read.
+class AttrReader {
+ public:
+  AttrReader() = default;
+  /// Opens `attr` of `dir`; an empty reader (false) when the file does not exist. Throws
+  /// SystemError("open '<path>/<attr>'") for any other failure.
+  static AttrReader open(const CgroupDir& dir, std::string_view attr);
+
+  explicit operator bool() const noexcept { return static_cast<bool>(fd_); }
+  /// The whole file as it is now; nullopt when reading fails (ENODEV: the cgroup is gone;
+  /// EOPNOTSUPP: pressure accounting was turned off for it) or the reader is empty.
+  std::optional<std::string> read() const;
+
+ private:
+  UniqueFd fd_;
+};
+
 }  // namespace pollkill

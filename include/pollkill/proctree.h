@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "pollkill/result.h"
@@ -83,8 +84,14 @@ class ProcTree {
 
   /// Sends `sig` to every member but the root; returns the pids signalled.
   std::vector<pid_t> signal_members(int sig);
-  /// Kills every member but the root: SIGSTOP each one, rescanning until a scan finds no
-  /// member that is not stopped (so none can fork away), then SIGKILL all, then SIGCONT.
+  /// Stops every member but the root with SIGSTOP, rescanning until a scan finds no member it
+  /// has not signalled (a stopped process forks nothing; a child forked before its parent
+  /// stopped is a member at the next scan). Returns the members signalled (pid and start
+  /// time). The signal may not have been acted on yet when it returns (state T comes a moment
+  /// later). Evidence capture stops a subreaper-mode task this way.
+  std::vector<ProcStat> stop_members();
+  /// Kills every member but the root: stop_members, then SIGKILL all, then SIGCONT; repeated
+  /// (up to three passes) while a full scan finds a live member that was not stopped.
   /// Signals go through a pidfd opened after checking the start time, so a pid reused by
   /// another process is never signalled. Returns the pids killed. Does not wait.
   std::vector<pid_t> kill_members();
@@ -92,6 +99,9 @@ class ProcTree {
   pid_t root() const { return root_; }
 
  private:
+  /// One stop_members pass; `is_stopped` carries the pids already stopped across passes.
+  std::vector<ProcStat> stop_round(std::unordered_map<pid_t, bool>& is_stopped);
+
   pid_t root_;
   ProcDir proc_;
   std::vector<ProcStat> last_;

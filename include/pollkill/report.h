@@ -27,20 +27,37 @@ struct SummaryRecord {
   std::uint64_t processes_reaped = 0;
   std::string stdout_path;
   std::string stderr_path;
+  std::string stack_signature;  ///< empty when the record has none (null, or no evidence)
 
   static SummaryRecord from(const Result& result);
   /// From a parsed record; nullopt when it lacks id or status.
   static std::optional<SummaryRecord> from(const nlohmann::json& record);
 };
 
-/// Counts by final status, retries, processes reaped, the slowest tasks and the tasks that
-/// did not end ok. Memory is bounded: at most kSlowest slowest and kListed not-ok tasks are
-/// kept (the rest only counted), unless `by_id` asks to let a later final record of an id
-/// replace an earlier one (a results file with resumed runs), which keeps one entry per id.
+/// Stuck tasks (final status hung, spinning or thrashing) that share a stack signature: "7 hung
+/// at `pk_stuck: stuck_in_read < main` (tasks 3, 17, 41, ...)".
+struct SignatureGroup {
+  Status status = Status::hung;
+  std::string stack_signature;
+  std::uint64_t count = 0;
+  std::vector<std::string> ids;  ///< the first kGroupIds of them
+};
+
+/// Counts by final status, retries, processes reaped, the slowest tasks, the tasks that did
+/// not end ok, and the stuck tasks grouped by status and stack signature (a stuck task with a
+/// signature is told by its group, not listed one by one with the other not-ok tasks, so 500
+/// tasks stuck in three places read as three lines). Memory is bounded:
+/// at most kSlowest slowest and kListed not-ok tasks are kept (the rest only counted), at most
+/// kGroups signature groups with kGroupIds ids each (stuck tasks beyond that only counted),
+/// unless `by_id` asks to let a later final record of an id replace an earlier one (a
+/// results file with resumed runs), which keeps one entry per id.
 class Summary {
  public:
   static constexpr std::size_t kSlowest = 5;
   static constexpr std::size_t kListed = 20;
+  static constexpr std::size_t kGroups = 1000;
+  static constexpr std::size_t kGroupIds = 5;
+  static constexpr std::size_t kGroupsShown = 10;  ///< lines in the text form
 
   explicit Summary(bool by_id = false) : by_id_(by_id) {}
   void add(const SummaryRecord& record);
@@ -59,8 +76,15 @@ class Summary {
   std::string progress_line(std::uint64_t total, std::size_t running, double elapsed_s) const;
   nlohmann::ordered_json to_json() const;
 
+  /// The signature groups, largest first (ties: status, then signature).
+  std::vector<SignatureGroup> signature_groups() const;
+  /// Stuck tasks without a stack signature, and stuck tasks beyond kGroups groups.
+  std::uint64_t stuck_without_signature() const { return unsigned_stuck_; }
+  std::uint64_t stuck_ungrouped() const { return ungrouped_stuck_; }
+
  private:
   void count_final(const SummaryRecord& record, int sign);
+  void group_stuck(const SummaryRecord& record, int sign);
 
   bool by_id_;
   std::map<Status, std::uint64_t> counts_;
@@ -71,6 +95,9 @@ class Summary {
   std::vector<SummaryRecord> listed_;
   std::uint64_t not_ok_seen_ = 0;
   std::unordered_map<std::string, SummaryRecord> finals_by_id_;
+  std::map<std::pair<Status, std::string>, SignatureGroup> groups_;
+  std::uint64_t unsigned_stuck_ = 0;
+  std::uint64_t ungrouped_stuck_ = 0;
 };
 
 /// Calls `each` with every record of a results file in file order, parsed and as the summary

@@ -45,6 +45,12 @@ struct Result {
   std::string cgroup;  ///< path relative to the cgroup2 mount; empty (JSON null) in subreaper mode
   std::optional<std::string> stdout_path;  ///< JSON "stdout"; null in `run`
   std::optional<std::string> stderr_path;  ///< JSON "stderr"; null in `run`
+  /// Where the evidence of a stuck task was written (`<dir>/<id>.<attempt>.evidence.json`,
+  /// see evidence.h); null when none was captured.
+  std::optional<std::string> evidence;
+  /// A short, stable name for where the task was stuck, e.g. "gmsh: gmsh_yyparse < ParseFile <
+  /// GModel::readGEO" (evidence.h, stack_signature); null without evidence or user stacks.
+  std::optional<std::string> stack_signature;
   /// The signal that cancelled pollkill (status cancelled); not serialized, only feeds
   /// exit_code_for (128+N, 130 when unset).
   std::optional<int> cancel_signal;
@@ -86,7 +92,7 @@ Classification classify(const Outcome& outcome, const std::vector<std::string>& 
 
 /// The process exit code for a result (timeout(1) conventions): the task's own exit code for
 /// ok/failed; 128+N for crashed (and blocked, N=31); 137 for oom; 124 for timeout, cpu_limit,
-/// hung, spinning, output_limit; 126/127 for exec_error (127 when not found); 128+N for
+/// hung, spinning, thrashing, output_limit; 126/127 for exec_error (127 when not found); 128+N for
 /// cancelled by signal N; 125 for error. Fallbacks for missing fields: failed without a code
 /// (or with 0) -> 1; crashed without a signal -> 1; blocked without a signal -> 128+SIGSYS;
 /// exec_error without a code -> 126; cancelled without cancel_signal -> 130.

@@ -16,7 +16,8 @@ enum class Status {
   timeout,       ///< wall time passed
   cpu_limit,     ///< CPU time (whole tree) passed
   hung,          ///< no CPU use and no progress for hang_after
-  spinning,      ///< CPU burning without progress for spin_after
+  spinning,      ///< CPU wanted (received + waiting) without progress for spin_after
+  thrashing,     ///< stalled on memory (memory.pressure full) over thrash_after
   output_limit,  ///< output exceeded the `output` limit
   blocked,       ///< killed by the seccomp filter (SIGSYS)
   exec_error,    ///< the command could not be executed
@@ -29,7 +30,8 @@ std::optional<Status> status_from_string(std::string_view text);
 
 /// Exit codes, following timeout(1).
 namespace exit_code {
-inline constexpr int kVerdict = 124;   ///< timeout, cpu_limit, hung, spinning, output_limit
+/// timeout, cpu_limit, hung, spinning, thrashing, output_limit
+inline constexpr int kVerdict = 124;
 inline constexpr int kInternal = 125;  ///< pollkill's own errors: usage, policy, cgroup setup
 inline constexpr int kNotExecutable = 126;
 inline constexpr int kNotFound = 127;

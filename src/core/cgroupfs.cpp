@@ -299,4 +299,29 @@ std::vector<std::string> CgroupDir::subtree_control() const {
   return out;
 }
 
+AttrReader AttrReader::open(const CgroupDir& dir, std::string_view attr) {
+  AttrReader reader;
+  reader.fd_.reset(::openat(dir.fd(), std::string(attr).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!reader.fd_ && errno != ENOENT) throw_errno("open '" + join(dir.path(), attr) + "'");
+  return reader;
+}
+
+std::optional<std::string> AttrReader::read() const {
+  if (!fd_) return std::nullopt;
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::pread(fd_.get(), buf, sizeof buf, static_cast<off_t>(text.size()));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return std::nullopt;
+    }
+    text.append(buf, static_cast<size_t>(n));
+    // A seq_file read fills the buffer unless it reached the end: a short read is the end,
+    // which saves a second walk of the file's source just to learn that.
+    if (static_cast<size_t>(n) < sizeof buf) break;
+  }
+  return text;
+}
+
 }  // namespace pollkill

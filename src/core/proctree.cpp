@@ -228,49 +228,58 @@ std::vector<pid_t> ProcTree::signal_members(int sig) {
   return out;
 }
 
-std::vector<pid_t> ProcTree::kill_members() {
+std::vector<ProcStat> ProcTree::stop_round(std::unordered_map<pid_t, bool>& is_stopped) {
   // Stop first, so that no member can fork a process the next scan would miss: a stopped
-  // process forks nothing, and a child forked before the stop is seen by the next scan
-  // (its parent, or after reparenting the root, is a member). Repeat until a scan finds
-  // nobody new. A process that keeps forking makes many rounds, so a round reads the stat
-  // of new pids only: a pid seen before (a member now stopped, or a process outside the
-  // tree) keeps its parent for this purpose.
+  // process forks nothing, and a child forked before its parent stopped is seen by the next
+  // scan (its parent, or after reparenting the root, is a member). Repeat until a scan finds
+  // nobody new. A process that keeps forking makes many rounds, so a round reads the stat of
+  // new pids only: a pid seen before (a member now stopped, or a process outside the tree)
+  // keeps its parent for this purpose.
   std::vector<ProcStat> stopped;
+  std::unordered_map<pid_t, ProcStat> seen;
+  for (int round = 0; round < 100000; ++round) {
+    std::vector<ProcStat> now;
+    for (pid_t pid : proc_.pids()) {
+      auto it = seen.find(pid);
+      if (it == seen.end()) {
+        auto st = proc_.stat(pid);
+        if (!st) continue;
+        it = seen.emplace(pid, *st).first;
+      }
+      now.push_back(it->second);
+    }
+    bool found_new = false;
+    for (pid_t pid : descendants_of(now, root_)) {
+      if (pid == root_ || is_stopped.count(pid)) continue;
+      const ProcStat& p = seen[pid];
+      if (p.state == 'Z' || p.state == 'X') continue;
+      if (signal_process(proc_, pid, p.starttime, SIGSTOP)) {
+        stopped.push_back(p);
+        is_stopped[pid] = true;
+        found_new = true;
+      }
+    }
+    if (!found_new) break;
+  }
+  return stopped;
+}
+
+std::vector<ProcStat> ProcTree::stop_members() {
+  std::unordered_map<pid_t, bool> is_stopped;
+  return stop_round(is_stopped);
+}
+
+std::vector<pid_t> ProcTree::kill_members() {
   std::unordered_map<pid_t, bool> is_stopped;
   std::vector<pid_t> killed;
   // A pass ends with a full scan: a member it finds that this pass did not stop (a pid
   // reused while cached) makes another pass.
   for (int pass = 0; pass < 3; ++pass) {
-    std::unordered_map<pid_t, ProcStat> seen;
-    for (int round = 0; round < 100000; ++round) {
-      std::vector<ProcStat> now;
-      for (pid_t pid : proc_.pids()) {
-        auto it = seen.find(pid);
-        if (it == seen.end()) {
-          auto st = proc_.stat(pid);
-          if (!st) continue;
-          it = seen.emplace(pid, *st).first;
-        }
-        now.push_back(it->second);
-      }
-      bool found_new = false;
-      for (pid_t pid : descendants_of(now, root_)) {
-        if (pid == root_ || is_stopped.count(pid)) continue;
-        const ProcStat& p = seen[pid];
-        if (p.state == 'Z' || p.state == 'X') continue;
-        if (signal_process(proc_, pid, p.starttime, SIGSTOP)) {
-          stopped.push_back(p);
-          is_stopped[pid] = true;
-          found_new = true;
-        }
-      }
-      if (!found_new) break;
-    }
+    const std::vector<ProcStat> stopped = stop_round(is_stopped);
     for (const auto& p : stopped) {
       if (signal_process(proc_, p.pid, p.starttime, SIGKILL)) killed.push_back(p.pid);
     }
     for (const auto& p : stopped) signal_process(proc_, p.pid, p.starttime, SIGCONT);
-    stopped.clear();
     bool missed = false;
     for (const auto& p : scan()) {
       if (p.pid != root_ && p.state != 'Z' && p.state != 'X' && !is_stopped.count(p.pid))

@@ -21,6 +21,7 @@ SummaryRecord SummaryRecord::from(const Result& r) {
   s.processes_reaped = r.processes_reaped;
   s.stdout_path = r.stdout_path.value_or("");
   s.stderr_path = r.stderr_path.value_or("");
+  s.stack_signature = r.stack_signature.value_or("");
   return s;
 }
 
@@ -41,18 +42,62 @@ std::optional<SummaryRecord> SummaryRecord::from(const nlohmann::json& j) {
     s.processes_reaped = j["processes_reaped"].get<std::uint64_t>();
   if (j.contains("stdout") && j["stdout"].is_string()) s.stdout_path = j["stdout"];
   if (j.contains("stderr") && j["stderr"].is_string()) s.stderr_path = j["stderr"];
+  if (j.contains("stack_signature") && j["stack_signature"].is_string())
+    s.stack_signature = j["stack_signature"];
   return s;
+}
+
+namespace {
+
+bool is_stuck(Status status) {
+  return status == Status::hung || status == Status::spinning || status == Status::thrashing;
+}
+
+// A stuck task with a signature is told by its group's line, not one by one in "not ok".
+bool listed_one_by_one(const SummaryRecord& r) {
+  return r.status != Status::ok && !(is_stuck(r.status) && !r.stack_signature.empty());
+}
+
+}  // namespace
+
+void Summary::group_stuck(const SummaryRecord& r, int sign) {
+  if (!is_stuck(r.status)) return;
+  if (r.stack_signature.empty()) {
+    unsigned_stuck_ += static_cast<std::uint64_t>(sign);
+    return;
+  }
+  const auto key = std::make_pair(r.status, r.stack_signature);
+  auto it = groups_.find(key);
+  if (sign < 0) {
+    if (it == groups_.end()) {
+      if (ungrouped_stuck_ > 0) --ungrouped_stuck_;
+      return;
+    }
+    std::erase(it->second.ids, r.id);
+    if (--it->second.count == 0) groups_.erase(it);
+    return;
+  }
+  if (it == groups_.end()) {
+    if (groups_.size() >= kGroups) {
+      ++ungrouped_stuck_;
+      return;
+    }
+    it = groups_.emplace(key, SignatureGroup{r.status, r.stack_signature, 0, {}}).first;
+  }
+  ++it->second.count;
+  if (it->second.ids.size() < kGroupIds) it->second.ids.push_back(r.id);
 }
 
 void Summary::count_final(const SummaryRecord& r, int sign) {
   counts_[r.status] += static_cast<std::uint64_t>(sign);
+  group_stuck(r, sign);
   if (sign < 0) {
     std::erase_if(listed_, [&](const SummaryRecord& l) { return l.id == r.id; });
     std::erase_if(slowest_, [&](const SummaryRecord& l) { return l.id == r.id; });
-    if (r.status != Status::ok && not_ok_seen_ > 0) --not_ok_seen_;
+    if (listed_one_by_one(r) && not_ok_seen_ > 0) --not_ok_seen_;
     return;
   }
-  if (r.status != Status::ok) {
+  if (listed_one_by_one(r)) {
     ++not_ok_seen_;
     if (listed_.size() < kListed) listed_.push_back(r);
   }
@@ -93,6 +138,17 @@ std::uint64_t Summary::count(Status status) const {
   return it == counts_.end() ? 0 : it->second;
 }
 
+std::vector<SignatureGroup> Summary::signature_groups() const {
+  std::vector<SignatureGroup> out;
+  out.reserve(groups_.size());
+  for (const auto& [key, group] : groups_) out.push_back(group);
+  // groups_ is ordered by (status, signature): a stable sort by count keeps that for ties.
+  std::stable_sort(out.begin(), out.end(), [](const SignatureGroup& a, const SignatureGroup& b) {
+    return a.count > b.count;
+  });
+  return out;
+}
+
 std::string Summary::format_text() const {
   std::string out;
   char line[512];
@@ -124,11 +180,37 @@ std::string Summary::format_text() const {
     out += "not ok:\n";
     for (const auto& r : listed_) {
       out += "  " + r.id + ": " + std::string(to_string(r.status)) + ": " + r.reason + "\n";
+      if (!r.stack_signature.empty()) out += "      at: " + r.stack_signature + "\n";
       if (!r.stderr_path.empty())
         out += "      logs: " + r.stdout_path + " " + r.stderr_path + "\n";
     }
     if (not_ok_seen_ > listed_.size())
       out += "  ... and " + std::to_string(not_ok_seen_ - listed_.size()) + " more\n";
+  }
+  const auto groups = signature_groups();
+  if (!groups.empty()) {
+    out += "stuck, by stack signature:\n";
+    for (size_t i = 0; i < groups.size() && i < kGroupsShown; ++i) {
+      const auto& g = groups[i];
+      out += "  " + std::to_string(g.count) + " " + std::string(to_string(g.status)) + " at `" +
+             g.stack_signature + "` (" + (g.count == 1 ? "task " : "tasks ");
+      for (size_t k = 0; k < g.ids.size(); ++k) out += (k ? ", " : "") + g.ids[k];
+      if (g.count > g.ids.size()) out += ", ...";
+      out += ")\n";
+    }
+    if (groups.size() > kGroupsShown) {
+      std::uint64_t tasks = 0;
+      for (size_t i = kGroupsShown; i < groups.size(); ++i) tasks += groups[i].count;
+      out += "  ... and " + std::to_string(tasks) + " more in " +
+             std::to_string(groups.size() - kGroupsShown) + " other signatures\n";
+    }
+    if (ungrouped_stuck_ > 0) {
+      out += "  ... and " + std::to_string(ungrouped_stuck_) + " more beyond " +
+             std::to_string(kGroups) + " signatures\n";
+    }
+    if (unsigned_stuck_ > 0) {
+      out += "  " + std::to_string(unsigned_stuck_) + " without a stack signature\n";
+    }
   }
   return out;
 }
@@ -171,12 +253,26 @@ nlohmann::ordered_json Summary::to_json() const {
     e["wall_s"] = r.wall_s;
     e["stdout"] = r.stdout_path;
     e["stderr"] = r.stderr_path;
+    e["stack_signature"] = r.stack_signature.empty() ? nlohmann::ordered_json(nullptr)
+                                                     : nlohmann::ordered_json(r.stack_signature);
     return e;
   };
   j["slowest"] = nlohmann::ordered_json::array();
   for (const auto& r : slowest_) j["slowest"].push_back(entry(r));
   j["failed"] = nlohmann::ordered_json::array();
   for (const auto& r : listed_) j["failed"].push_back(entry(r));
+  nlohmann::ordered_json stuck = nlohmann::ordered_json::array();
+  for (const auto& g : signature_groups()) {
+    nlohmann::ordered_json e;
+    e["status"] = std::string(to_string(g.status));
+    e["stack_signature"] = g.stack_signature;
+    e["count"] = g.count;
+    e["ids"] = g.ids;
+    stuck.push_back(std::move(e));
+  }
+  j["stuck_by_signature"] = std::move(stuck);
+  j["stuck_without_signature"] = unsigned_stuck_;
+  j["stuck_ungrouped"] = ungrouped_stuck_;
   return j;
 }
 

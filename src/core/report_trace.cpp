@@ -20,7 +20,8 @@ const char* colour_name(Status status) {
     case Status::timeout:
     case Status::cpu_limit:
     case Status::hung:
-    case Status::spinning: return "yellow";
+    case Status::spinning:
+    case Status::thrashing: return "yellow";
     case Status::cancelled: return "grey";
     case Status::error: return "black";
   }

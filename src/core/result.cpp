@@ -115,6 +115,8 @@ nlohmann::ordered_json to_json(const Result& result) {
   }
   json["stdout"] = or_null(result.stdout_path);
   json["stderr"] = or_null(result.stderr_path);
+  json["evidence"] = or_null(result.evidence);
+  json["stack_signature"] = or_null(result.stack_signature);
   return json;
 }
 
@@ -185,6 +187,7 @@ int exit_code_for(const Result& result) {
     case Status::cpu_limit:
     case Status::hung:
     case Status::spinning:
+    case Status::thrashing:
     case Status::output_limit: return exit_code::kVerdict;
     case Status::exec_error: return result.exit_code.value_or(exit_code::kNotExecutable);
     case Status::cancelled: return exit_code::kSignalBase + result.cancel_signal.value_or(SIGINT);

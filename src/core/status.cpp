@@ -7,7 +7,7 @@ namespace pollkill {
 namespace {
 
 // One table serves both directions so a new Status cannot get a name without a parse.
-constexpr std::array<std::pair<Status, std::string_view>, 13> kStatusNames{{
+constexpr std::array<std::pair<Status, std::string_view>, 14> kStatusNames{{
     {Status::ok, "ok"},
     {Status::failed, "failed"},
     {Status::crashed, "crashed"},
@@ -16,6 +16,7 @@ constexpr std::array<std::pair<Status, std::string_view>, 13> kStatusNames{{
     {Status::cpu_limit, "cpu_limit"},
     {Status::hung, "hung"},
     {Status::spinning, "spinning"},
+    {Status::thrashing, "thrashing"},
     {Status::output_limit, "output_limit"},
     {Status::blocked, "blocked"},
     {Status::exec_error, "exec_error"},

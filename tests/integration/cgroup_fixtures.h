@@ -63,4 +63,46 @@ class JobCgroup : public ::testing::Test {
   std::filesystem::path job_;
 };
 
+/// A cgroup of the test's own under the cgroup2 mount ("pk-test-<marker>") and the processes the
+/// test starts in it, for tests that drive the core's kernel readers directly (no pollkill
+/// binary). The destructor kills everything in it (thawing it first), reaps what it started
+/// and removes it. Needs PK_REQUIRE_CGROUP2 first.
+class TestCgroup {
+ public:
+  TestCgroup();
+  ~TestCgroup();
+  TestCgroup(const TestCgroup&) = delete;
+  TestCgroup& operator=(const TestCgroup&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+  /// Starts ARGV in the cgroup (fork; the child joins it, then execs) with stdout to a file
+  /// (never a pipe it could fill); returns its pid. With `wait_ready` waits (up to 30 s) until
+  /// it prints a line "ready".
+  pid_t start(const std::vector<std::string>& argv, bool wait_ready = true);
+  /// What the `index`th process started (0: the first) wrote to stdout so far.
+  std::string output(std::size_t index) const;
+  /// Writes cgroup.freeze and waits (up to 10 s) until cgroup.events says so.
+  void freeze(bool frozen);
+  std::vector<pid_t> procs() const;
+
+ private:
+  std::filesystem::path path_;
+  std::vector<pid_t> started_;
+  TempDir outputs_;
+};
+
+/// Busy loops outside every test cgroup (children of the test process, killed with it), to
+/// saturate the machine: `per_cpu` per CPU this process may run on.
+class CpuHogs {
+ public:
+  explicit CpuHogs(int per_cpu);
+  ~CpuHogs();
+  CpuHogs(const CpuHogs&) = delete;
+  CpuHogs& operator=(const CpuHogs&) = delete;
+  std::size_t count() const { return pids_.size(); }
+
+ private:
+  std::vector<pid_t> pids_;
+};
+
 }  // namespace pollkill::testing

@@ -197,7 +197,9 @@ const std::vector<std::string>& result_contract_keys() {
                                                 "mode",
                                                 "cgroup",
                                                 "stdout",
-                                                "stderr"};
+                                                "stderr",
+                                                "evidence",
+                                                "stack_signature"};
   return keys;
 }
 

@@ -34,6 +34,7 @@ const std::map<std::string, int>& layers() {
                                                      {"timeline", 1},
                                                      {"report_html", 1},
                                                      {"report_trace", 1},
+                                                     {"evidence", 1},
                                                      {"retry", 1},
                                                      {"watchdog", 1},
                                                      {"slurm", 1},
@@ -48,6 +49,9 @@ const std::map<std::string, int>& layers() {
                                                      {"spawn", 2},
                                                      {"event_loop", 2},
                                                      {"slurm_record", 2},
+                                                     {"demand", 2},
+                                                     {"pressure", 2},
+                                                     {"stack_unwind", 2},
                                                      // 3: cgroup hierarchies and the host
                                                      {"cgroup", 3},
                                                      {"cgroup_v1", 3},
@@ -55,6 +59,7 @@ const std::map<std::string, int>& layers() {
                                                      {"systemd", 3},
                                                      {"gc", 3},
                                                      {"guard", 3},
+                                                     {"evidence_capture", 3},
                                                      // 4: limits
                                                      {"limits", 4},
                                                      // 5: one task

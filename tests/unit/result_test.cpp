@@ -49,6 +49,10 @@ TEST(ResultTest, Classify) {
   Outcome hung = killed(SIGTERM, true);
   hung.verdict = Status::hung;
   hung.verdict_reason = "no CPU use (below 0.01 CPU) and no progress for 2m0s";
+  Outcome thrashing = killed(SIGKILL, true);
+  thrashing.verdict = Status::thrashing;
+  thrashing.verdict_reason = "stalled on memory 73% of the time over 30s (at or above 60%)";
+  thrashing.oom_kills_delta = 1;  // the verdict pollkill acted on wins, as for timeout
   Outcome output_limit = exited(1);
   output_limit.verdict = Status::output_limit;
   Outcome verdict_no_reason = killed(SIGKILL, true);
@@ -77,6 +81,8 @@ TEST(ResultTest, Classify) {
       {"timeout", timeout, Status::timeout, "wall time 30s exceeded"},
       {"cpu_limit", cpu_limit, Status::cpu_limit, "CPU time 10s exceeded (used 10.2s)"},
       {"hung", hung, Status::hung, "no CPU use (below 0.01 CPU) and no progress for 2m0s"},
+      {"thrashing", thrashing, Status::thrashing,
+       "stalled on memory 73% of the time over 30s (at or above 60%)"},
       {"output_limit", output_limit, Status::output_limit, "output_limit"},
       {"verdict without reason", verdict_no_reason, Status::spinning, "spinning"},
       {"oom", oom, Status::oom, "out of memory: the kernel OOM killer killed 1 process"},
@@ -126,6 +132,7 @@ TEST(ResultTest, ExitCodeFor) {
       {Status::cpu_limit, {}, SIGKILL, {}, 124},
       {Status::hung, {}, SIGTERM, {}, 124},
       {Status::spinning, {}, SIGKILL, {}, 124},
+      {Status::thrashing, {}, SIGKILL, {}, 124},
       {Status::output_limit, 0, {}, {}, 124},
       {Status::exec_error, 127, {}, {}, 127},
       {Status::exec_error, 126, {}, {}, 126},
@@ -155,6 +162,7 @@ TEST(ResultTest, StatusNamesRoundTrip) {
       {Status::cpu_limit, "cpu_limit"},
       {Status::hung, "hung"},
       {Status::spinning, "spinning"},
+      {Status::thrashing, "thrashing"},
       {Status::output_limit, "output_limit"},
       {Status::blocked, "blocked"},
       {Status::exec_error, "exec_error"},
@@ -195,7 +203,9 @@ TEST(ResultTest, JsonKeysInContractOrder) {
                                           "mode",
                                           "cgroup",
                                           "stdout",
-                                          "stderr"};
+                                          "stderr",
+                                          "evidence",
+                                          "stack_signature"};
   std::vector<std::string> keys;
   for (const auto& item : json.items()) keys.push_back(item.key());
   EXPECT_EQ(keys, expected);
@@ -214,7 +224,7 @@ TEST(ResultTest, JsonNullsAndValues) {
       R"("wall_s":0.0,"cpu_user_s":0.0,"cpu_system_s":0.0,"memory_peak_bytes":null,)"
       R"("oom_kills":null,"pids_peak":null,"processes_reaped":0,"unkillable":[],)"
       R"("limits_not_enforced":[],"limits_cgroup_v1":[],"mode":"cgroup","cgroup":null,"stdout":null,)"
-      R"("stderr":null})");
+      R"("stderr":null,"evidence":null,"stack_signature":null})");
 
   Result full;
   full.id = "build";
@@ -236,7 +246,11 @@ TEST(ResultTest, JsonNullsAndValues) {
   full.cgroup = "pk/build.2";
   full.stdout_path = "out/build.stdout";
   full.stderr_path = "out/build.stderr";
+  full.evidence = "out/build.2.evidence.json";
+  full.stack_signature = "make: wait4 < main";
   const auto json = to_json(full);
+  EXPECT_EQ(json["evidence"], "out/build.2.evidence.json");
+  EXPECT_EQ(json["stack_signature"], "make: wait4 < main");
   EXPECT_EQ(json["exit_code"], 2);
   EXPECT_TRUE(json["signal"].is_null());
   EXPECT_EQ(json["started_at"], "2026-11-26T01:43:05.123Z");
