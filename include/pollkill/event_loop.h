@@ -80,6 +80,8 @@ class EventLoop {
   /// caller's, open until remove() (closing it first is harmless only when nothing else
   /// opened a descriptor of the same number since). Throws SystemError.
   Id add(int fd, Handler handler);
+  /// The same while `fd` is writable (EPOLLOUT; a relay's destination that took no more).
+  Id add_writable(int fd, Handler handler);
   /// A timer: its expiries are read before `handler` is called.
   Id add_timer(const Timer& timer, Handler handler);
   /// Stops calling the handler (EPOLL_CTL_DEL). Unknown ids are ignored.
@@ -99,6 +101,7 @@ class EventLoop {
   void wait();
 
  private:
+  Id add_for(int fd, std::uint32_t events, Handler handler);
   void read_signals();
   void read_inotify();
 

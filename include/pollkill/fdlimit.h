@@ -1,7 +1,8 @@
 // The open-file budget of a batch: each running task holds up to about 20 descriptors (pidfd,
 // its cgroup directory, cpu.stat, cgroup.events, cgroup.procs, two log files, two timers, up to
-// 8 open /proc/PID/io with hang or spin detection, on hybrid hosts its v1 directories and, while
-// it starts, their join descriptors and the exec-status pipe), so `batch -j 1000` needs far more
+// 8 open /proc/PID/io with hang or spin detection, with an output limit the relay's two pipes,
+// on hybrid hosts its v1 directories and, while it starts, their join descriptors and the
+// exec-status pipe), so `batch -j 1000` needs far more
 // than the 1024 that distributions give a process by default. The soft RLIMIT_NOFILE is raised
 // toward the hard limit for pollkill itself and set back for the tasks, as systemd does for its
 // services.

@@ -64,10 +64,10 @@ struct AttemptSpec {
   std::string cwd;               ///< empty: pollkill's own
   Policy policy;                 ///< the task's effective policy (its wall time decided)
   std::string cgroup_name;       ///< "task-<seq>-<attempt>"; `run`: "task-run"
-  /// Empty: pollkill's own stdin, stdout and stderr (`run`), relayed through pipes that count
-  /// the bytes when the policy has an output limit. Else stdin is /dev/null and stdout and
-  /// stderr go to these files (created or truncated), whose sizes the output limit counts at
-  /// each sample (batch).
+  /// Empty: pollkill's own stdin, stdout and stderr (`run`). Else stdin is /dev/null and
+  /// stdout and stderr go to these files, created or truncated (batch). With an output limit
+  /// the task writes into pipes that pollkill copies to either and counts (OutputRelay): at
+  /// most the limit reaches them, whatever the poll interval.
   std::string stdout_path, stderr_path;
   const SandboxPlan* sandbox = nullptr;  ///< the invocation's [sandbox] and [seccomp]
 };
@@ -81,9 +81,12 @@ class RunningAttempt {
   ~RunningAttempt();
 
   const AttemptSpec& spec() const { return spec_; }
-  /// Over: the task is gone (or given up on), or it never started (its result is set).
-  bool finished() const { return !watch_ || watch_->finished(); }
-  /// A sample: the watchdog's, then (log files) the output limit.
+  /// Over: the task is gone (or given up on) and what it wrote through the relay was
+  /// delivered (or dropped: pollkill was asked to stop, or the destination went away), or it
+  /// never started (its result is set). Delivering what a task left waits for a slow reader
+  /// but never blocks: signals and the other slots are served meanwhile.
+  bool finished();
+  /// A sample: the watchdog's.
   void on_sample(Clock::time_point now);
   void on_deadline();
   /// pollkill was asked to stop (a second call kills at once).
@@ -98,6 +101,8 @@ class RunningAttempt {
   void spawn_task();
   void give_up(const Error& error);
   void unregister() noexcept;
+  /// Registers the relay's stream for what it waits for next (its pipe, its destination).
+  void relay_wait(int stream);
   void remove_cgroup() noexcept;
 
   Session& session_;
@@ -111,6 +116,8 @@ class RunningAttempt {
   V1TaskCgroups v1_;  ///< until the watch's container owns them
   UniqueFd stdout_, stderr_;
   std::optional<OutputRelay> relay_;
+  EventLoop::Id relay_ids_[2] = {0, 0};  ///< 0: not registered
+  bool cancelled_ = false;               ///< pollkill was asked to stop
   std::unique_ptr<TaskWatch> watch_;
   pid_t init_pid_ = -1;  ///< subreaper mode: the task's lingering init, known to the guard
   int events_wd_ = -1;

@@ -98,4 +98,10 @@ Classification classify(const Outcome& outcome, const std::vector<std::string>& 
 /// exec_error without a code -> 126; cancelled without cancel_signal -> 130.
 int exit_code_for(const Result& result);
 
+/// Whether `run` tells about the end on stderr: every status but ok and failed (all of them
+/// with `verbose`), except a task killed by SIGPIPE, which is how a pipeline ends its writers
+/// when the reader went away (`yes | head -1`): shells stay quiet about it, and so does
+/// pollkill. The result and the exit status (141) still say crashed.
+bool announce_end(const Result& result, bool verbose);
+
 }  // namespace pollkill

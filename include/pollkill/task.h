@@ -71,6 +71,9 @@ class TaskWatch {
 
   void on_main_exit();
   void on_events();
+  /// A verdict (watchdog, output limit, stop_with) is taken only from a task still running:
+  /// a main process that already exited, even one whose end the loop has not reported yet,
+  /// is reaped first and keeps its own status.
   void on_sample(Clock::time_point now);
   void on_deadline();
   /// pollkill was asked to stop: SIGTERM, grace, kill; a second call skips the grace.
@@ -80,12 +83,16 @@ class TaskWatch {
   /// Stops the task with a verdict decided outside the watchdog (e.g. an adaptive limit).
   void stop_with(Status status, std::string reason);
   /// Fills the result's status, reason, exit, CPU, memory and reaping fields; `wall_s` is the
-  /// clock's time since `started`.
+  /// clock's time from `started` to the task's end (to now if it has not ended): output
+  /// still being delivered after the end does not count.
   void fill(Result& result, const Outcome& base, Clock::time_point started);
 
  private:
   enum class Phase { running, terminating, killed };
 
+  /// Before a verdict: reaps a main process that already ended (and kills its orphans, or
+  /// sees the container empty). True when the task is over or stopping without a verdict.
+  bool ended_already();
   void refresh_populated();
   void begin_termination(Duration grace);
   void kill_now();
@@ -106,6 +113,7 @@ class TaskWatch {
   bool gave_up_ = false;
   std::optional<Child::Exit> main_exit_;
   std::optional<Verdict> verdict_;
+  std::optional<Clock::time_point> ended_at_;  ///< when done_ became true
   std::optional<int> cancel_signal_;
   std::set<int> reaped_;
   std::vector<UnkillableProcess> unkillable_;

@@ -249,7 +249,7 @@ int main(int argc, char** argv) {
       return exit_code::kInternal;
     }
     int code = exit_code_for(result);
-    if (verbose || (result.status != Status::ok && result.status != Status::failed)) {
+    if (announce_end(result, verbose)) {
       diag::notice(std::string(to_string(result.status)) + ": " + result.reason + " (exit " +
                    std::to_string(code) + ")");
     }

@@ -108,14 +108,23 @@ bool own_cgroup_usable(const HostCgroups& host, std::string* why_not) {
     return false;
   }
   const fs::path own = under_mount(mount, host.own_cgroup.empty() ? "/" : host.own_cgroup);
-  // The hierarchy root is always usable; a cgroup namespace's root is an ordinary cgroup.
-  if (own == mount && host.mount_is_hierarchy_root) return true;
+  const bool hierarchy_root = own == mount && host.mount_is_hierarchy_root;
+  // Writable like any other candidate, the hierarchy root included (it is root's: a user
+  // started in it may use no cgroup there, and `auto` falls back to subreaper mode).
   const bool writable =
       ::access(own.c_str(), W_OK) == 0 && ::access((own / "cgroup.procs").c_str(), W_OK) == 0;
   if (!writable) {
-    if (why_not) *why_not = "its own cgroup '" + host.own_cgroup + "' is not writable";
+    if (why_not) {
+      *why_not = hierarchy_root
+                     ? "its own cgroup is the hierarchy root '" + own.string() +
+                           "', which is not writable for uid " + std::to_string(::geteuid())
+                     : "its own cgroup '" + host.own_cgroup + "' is not writable";
+    }
     return false;
   }
+  // The hierarchy root is exempt from the no-internal-processes rule and from delegation; a
+  // cgroup namespace's root is an ordinary cgroup.
+  if (hierarchy_root) return true;
   if (host.systemd_pid1 && !host.own_delegated && !has_delegation_mark(own)) {
     if (why_not) {
       *why_not = "its own cgroup '" + host.own_cgroup +
@@ -172,11 +181,13 @@ RunRoot resolve_run_root(const HostCgroups& host, const std::optional<std::strin
   }
   if (env_value && *env_value) return explicit_root(env_value, "POLLKILL_CGROUP_ROOT");
 
-  // The hierarchy root is exempt from the no-internal-processes rule: always usable.
-  if (own_is_root) return RunRoot{own, "own cgroup (the hierarchy root)", false, true};
-
   std::string why_not;
-  if (own_cgroup_usable(host, &why_not)) {
+  const bool own_usable = own_cgroup_usable(host, &why_not);
+  // The hierarchy root is exempt from the no-internal-processes rule: usable when writable.
+  if (own_is_root && own_usable) {
+    return RunRoot{own, "own cgroup (the hierarchy root)", false, true};
+  }
+  if (own_usable) {
     return RunRoot{own,
                    host.own_delegated ? "own cgroup (a delegated systemd scope)"
                    : own == mount     ? "own cgroup (the cgroup namespace's root)"

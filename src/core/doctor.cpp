@@ -335,8 +335,10 @@ DoctorReport run_doctor(const std::optional<Policy>& policy,
         "run on a pure cgroup v2 host with the controllers delegated, or set "
         "runner.missing_controllers = \"warn\"",
         !allowed);
-    // The same preparation `run` does before anything is created: users, privileges for
-    // namespaces and user changes, rlimits, paths, the seccomp filter.
+  }
+  if (policy) {
+    // The same preparation `run` does before anything is created, in either mode: users,
+    // privileges for namespaces and user changes, rlimits, paths, the seccomp filter.
     try {
       prepare_sandbox(effective, {});
       add("policy sandbox", true, "[sandbox] and [seccomp] can be set up with these privileges");

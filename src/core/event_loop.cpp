@@ -73,9 +73,17 @@ EventLoop::EventLoop(std::function<void(int sig)> on_signal)
 }
 
 EventLoop::Id EventLoop::add(int fd, Handler handler) {
+  return add_for(fd, EPOLLIN, std::move(handler));
+}
+
+EventLoop::Id EventLoop::add_writable(int fd, Handler handler) {
+  return add_for(fd, EPOLLOUT, std::move(handler));
+}
+
+EventLoop::Id EventLoop::add_for(int fd, std::uint32_t events, Handler handler) {
   const Id id = next_id_++;
   epoll_event ev{};
-  ev.events = EPOLLIN;
+  ev.events = events;
   ev.data.u64 = id;
   if (::epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) throw_errno("epoll_ctl ADD");
   handlers_.emplace(id, Entry{fd, std::make_shared<Handler>(std::move(handler))});

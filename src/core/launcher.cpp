@@ -26,10 +26,9 @@ UniqueFd open_log(const std::string& path) {
   return fd;
 }
 
-std::uint64_t file_size(int fd) {
-  struct stat st {};
-  return ::fstat(fd, &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
-}
+// After the task's end, how many pumps of a stream may still find output in its pipe: every
+// writer is gone, so it empties, unless one escaped the kill (given up on as unkillable).
+constexpr int kPumpsAfterTheEnd = 64;
 
 }  // namespace
 
@@ -82,6 +81,10 @@ void RunningAttempt::unregister() noexcept {
   // Registrations go before the descriptors they name are closed.
   for (EventLoop::Id id : registrations_) loop_.remove(id);
   registrations_.clear();
+  for (EventLoop::Id& id : relay_ids_) {
+    if (id) loop_.remove(id);
+    id = 0;
+  }
   if (pidfd_id_) loop_.remove(*pidfd_id_);
   pidfd_id_.reset();
   if (events_wd_ >= 0) loop_.unwatch_file(events_wd_);
@@ -102,10 +105,13 @@ void RunningAttempt::start() {
   if (!spec_.stdout_path.empty()) {
     stdout_ = open_log(spec_.stdout_path);
     stderr_ = open_log(spec_.stderr_path);
-  } else if (policy.limits.output) {
-    // With an output limit the task writes into pipes that pollkill copies and counts;
-    // otherwise it inherits pollkill's stdin, stdout and stderr.
-    relay_ = OutputRelay::create(STDOUT_FILENO, STDERR_FILENO);
+  }
+  if (policy.limits.output) {
+    // With an output limit the task writes into pipes that pollkill copies and counts, so
+    // that no more than the limit reaches a log or a reader; otherwise the task writes to its
+    // logs, or pollkill's own stdout and stderr, itself.
+    relay_.emplace(stdout_ ? stdout_.get() : STDOUT_FILENO, stderr_ ? stderr_.get() : STDERR_FILENO,
+                   policy.limits.output);
   }
   if (session_.subreaper()) return;
   task_dir_ = session_.run_cgroup().create_child(spec_.cgroup_name);
@@ -133,7 +139,8 @@ void RunningAttempt::spawn_task() {
     request.stdio[0] = slot_.null_input();
     request.stdio[1] = stdout_.get();
     request.stdio[2] = stderr_.get();
-  } else if (relay_) {
+  }
+  if (relay_) {
     request.stdio[1] = relay_->child_end(0);
     request.stdio[2] = relay_->child_end(1);
   }
@@ -176,15 +183,7 @@ void RunningAttempt::spawn_task() {
     registrations_.push_back(loop_.add(watch_->tree_fd(), [this] { watch_->on_events(); }));
   }
   if (relay_) {
-    for (int stream : {0, 1}) {
-      auto id = std::make_shared<EventLoop::Id>();
-      *id = loop_.add(relay_->read_end(stream), [this, stream, id] {
-        // At EOF pump closes the read end: it leaves the loop with it.
-        if (!relay_->pump(stream)) loop_.remove(*id);
-        watch_->on_output(relay_->total());
-      });
-      registrations_.push_back(*id);
-    }
+    for (int stream : {0, 1}) relay_wait(stream);
   }
   if (policy.limits.wall_time) {
     // The wall time is exact, not rounded up to the next sample.
@@ -193,6 +192,52 @@ void RunningAttempt::spawn_task() {
         Duration(1)));
   }
   watch_->on_events();  // the task may already be gone
+}
+
+void RunningAttempt::relay_wait(int stream) {
+  using State = OutputRelay::State;
+  if (relay_ids_[stream]) loop_.remove(relay_ids_[stream]);  // a closed read end included
+  relay_ids_[stream] = 0;
+  const State state = relay_->state(stream);
+  if (state == State::closed) return;
+  auto step = [this, stream] {
+    const State was = relay_->state(stream);
+    const State now = was == State::open ? relay_->pump(stream) : relay_->flush(stream);
+    if (watch_) watch_->on_output(relay_->total());
+    if (now != was) relay_wait(stream);
+  };
+  // Never both: a stream whose destination took no more is not read (the task's writes wait
+  // in its pipe) until the destination is writable again.
+  relay_ids_[stream] = state == State::open ? loop_.add(relay_->read_end(stream), step)
+                                            : loop_.add_writable(relay_->dest_fd(stream), step);
+}
+
+bool RunningAttempt::finished() {
+  using State = OutputRelay::State;
+  if (watch_ && !watch_->finished()) return false;
+  if (!watch_ || !relay_) return true;
+  // The task is over: what is left in its pipes is still delivered, unless pollkill was
+  // asked to stop.
+  bool waiting = false;
+  for (int stream : {0, 1}) {
+    const State was = relay_->state(stream);
+    State now = was;
+    // Each pump reads afresh: output written after the last one is not lost.
+    for (int i = 0; i < kPumpsAfterTheEnd && now == State::open; ++i) {
+      now = relay_->pump(stream);
+      if (relay_->drained(stream)) break;
+    }
+    if (now != was) relay_wait(stream);
+    waiting = waiting || now == State::blocked;
+  }
+  if (waiting && !cancelled_) return false;
+  if (std::uint64_t dropped = relay_->abandon()) {
+    diag::notice("dropped " + std::to_string(dropped) +
+                 " bytes of the task's output that the reader did not take before pollkill "
+                 "was asked to stop");
+  }
+  for (int stream : {0, 1}) relay_wait(stream);  // both closed: unregistered
+  return true;
 }
 
 void RunningAttempt::give_up(const Error& error) {
@@ -220,9 +265,6 @@ void RunningAttempt::remove_cgroup() noexcept {
 void RunningAttempt::on_sample(Clock::time_point now) {
   if (!watch_) return;
   watch_->on_sample(now);
-  if (stdout_ && spec_.policy.limits.output) {
-    watch_->on_output(file_size(stdout_.get()) + file_size(stderr_.get()));
-  }
 }
 
 void RunningAttempt::on_deadline() {
@@ -230,15 +272,14 @@ void RunningAttempt::on_deadline() {
 }
 
 void RunningAttempt::cancel(int sig) {
+  cancelled_ = true;
   if (watch_) watch_->cancel(sig);
 }
 
 Result RunningAttempt::finish() {
   slot_.disarm();  // neither timer may fire for the next attempt in this slot
-  if (watch_) {
-    if (relay_) relay_->drain();
-    watch_->fill(result_, Outcome{}, start_);
-  }
+  if (watch_) watch_->fill(result_, Outcome{}, start_);
+  if (relay_) relay_->abandon();  // nothing is left unless the task never started
   unregister();
   watch_.reset();  // the task's v1 cgroups go with its container
   if (init_pid_ > 0) session_.guard().forget_tree(init_pid_);

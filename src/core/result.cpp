@@ -196,4 +196,10 @@ int exit_code_for(const Result& result) {
   return exit_code::kInternal;
 }
 
+bool announce_end(const Result& result, bool verbose) {
+  if (verbose) return true;
+  if (result.status == Status::crashed && result.signal == SIGPIPE) return false;
+  return result.status != Status::ok && result.status != Status::failed;
+}
+
 }  // namespace pollkill

@@ -38,7 +38,7 @@ void TaskWatch::on_events() {
 }
 
 void TaskWatch::on_sample(Clock::time_point now) {
-  if (phase_ != Phase::running) return;
+  if (phase_ != Phase::running || done_) return;
   auto cpu = sample_cpu_ ? container_->cpu_usage_usec() : 0;
   Sample sample{now, cpu, false};
   if (watch_progress_) sample.progress = probe_.observe(container_->pids());
@@ -52,12 +52,14 @@ void TaskWatch::on_sample(Clock::time_point now) {
     return;
   }
   if (auto verdict = watchdog_.observe(sample)) {
+    if (ended_already()) return;
     verdict_ = *verdict;
     begin_termination(policy_.watchdog.kill_grace);
   }
 }
 
 void TaskWatch::on_deadline() {
+  if (done_) return;
   if (phase_ == Phase::terminating) {
     kill_now();
   } else if (phase_ == Phase::killed) {
@@ -80,6 +82,7 @@ void TaskWatch::cancel(int sig) {
 
 void TaskWatch::on_output(std::uint64_t total) {
   if (phase_ != Phase::running || !policy_.limits.output || total <= *policy_.limits.output) return;
+  if (ended_already()) return;
   verdict_ = Verdict{Status::output_limit,
                      "output exceeded the " + format_size(*policy_.limits.output) + " limit"};
   begin_termination(policy_.watchdog.kill_grace);
@@ -107,13 +110,26 @@ void TaskWatch::fill(Result& result, const Outcome& base, Clock::time_point star
   result.cancel_signal = cancel_signal_;
   result.processes_reaped = reaped_.size();
   result.unkillable = unkillable_;
-  result.wall_s = std::chrono::duration<double>(clock_.now() - started).count();
+  result.wall_s = std::chrono::duration<double>(ended_at_.value_or(clock_.now()) - started).count();
 }
 
 void TaskWatch::stop_with(Status status, std::string reason) {
-  if (phase_ != Phase::running) return;
+  if (phase_ != Phase::running || ended_already()) return;
   verdict_ = Verdict{status, std::move(reason)};
   begin_termination(policy_.watchdog.kill_grace);
+}
+
+bool TaskWatch::ended_already() {
+  // One wait of the loop may report a timer and the task's end together (pollkill was
+  // stopped or starved across the deadline), the timer first: the end happened before the
+  // verdict, so the task keeps its own status. Checked only when a verdict is due.
+  if (child_.running()) {
+    on_main_exit();
+  } else {
+    refresh_populated();
+    check_done();
+  }
+  return done_ || phase_ != Phase::running;
 }
 
 void TaskWatch::refresh_populated() {
@@ -142,7 +158,9 @@ void TaskWatch::enter_killed() {
 
 void TaskWatch::check_done() {
   if (child_.running()) return;
-  if (!populated_ || gave_up_) done_ = true;
+  if (done_ || (populated_ && !gave_up_)) return;
+  done_ = true;
+  ended_at_ = clock_.now();
 }
 
 }  // namespace pollkill

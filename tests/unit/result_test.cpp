@@ -152,6 +152,32 @@ TEST(ResultTest, ExitCodeFor) {
   }
 }
 
+TEST(ResultTest, AnnounceEnd) {
+  struct Case {
+    Status status;
+    std::optional<int> signal;
+    bool verbose;
+    bool expected;
+  };
+  const std::vector<Case> cases{
+      {Status::ok, {}, false, false},
+      {Status::failed, {}, false, false},
+      {Status::ok, {}, true, true},
+      {Status::timeout, SIGKILL, false, true},
+      {Status::crashed, SIGSEGV, false, true},
+      // A pipeline's reader went away (`yes | head -1`): quiet, as a shell is.
+      {Status::crashed, SIGPIPE, false, false},
+      {Status::crashed, SIGPIPE, true, true},
+  };
+  for (const auto& c : cases) {
+    Result result;
+    result.status = c.status;
+    result.signal = c.signal;
+    EXPECT_EQ(announce_end(result, c.verbose), c.expected)
+        << to_string(c.status) << " signal " << c.signal.value_or(0) << " verbose " << c.verbose;
+  }
+}
+
 TEST(ResultTest, StatusNamesRoundTrip) {
   const std::vector<std::pair<Status, std::string>> cases{
       {Status::ok, "ok"},

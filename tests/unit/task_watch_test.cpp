@@ -184,6 +184,40 @@ TEST_F(TaskWatchTest, WallTimeIsTimeout) {
   EXPECT_EQ(result().status, Status::timeout);
 }
 
+// pollkill stopped (SIGSTOP, a starved machine) across the wall time: when it runs again the
+// loop reports the wall timer and the main process's end in one wait, the timer first. The
+// task ended before the verdict: it keeps its own status.
+TEST_F(TaskWatchTest, ATaskThatEndedBeforeALateVerdictKeepsItsStatus) {
+  policy_.limits.wall_time = Duration(1000);
+  policy_.watchdog.kill_grace = Duration(0);
+  start(0);
+  ASSERT_TRUE(exited(*watch_));  // ended, but the loop has not said so yet
+  state_->populated = false;     // and nothing of it is left
+  run_for(Duration(2000));
+  EXPECT_EQ(state_->kills, 0);
+  EXPECT_TRUE(state_->signals.empty());
+  watch_->on_main_exit();  // the pidfd's event of the same wait, now without news
+  watch_->on_events();
+  ASSERT_TRUE(watch_->finished());
+  Result r = result();
+  EXPECT_EQ(r.status, Status::ok);
+  EXPECT_EQ(r.exit_code, 0);
+}
+
+TEST_F(TaskWatchTest, ATaskThatEndedBeforeTheOutputCountKeepsItsStatus) {
+  policy_.limits.output = 100;
+  policy_.watchdog.kill_grace = Duration(0);
+  start(3);
+  ASSERT_TRUE(exited(*watch_));
+  state_->populated = false;
+  watch_->on_output(1000);  // what the relay read after the end
+  EXPECT_EQ(state_->kills, 0);
+  ASSERT_TRUE(watch_->finished());
+  Result r = result();
+  EXPECT_EQ(r.status, Status::failed);
+  EXPECT_EQ(r.exit_code, 3);
+}
+
 TEST_F(TaskWatchTest, OrphansLeftByTheMainProcessAreKilled) {
   start(0);
   state_->pids = {4242};  // what the main process left behind
