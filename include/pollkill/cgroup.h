@@ -76,6 +76,10 @@ enum class KillMethod { cgroup_kill, freeze_and_kill };
 /// time of the kill. Does not wait for the cgroup to empty.
 std::vector<int> kill_cgroup(const CgroupDir& dir, KillMethod method);
 
+/// Processes in `path` and every cgroup below it, counted from cgroup.procs (each line one
+/// process, those of other PID namespaces, which read as 0, included).
+std::size_t count_cgroup_processes(const std::filesystem::path& path);
+
 /// Sends `sig` to every process listed in cgroup.procs (a polite SIGTERM before the kill).
 std::vector<int> signal_cgroup(const CgroupDir& dir, int sig);
 
@@ -121,9 +125,15 @@ class RunCgroup {
   ~RunCgroup();
 
   /// Creates what `prepare` decided: moves pollkill (and `companion`, the guard, when > 0)
-  /// into the leaf if needed, enables the controllers in the root, creates the run cgroup and
-  /// enables them there. On failure undoes what it did and throws SystemError with a remedy.
-  void realize(pid_t companion = -1);
+  /// into the leaf if needed, puts `liveness` (when > 0, the guard's liveness process) into
+  /// the liveness cgroup (gc.h), enables the controllers in the root, creates the run cgroup
+  /// and enables them there. The liveness cgroup is populated before the run cgroup exists,
+  /// so a gc anywhere never sees this run cgroup without a live process beside it. On
+  /// failure undoes what it did (but the liveness cgroup, which its process's owner removes)
+  /// and throws SystemError with a remedy.
+  void realize(pid_t companion = -1, pid_t liveness = -1);
+  /// "<run root>/<run cgroup's name>.alive" (see realize).
+  std::filesystem::path liveness_path() const;
 
   const CgroupDir& dir() const noexcept { return dir_; }
   const std::filesystem::path& path() const noexcept { return path_; }

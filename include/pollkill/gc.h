@@ -15,21 +15,36 @@ namespace pollkill {
 /// name (task cgroups, the runner leaf "pollkill-runner.<pid>", foreign directories).
 std::optional<pid_t> run_cgroup_owner(std::string_view name);
 
+/// The liveness cgroup of the run cgroup named `run_name`: "<run name>.alive", a sibling of
+/// the run cgroup under the run root. While a run lives, a process of its guard's sits in it
+/// (see Guard), and `populated 1` in its cgroup.events says so to every PID namespace.
+std::string liveness_cgroup_name(std::string_view run_name);
+
+/// Whether the run cgroup `run` (directly under its run root) belongs to a live pollkill:
+/// its liveness cgroup is populated. A run cgroup without one (made by pollkill 0.1.0 or by
+/// doctor's trial) is judged by its owner pid, kill(pid, 0), which only means something in
+/// the owner's PID namespace. Check that `run` exists before calling: the liveness cgroup is
+/// populated before the run cgroup is made, so one that is empty now is dead for good.
+bool run_cgroup_alive(const std::filesystem::path& run);
+
 struct GcRemoved {
   std::filesystem::path path;
   pid_t owner = 0;
   std::size_t processes_killed = 0;
 };
 
-/// Finds the run cgroups directly under `root` whose owner pid is not alive (kill(pid, 0)
-/// fails with ESRCH), kills what is inside, and removes them. A cgroup that cannot be
-/// removed is reported as a warning on stderr and skipped. Returns what was removed.
+/// Finds the run cgroups directly under `root` that are not alive (run_cgroup_alive), kills
+/// what is inside (processes_killed counts the whole subtree), and removes them with their
+/// liveness cgroups; also removes empty liveness cgroups left without a run cgroup. A cgroup
+/// that cannot be removed is reported as a warning and skipped. Returns what was removed.
 std::vector<GcRemoved> gc_run_cgroups(const std::filesystem::path& root);
 
 /// The same for the v1 run cgroups under `base` (a cgroup v1 hierarchy's directory, see
 /// cgroup_v1.h). v1 cannot kill a cgroup's processes as a whole, and every task process was
 /// in a unified run cgroup too: so call this after gc_run_cgroups, and a v1 run cgroup that
-/// still holds processes is reported as a warning and left alone.
-std::vector<GcRemoved> gc_v1_run_cgroups(const std::filesystem::path& base);
+/// still holds processes is reported as a warning and left alone. `unified_root` is the run
+/// root in the unified hierarchy, where the run's liveness cgroup is.
+std::vector<GcRemoved> gc_v1_run_cgroups(const std::filesystem::path& base,
+                                         const std::filesystem::path& unified_root);
 
 }  // namespace pollkill

@@ -25,8 +25,14 @@ namespace pollkill {
 /// guarantees: if pollkill dies and the guard survives, every process that is still in a
 /// task's tree is killed; the init, which does not die with pollkill (its parent-death
 /// signal is caught), keeps the tree together until the guard gets to it. What it does not:
-/// if the guard is killed too (a SIGKILL to the whole process group), each init only kills
-/// its task's main process (the parent-death signal) and the rest of the tree stays.
+/// if the guard is killed too, each init only kills its task's main process (the
+/// parent-death signal) and the rest of the tree stays.
+///
+/// The guard runs in a session of its own, so that a SIGKILL to pollkill's process group or
+/// session (`timeout -s KILL`, job control) does not take it along. In cgroup mode it forks a
+/// liveness process that realize puts into the run's liveness cgroup: the run counts as
+/// alive (gc.h) while the guard lives, in every PID namespace; the guard kills it after the
+/// run cgroup is gone and removes that cgroup too.
 class Guard {
  public:
   static Guard start(RunCgroup& run) { return start(&run); }
@@ -47,9 +53,13 @@ class Guard {
   /// Closes the pipe and waits for the guard to finish. Idempotent.
   void stop() noexcept;
   pid_t pid() const noexcept { return pid_; }
+  /// cgroup mode: the guard's liveness process, for RunCgroup::realize to put into the run's
+  /// liveness cgroup (gc.h). -1 in subreaper mode.
+  pid_t liveness_pid() const noexcept { return liveness_pid_; }
 
  private:
   pid_t pid_ = -1;
+  pid_t liveness_pid_ = -1;
   UniqueFd pipe_;
 };
 

@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -97,6 +98,11 @@ struct SpawnRequest {
   /// Subreaper mode: the child becomes a lingering init (see Child) that forks the task.
   /// Ignored with a pid namespace, whose init already holds every process of the task.
   bool subreaper_init = false;
+  /// Called in pollkill with the child's pid right after the clone, before the child may go
+  /// on: the child waits on a pipe until this returns, and exits without starting anything
+  /// if pollkill dies (or this throws) first. Subreaper mode tells the guard of the task's
+  /// init here, so that no task runs that the guard does not know of. Null: no wait.
+  std::function<void(pid_t)> before_start{};
   /// Namespaces, mounts, ids, rlimits and the seccomp filter (null: none of them).
   const SandboxPlan* sandbox = nullptr;
   /// The working directory of the new program; empty: pollkill's own.

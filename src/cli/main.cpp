@@ -390,7 +390,7 @@ int main(int argc, char** argv) {
         for (const char* controller : {"memory", "cpu", "pids"}) {
           V1Placement v1 = place_v1(controller, host.mounts, host.own_v1_cgroups, std::nullopt);
           if (!v1.usable) continue;
-          for (auto& r : gc_v1_run_cgroups(v1.base)) removed.push_back(std::move(r));
+          for (auto& r : gc_v1_run_cgroups(v1.base, root.path)) removed.push_back(std::move(r));
         }
       }
       for (const auto& r : removed) {

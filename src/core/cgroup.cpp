@@ -1,5 +1,6 @@
 #include "pollkill/cgroup.h"
 
+#include <fcntl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
@@ -14,6 +15,7 @@
 
 #include "pollkill/diag.h"
 #include "pollkill/error.h"
+#include "pollkill/gc.h"
 
 namespace pollkill {
 namespace fs = std::filesystem;
@@ -254,6 +256,23 @@ std::vector<int> kill_cgroup(const CgroupDir& dir, KillMethod method) {
   return seen;
 }
 
+std::size_t count_cgroup_processes(const fs::path& path) {
+  std::vector<fs::path> cgroups;
+  collect_descendants(path, cgroups);
+  cgroups.push_back(path);
+  std::size_t count = 0;
+  for (const auto& cgroup : cgroups) {
+    try {
+      // pids of other PID namespaces read as 0: still a process each.
+      std::string procs = CgroupDir::open(cgroup).read("cgroup.procs");
+      count += static_cast<std::size_t>(std::count(procs.begin(), procs.end(), '\n'));
+    } catch (const SystemError&) {
+      // removed meanwhile
+    }
+  }
+  return count;
+}
+
 bool wait_unpopulated(const CgroupDir& dir, Duration timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
@@ -323,7 +342,11 @@ RunCgroup RunCgroup::create(const RunRoot& root, const fs::path& mount,
   return run;
 }
 
-void RunCgroup::realize(pid_t companion) {
+fs::path RunCgroup::liveness_path() const {
+  return root_ / liveness_cgroup_name(path_.filename().string());
+}
+
+void RunCgroup::realize(pid_t companion, pid_t liveness) {
   CgroupDir root_dir = CgroupDir::open(root_);
   if (self_leaf_) {
     // A cgroup with controllers enabled for its children may hold no processes itself,
@@ -341,6 +364,31 @@ void RunCgroup::realize(pid_t companion) {
                         "move pollkill into the leaf cgroup '" + self_leaf_->string() + "'",
                         "run pollkill in a cgroup delegated to it, e.g. `systemd-run --scope -p "
                         "Delegate=yes pollkill ...`, or pass --cgroup-root");
+    }
+  }
+  if (liveness > 0) {
+    // Before the controllers (it must leave pollkill's cgroup, which may be the root) and
+    // before the run cgroup. A gc elsewhere may remove the empty directory between the mkdir
+    // and the move: then make it again.
+    const fs::path alive = liveness_path();
+    for (int attempt = 1;; ++attempt) {
+      if (::mkdir(alive.c_str(), 0755) != 0 && errno != EEXIST) {
+        int err = errno;
+        leave_leaf();
+        throw SystemError(err, "create the liveness cgroup '" + alive.string() + "'");
+      }
+      int fd = ::open((alive / "cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
+      const std::string pid = std::to_string(liveness);
+      bool moved =
+          fd >= 0 && ::write(fd, pid.data(), pid.size()) == static_cast<ssize_t>(pid.size());
+      int err = errno;
+      if (fd >= 0) ::close(fd);
+      if (moved) break;
+      if (err != ENOENT || attempt == 3) {
+        leave_leaf();
+        throw SystemError(err, "move the guard's liveness process into '" + alive.string() + "'",
+                          "pass --cgroup-root with a cgroup delegated to you");
+      }
     }
   }
   for (const auto& c : enable_in_root_) {

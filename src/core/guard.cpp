@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -10,6 +12,7 @@
 #include <string>
 #include <utility>
 
+#include "pollkill/diag.h"
 #include "pollkill/error.h"
 #include "pollkill/proctree.h"
 
@@ -34,6 +37,18 @@ void kill_trees(const std::map<pid_t, std::uint64_t>& trees) {
   }
 }
 
+// The liveness process: a child of the guard that only sleeps in the run's liveness cgroup
+// (RunCgroup::realize puts it there), so that `populated 1` there says, to every PID
+// namespace, that the run's guard lives. It dies with the guard (parent-death signal) or when
+// the guard kills it, last, before removing that cgroup.
+[[noreturn]] void liveness_main(pid_t guard) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != guard) ::_exit(0);
+  ::prctl(PR_SET_NAME, "pollkill-alive", 0, 0, 0);
+  ::syscall(SYS_close_range, 3U, ~0U, 0U);
+  for (;;) ::pause();  // every catchable signal is ignored (inherited from the guard)
+}
+
 }  // namespace
 
 Guard Guard::start(RunCgroup* run) {
@@ -41,10 +56,20 @@ Guard Guard::start(RunCgroup* run) {
   if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno("create the guard pipe");
   UniqueFd read_end(fds[0]);
   UniqueFd write_end(fds[1]);
+  UniqueFd hello_read, hello_write;  // cgroup mode: the guard sends its liveness pid back
+  if (run) {
+    if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno("create the guard pipe");
+    hello_read.reset(fds[0]);
+    hello_write.reset(fds[1]);
+  }
   pid_t pid = ::fork();
   if (pid < 0) throw_errno("fork the guard process");
   if (pid == 0) {
-    // The guard: a fork of pollkill that only waits for the pipe to close.
+    // The guard: a fork of pollkill that only waits for the pipe to close. Its own session
+    // (and so its own process group): a SIGKILL to pollkill's group or session (`timeout -s
+    // KILL`, job control, a scheduler) must not take it along. The pipe, not the group, is
+    // how it learns that pollkill is gone. A fork is never a group leader, so this succeeds.
+    ::setsid();
     write_end.reset();
     struct sigaction ign {};
     ign.sa_handler = SIG_IGN;
@@ -55,6 +80,16 @@ Guard Guard::start(RunCgroup* run) {
       ::dup2(devnull, STDIN_FILENO);
       ::dup2(devnull, STDOUT_FILENO);
       ::close(devnull);
+    }
+    hello_read.reset();
+    pid_t liveness = -1;
+    if (run) {
+      const pid_t guard = ::getpid();
+      liveness = ::fork();
+      if (liveness == 0) liveness_main(guard);
+      ssize_t ignored = ::write(hello_write.get(), &liveness, sizeof liveness);
+      (void)ignored;
+      hello_write.reset();
     }
     std::map<pid_t, std::uint64_t> trees;
     for (;;) {
@@ -70,7 +105,19 @@ Guard Guard::start(RunCgroup* run) {
     }
     kill_trees(trees);
     if (run) {
+      const std::filesystem::path alive = run->liveness_path();
       run->destroy();
+      // The run cgroup is gone: only now may the run stop counting as alive.
+      if (liveness > 0) {
+        ::kill(liveness, SIGKILL);
+        while (::waitpid(liveness, nullptr, 0) < 0 && errno == EINTR) {
+        }
+      }
+      try {
+        remove_cgroup(alive);
+      } catch (const std::exception& e) {
+        diag::warning("cleaning up '" + alive.string() + "': " + e.what());
+      }
       run->leave_leaf();
     }
     ::_exit(0);
@@ -78,6 +125,18 @@ Guard Guard::start(RunCgroup* run) {
   Guard guard;
   guard.pid_ = pid;
   guard.pipe_ = std::move(write_end);
+  if (run) {
+    hello_write.reset();
+    pid_t liveness = -1;
+    ssize_t n;
+    do {
+      n = ::read(hello_read.get(), &liveness, sizeof liveness);
+    } while (n < 0 && errno == EINTR);
+    if (n != static_cast<ssize_t>(sizeof liveness) || liveness <= 0) {
+      throw Error("the guard could not start its liveness process");  // ~Guard waits for it
+    }
+    guard.liveness_pid_ = liveness;
+  }
   return guard;
 }
 
@@ -103,6 +162,7 @@ Guard& Guard::operator=(Guard&& other) noexcept {
   if (this != &other) {
     stop();
     pid_ = std::exchange(other.pid_, -1);
+    liveness_pid_ = std::exchange(other.liveness_pid_, -1);
     pipe_ = std::move(other.pipe_);
   }
   return *this;
@@ -115,6 +175,7 @@ void Guard::stop() noexcept {
     }
     pid_ = -1;
   }
+  liveness_pid_ = -1;
 }
 
 }  // namespace pollkill

@@ -132,6 +132,16 @@ void RunningAttempt::spawn_task() {
   SpawnRequest request{spec_.command, spec_.env, task_dir_ ? task_dir_->fd() : -1,
                        default_spawn_method()};
   request.subreaper_init = subreaper;
+  if (subreaper) {
+    // The guard knows of the task's init before the init may start the task: a SIGKILL of
+    // pollkill at any moment leaves no tree the guard cannot find.
+    request.before_start = [this](pid_t init) {
+      auto st = ProcDir().stat(init);
+      if (!st) throw Error("read the start time of process " + std::to_string(init));
+      session_.guard().watch_tree(init, st->starttime);
+      init_pid_ = init;
+    };
+  }
   request.sandbox = spec_.sandbox;
   request.cwd = spec_.cwd;
   for (const auto& fd : v1_join) request.join_v1_fds.push_back(fd.get());
@@ -163,8 +173,6 @@ void RunningAttempt::spawn_task() {
   }
   ContainerFactory container;
   if (subreaper) {
-    init_pid_ = spawned.child.pid();
-    if (auto st = ProcDir().stat(init_pid_)) session_.guard().watch_tree(init_pid_, st->starttime);
     container = [](Child& init) { return std::make_unique<ProcTreeContainer>(init); };
   } else {
     container = [this](Child&) {

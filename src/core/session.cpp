@@ -71,7 +71,7 @@ void Session::start() {
     // version). v1 after v2: every task process was in a unified run cgroup too.
     std::vector<GcRemoved> removed = gc_run_cgroups(mode_.root->path);
     for (const auto& [controller, base] : v1_bases_) {
-      for (auto& r : gc_v1_run_cgroups(base)) removed.push_back(std::move(r));
+      for (auto& r : gc_v1_run_cgroups(base, mode_.root->path)) removed.push_back(std::move(r));
     }
     for (const auto& r : removed) {
       diag::detail("gc: removed '" + r.path.string() + "' (pollkill " + std::to_string(r.owner) +
@@ -81,7 +81,7 @@ void Session::start() {
   // The guard exists before anything is created, so a SIGKILL at any moment leaves nothing.
   run_ = RunCgroup::prepare(*mode_.root, *host_.mounts.cgroup2, v2_controllers_, v1_bases_);
   guard_ = Guard::start(run_);
-  run_.realize(guard_.pid());
+  run_.realize(guard_.pid(), guard_.liveness_pid());
 }
 
 void Session::close() noexcept {

@@ -77,6 +77,10 @@ struct ChildPlan {
   const char* const* candidates;
   size_t candidate_count;
   int report_fd;
+  // SpawnRequest::before_start: the child reads one byte from go_fd before it goes on (EOF:
+  // pollkill died first) after closing its copy of the write end, go_write_fd. -1: no wait.
+  int go_fd = -1;
+  int go_write_fd = -1;
   int join_fd;  // cgroup.procs of the task cgroup (fork fallback only), else -1
   pid_t parent;
   const int* stdio;  // three descriptors, -1 = inherit
@@ -220,6 +224,18 @@ void become_pollkill_init(const ChildPlan& plan) {
     report_and_exit(plan.report_fd, kStepPdeathsig, errno);
   // In a new pid namespace the parent is outside it, so getppid() reads 0.
   if (::getppid() != (plan.new_pid_ns ? 0 : plan.parent)) ::_exit(127);  // pollkill died
+  if (plan.go_fd >= 0) {
+    // Nothing starts before pollkill said so (the guard knows of this process by then). If
+    // pollkill dies meanwhile, the parent-death signal or the pipe's EOF ends this process.
+    ::close(plan.go_write_fd);
+    char go = 0;
+    ssize_t n;
+    do {
+      n = ::read(plan.go_fd, &go, 1);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1) ::_exit(127);
+    ::close(plan.go_fd);
+  }
   if (plan.join_fd >= 0 && ::write(plan.join_fd, "0", 1) != 1) {
     report_and_exit(plan.report_fd, kStepJoinCgroup, errno);
   }
@@ -536,9 +552,15 @@ Spawned spawn(const SpawnRequest& request) {
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw_errno("create the exec-status pipe");
   UniqueFd report_read(pipe_fds[0]);
   UniqueFd report_write(pipe_fds[1]);
+  UniqueFd go_read, go_write;
+  if (request.before_start) {
+    if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw_errno("create the start pipe");
+    go_read.reset(pipe_fds[0]);
+    go_write.reset(pipe_fds[1]);
+  }
 
-  ChildPlan plan{argv.data(),        envp.data(), cand.data(), cand.size(),
-                 report_write.get(), -1,          ::getpid(),  request.stdio};
+  ChildPlan plan{argv.data(),   envp.data(),    cand.data(), cand.size(), report_write.get(),
+                 go_read.get(), go_write.get(), -1,          ::getpid(),  request.stdio};
   const SandboxPlan* sandbox = request.sandbox;
   std::vector<ChildMount> mounts;
   std::vector<const char*> owned;
@@ -643,6 +665,17 @@ Spawned spawn(const SpawnRequest& request) {
   report_write.reset();
   status_write.reset();
   join_fd.reset();
+  if (request.before_start) {
+    go_read.reset();
+    // Test-only (docs/TESTING.md): stops pollkill in the window the start pipe closes, so a
+    // test can SIGKILL it there. Without the pipe a lingering init would already run its task.
+    if (::getenv("POLLKILL_TEST_STOP_BEFORE_START")) ::raise(SIGSTOP);
+    request.before_start(pid);  // throws: the Child kills and reaps what it holds
+    // EPIPE: the child is gone already; how it ended is read below, as for any child.
+    ssize_t ignored = ::write(go_write.get(), "g", 1);
+    (void)ignored;
+    go_write.reset();
+  }
   ChildReport report{};
   ssize_t n;
   do {

@@ -5,6 +5,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <set>
@@ -529,6 +531,94 @@ TEST(Batch, GcRemovesRunCgroupsOfDeadPollkills) {
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
   ::rmdir(live.c_str());
   ::rmdir(root.c_str());
+}
+
+// A pollkill in another PID namespace (`unshare --pid --fork --mount-proc`) with the same run
+// root: kill(pid, 0) there says nothing about the host's pollkills. Its batch (which runs gc
+// on the run root first) must leave the host batch's live run alone, and its gc must kill and
+// count the processes of a dead run, which it sees only as "0" lines in cgroup.procs. Before
+// liveness lived in the cgroup tree, the inner batch killed the host's 3 tasks and gc
+// reported "0 processes killed".
+TEST(Batch, AnotherPidNamespaceJudgesLivenessByTheCgroupTree) {
+  PK_REQUIRE_CGROUP2();
+  if (::geteuid() != 0 || ::access("/usr/bin/unshare", X_OK) != 0) {
+    GTEST_SKIP() << "needs root and unshare(1) for a new PID namespace";
+  }
+  auto mount = cgroup2_mount();
+  const fs::path root = *mount / ("pk-pidns-test-" + std::to_string(::getpid()));
+  fs::create_directories(root);
+  const std::string marker = unique_marker();
+  const std::string arg = long_sleep_arg(marker);
+  TempDir dir;
+  write_file(dir / "host", "sleep " + arg + "\nsleep " + arg + "\nsleep " + arg + "\n");
+  Pollkill host({"batch", "-q", "-j", "3", "--cgroup-root", root.string(), "--results",
+                 (dir / "host.jsonl").string(), (dir / "host").string()});
+  ASSERT_TRUE(
+      wait_until([&] { return processes_matching(marker, "sleep").size() == 3; }, Seconds(10)))
+      << processes_matching(marker, "sleep").size() << " of 3 host tasks started";
+  auto in_new_pid_namespace = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"--pid", "--fork", "--mount-proc", POLLKILL_BINARY});
+    return run_pollkill(args, Seconds(30), LaunchOptions{{}, "/usr/bin/unshare"});
+  };
+  write_file(dir / "inner", "true\n");
+  RunOutput inner =
+      in_new_pid_namespace({"batch", "-q", "--cgroup-root", root.string(), "--results",
+                            (dir / "inner.jsonl").string(), (dir / "inner").string()});
+  EXPECT_EQ(inner.exit_code, 0) << inner.describe();
+  EXPECT_EQ(processes_matching(marker, "sleep").size(), 3u)
+      << "a batch in another PID namespace killed the host batch's tasks";
+  RunOutput gc = in_new_pid_namespace({"gc", "--cgroup-root", root.string()});
+  EXPECT_EQ(gc.exit_code, 0) << gc.describe();
+  EXPECT_NE(gc.out.find("nothing to remove"), std::string::npos) << gc.out;
+  EXPECT_EQ(processes_matching(marker, "sleep").size(), 3u)
+      << "gc in another PID namespace killed the host batch's tasks";
+
+  // A dead run with 3 processes: its liveness cgroup is empty (its guard is gone).
+  const std::string dead_name = "pollkill-" + std::to_string(::getpid()) + "-0dead0ff";
+  fs::create_directories(root / (dead_name + ".alive"));
+  fs::create_directories(root / dead_name / "task-1-1");
+  const std::string dead_marker = unique_marker();
+  std::vector<pid_t> sleepers;
+  for (int i = 0; i < 3; ++i) {
+    pid_t sleeper = ::fork();
+    if (sleeper == 0) {
+      std::ofstream(root / dead_name / "task-1-1" / "cgroup.procs") << "0";
+      std::string dead_arg = long_sleep_arg(dead_marker);
+      ::execlp("sleep", "sleep", dead_arg.c_str(), nullptr);
+      ::_exit(127);
+    }
+    sleepers.push_back(sleeper);
+  }
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const std::string procs = slurp(root / dead_name / "task-1-1" / "cgroup.procs");
+        return std::count(procs.begin(), procs.end(), '\n') == 3 &&
+               processes_matching(dead_marker, "sleep").size() == 3;
+      },
+      Seconds(5)));
+  RunOutput dead_gc = in_new_pid_namespace({"gc", "--cgroup-root", root.string()});
+  EXPECT_EQ(dead_gc.exit_code, 0) << dead_gc.describe();
+  EXPECT_NE(dead_gc.out.find("removed " + (root / dead_name).string() + " (pollkill " +
+                             std::to_string(::getpid()) + " is gone; 3 processes killed)"),
+            std::string::npos)
+      << dead_gc.out;
+  EXPECT_FALSE(fs::exists(root / dead_name));
+  EXPECT_FALSE(fs::exists(root / (dead_name + ".alive")));
+  for (pid_t sleeper : sleepers) {
+    int status = 0;
+    EXPECT_EQ(::waitpid(sleeper, &status, 0), sleeper);
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  }
+  EXPECT_EQ(processes_matching(marker, "sleep").size(), 3u);
+
+  host.signal(SIGTERM);
+  RunOutput h = host.wait(Seconds(30));
+  EXPECT_FALSE(h.timed_out) << h.describe();
+  EXPECT_TRUE(wait_until([&] { return processes_matching(marker).empty(); }, Seconds(5)));
+  cleanup(marker, {h.pid});
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(root, ec)) ::rmdir(entry.path().c_str());
+  EXPECT_EQ(::rmdir(root.c_str()), 0) << "left under " << root << ": " << std::strerror(errno);
 }
 
 // Reads the runner's open descriptors and resident memory from /proc.
