@@ -99,8 +99,9 @@ int main(int argc, char** argv) {
   batch->add_option("--policy", batch_policy, "policy file (TOML)");
   batch->add_option("--cgroup-root", batch_root, "cgroup under which to create task cgroups")
       ->group("Runner");
-  batch->add_option("--results", batch_request.results,
-                    "results file, JSON Lines (default pollkill-results.jsonl; '-': standard output)");
+  batch->add_option(
+      "--results", batch_request.results,
+      "results file, JSON Lines (default pollkill-results.jsonl; '-': standard output)");
   batch->add_option("--logs", batch_request.logs,
                     "directory for per-attempt stdout/stderr logs (default: RESULTS.logs)");
   batch->add_option("--joblog", batch_request.joblog, "also write a GNU parallel joblog");
