@@ -41,6 +41,10 @@ struct EngineRequest {
   /// A task that cannot be set up is pollkill's own failure (an Error, `run`: exit 125), not
   /// a record of status error.
   bool setup_errors_fatal = false;
+  /// A task the queue still holds when a cancel stops the engine gets a record of status
+  /// cancelled ("... before the task started") instead of none (`run`; a batch leaves them
+  /// to --resume).
+  bool record_unstarted = false;
   /// Batch messages: 0 none (`run`, -q), 1 the cancellation notice, 2 also every attempt.
   int verbosity = 0;
   bool progress = false;        ///< a progress line on stderr, four times a second

@@ -25,6 +25,16 @@ void arm_timer(int fd, Duration first, Duration interval);
 /// Reads and discards everything readable on a non-blocking descriptor.
 void drain_fd(int fd);
 
+/// The signals that cancel pollkill: SIGINT, SIGTERM, SIGHUP.
+inline constexpr int kCancelSignals[] = {SIGINT, SIGTERM, SIGHUP};
+/// Blocks the cancel signals for the whole process. The CLI calls it first thing in main, so
+/// that a cancel that arrives while pollkill starts up (policy, gc, cgroups, guard) stays
+/// pending until the event loop reads it, and the task still gets its `cancelled` record.
+void hold_cancel_signals();
+/// Unblocks them again, for commands without an event loop: a pending one then does what it
+/// would have done at once (ends pollkill).
+void release_cancel_signals();
+
 /// Blocks `signals` (read through a signalfd instead) for its lifetime; signals still pending
 /// at destruction are dropped.
 class BlockedSignals {
@@ -95,6 +105,10 @@ class EventLoop {
   int watch_file(const std::filesystem::path& path, Handler on_modify);
   /// Forgets the handler; the kernel drops the watch itself when the file goes (rmdir).
   void unwatch_file(int wd);
+
+  /// Calls the signal handler for every signal already pending (one that arrived before the
+  /// loop existed included), without waiting.
+  void poll_signals() { read_signals(); }
 
   /// Waits once for events and calls their handlers. An interrupted wait (EINTR) returns
   /// without calling any. Throws SystemError.

@@ -132,6 +132,10 @@ struct SandboxPolicy {
 };
 
 /// Retries in `batch`: an attempt ending with a status in `on` is run again, up to
+/// The most attempts one task can have: retry.attempts' upper bound, and the highest
+/// "attempt" a results file may record for --resume.
+constexpr int kMaxAttempts = 1000;
+
 /// `attempts` attempts in all, waiting `backoff` before the second attempt and twice as long
 /// before each later one.
 struct RetryPolicy {

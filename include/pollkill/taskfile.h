@@ -13,6 +13,7 @@
 #include "pollkill/limits.h"
 #include "pollkill/policy.h"
 #include "pollkill/policy_schema.h"
+#include "pollkill/results.h"
 
 namespace pollkill {
 
@@ -46,6 +47,8 @@ std::optional<TaskSpec> parse_task_line(std::string_view text, std::uint64_t lin
 
 /// A task file read twice: `validate` reads it whole once (every line parsed, ids unique)
 /// so that a bad line stops the batch before anything runs, then `next` streams the tasks.
+/// The later passes read only the bytes validate() read: a line appended to the file while the
+/// batch runs (or the rest of a last line that was unfinished) is never run unvalidated.
 /// Memory holds one line at a time plus the set of ids during validation. "-" reads standard
 /// input, spooled to an unlinked temporary file so that it can be read twice.
 class TaskFile {
@@ -59,8 +62,9 @@ class TaskFile {
     /// attribute): what the run cgroup's controllers must cover.
     std::vector<LimitWrite> plan;
   };
-  /// Parses every line; throws Error("FILE:LINE: message") on the first bad one or a
-  /// duplicate id. Rewinds afterwards.
+  /// Parses every line; throws Error("FILE:LINE: message") on the first bad one, a duplicate
+  /// id, or an id too long for a log file name (kMaxIdFileName). Rewinds afterwards, and
+  /// marks how far it read: the snapshot every later pass stops at.
   Validation validate(const Policy& base);
   /// Back to the first line (a second pass, e.g. the resume check).
   void rewind();
@@ -77,6 +81,8 @@ class TaskFile {
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> file_{nullptr, &std::fclose};
   std::uint64_t line_ = 0;
   std::uint64_t seq_ = 0;
+  std::uint64_t offset_ = 0;          ///< bytes read since the last rewind
+  std::optional<std::uint64_t> end_;  ///< set by validate(): the bytes it read, the snapshot
 };
 
 /// The policy one task runs with: `base` with the task's limit overrides.

@@ -15,6 +15,7 @@
 #include "pollkill/diag.h"
 #include "pollkill/doctor.h"
 #include "pollkill/error.h"
+#include "pollkill/event_loop.h"
 #include "pollkill/gc.h"
 #include "pollkill/policy.h"
 #include "pollkill/policy_path.h"
@@ -54,6 +55,8 @@ Policy load_policy(const std::string& arg) {
 int main(int argc, char** argv) {
   // A closed stdout must not kill pollkill before it has cleaned up its tasks.
   ::signal(SIGPIPE, SIG_IGN);
+  // A cancel during start-up must not kill pollkill without a record (event_loop.h).
+  hold_cancel_signals();
 
   CLI::App app{"pollkill: run unreliable work in cgroups, watch it, and reap whole process trees"};
   app.set_version_flag("--version", std::string("pollkill ") + POLLKILL_VERSION);
@@ -96,8 +99,9 @@ int main(int argc, char** argv) {
   batch->add_option("--policy", batch_policy, "policy file (TOML)");
   batch->add_option("--cgroup-root", batch_root, "cgroup under which to create task cgroups")
       ->group("Runner");
-  batch->add_option("--results", batch_request.results,
-                    "results file, JSON Lines (default pollkill-results.jsonl)");
+  batch->add_option(
+      "--results", batch_request.results,
+      "results file, JSON Lines (default pollkill-results.jsonl; '-': standard output)");
   batch->add_option("--logs", batch_request.logs,
                     "directory for per-attempt stdout/stderr logs (default: RESULTS.logs)");
   batch->add_option("--joblog", batch_request.joblog, "also write a GNU parallel joblog");
@@ -224,6 +228,9 @@ int main(int argc, char** argv) {
                : exit_code::kInternal;
   }
 
+  // Only the commands that drive the event loop take cancels over; the others die of them.
+  if (!run->parsed() && !batch->parsed() && !element->parsed()) release_cancel_signals();
+
   if (run->parsed()) {
     if (command.empty()) {
       diag::error(Error("no command given", "pollkill run [OPTIONS] -- COMMAND [ARG...]"));
@@ -299,6 +306,7 @@ int main(int argc, char** argv) {
           if (!srun_args.empty()) throw Error("--srun-arg is for --launcher srun");
           slurm.dir = results_dir;
           slurm.launcher_args = sbatch_args;
+          release_cancel_signals();  // no event loop: sbatch must not inherit them blocked
           return submit_slurm_batch(slurm);
         }
         if (!sbatch_args.empty()) throw Error("--sbatch-arg is for --slurm");

@@ -1,6 +1,7 @@
 #include "pollkill/batch.h"
 
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,6 +21,19 @@
 namespace pollkill {
 
 namespace fs = std::filesystem;
+
+void prepare_logs_dir(const std::string& logs) {
+  std::error_code ec;
+  const fs::path dir = fs::path(logs).lexically_normal();
+  if (dir.has_parent_path() && !dir.parent_path().empty()) {
+    fs::create_directories(dir.parent_path(), ec);
+    if (ec) throw Error("create the log directory '" + logs + "': " + ec.message());
+  }
+  // 0755 whatever the umask: a directory others can write into is refused below.
+  if (::mkdir(logs.c_str(), 0755) != 0 && errno != EEXIST)
+    throw_errno("create the log directory '" + logs + "'");
+  check_logs_dir(logs);
+}
 
 int run_batch(const BatchRequest& request) {
   const Policy& policy = request.policy;
@@ -52,11 +66,17 @@ int run_batch(const BatchRequest& request) {
   engine.total = validation.tasks;
   engine.sync_interval = request.sync_interval;
 
+  // The results file is opened (and locked: one batch per results file) before the resume
+  // state is read from it, so that no other batch can append in between.
+  if (request.resume && request.results == "-")
+    throw Error("--resume reads the results file: it cannot be standard output ('-')");
+  RecordWriter results = RecordWriter::append_to(request.results);
+
   // --resume: what the results file holds, by task number. Refused before anything runs when
   // the task file is not the one the results came from.
   std::unordered_map<std::uint64_t, RecordedTask> resumed;
   if (request.resume) {
-    ResumeState state = read_results(request.results);
+    ResumeState state = read_results(*results.file());
     for (const auto& w : state.warnings) diag::warning(w);
     while (auto task = file.next(policy)) {
       auto it = state.tasks.find(task->id);
@@ -77,19 +97,16 @@ int run_batch(const BatchRequest& request) {
 
   std::string logs = request.logs;
   if (logs.empty()) {
-    std::string base = request.results;
+    std::string base = request.results == "-" ? BatchRequest{}.results : request.results;
     if (base.size() > 6 && base.ends_with(".jsonl")) base.resize(base.size() - 6);
     logs = base + ".logs";
   }
-  std::error_code ec;
-  fs::create_directories(logs, ec);
-  if (ec) throw Error("create the log directory '" + logs + "': " + ec.message());
+  prepare_logs_dir(logs);
   // Records name log files by absolute path, so `report` and people find them from anywhere.
   engine.logs_dir = fs::absolute(logs).lexically_normal().string();
   if (!engine.logs_dir.empty() && engine.logs_dir.back() == '/') engine.logs_dir.pop_back();
 
   Engine batch(std::move(engine));
-  RecordWriter results = RecordWriter::append_to(request.results);
   if (!request.resume && results.initial_size() > 0 && request.verbosity > 0) {
     diag::warning("appending to the existing results in '" + request.results +
                   "'; --resume would skip the tasks already done");

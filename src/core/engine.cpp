@@ -3,27 +3,12 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 
 #include "pollkill/diag.h"
 #include "pollkill/error.h"
 #include "pollkill/taskfile.h"
 
 namespace pollkill {
-namespace {
-
-// A log file name part from a task id: ids may hold any character, file names may not.
-std::string safe_name(const std::string& id) {
-  std::string out;
-  for (char c : id) {
-    out +=
-        (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.') ? c : '_';
-  }
-  if (out.empty() || out[0] == '.') out.insert(0, "t");
-  return out;
-}
-
-}  // namespace
 
 // One slot and what runs in it.
 struct Engine::Place {
@@ -78,6 +63,9 @@ EngineOutcome Engine::run(TaskQueue& queue, RecordWriter* records, AppendFile* j
     progress_timer_->arm(Duration(250), Duration(250));
   }
 
+  // A cancel that arrived before the loop (pollkill's start-up, the session's setup) is
+  // pending: taken now, so that no task starts after it.
+  loop.poll_signals();
   start_ready();
   for (;;) {
     if (running() == 0 && (cancel_signal_ || queue.exhausted())) break;
@@ -88,6 +76,25 @@ EngineOutcome Engine::run(TaskQueue& queue, RecordWriter* records, AppendFile* j
     start_ready();
   }
 
+  if (cancel_signal_ && request_.record_unstarted) {
+    // `run`: its one task was cancelled before it could start; it still gets its record.
+    Summary unused;
+    while (std::optional<QueuedAttempt> next = queue.next(Clock::now(), unused)) {
+      Outcome outcome;
+      outcome.cancel_signal = cancel_signal_;
+      Result result;
+      result.id = next->task.id;
+      result.attempt = next->attempt;
+      result.command = next->task.command;
+      result.started_at = std::chrono::system_clock::now();
+      result.mode = session_.mode_name();
+      Classification c = classify(outcome, result.command);
+      result.status = c.status;
+      result.reason = c.reason + " before the task started";
+      result.cancel_signal = cancel_signal_;
+      record(result, *next);
+    }
+  }
   if (request_.progress) {
     draw_progress(true);
     diag::text("\n");
@@ -159,7 +166,7 @@ void Engine::start(Place& place, QueuedAttempt what) {
   }
   if (!request_.logs_dir.empty()) {
     const std::string base =
-        request_.logs_dir + "/" + safe_name(task.id) + "." + std::to_string(what.attempt);
+        request_.logs_dir + "/" + id_file_name(task.id) + "." + std::to_string(what.attempt);
     spec.stdout_path = base + ".out";
     spec.stderr_path = base + ".err";
   }

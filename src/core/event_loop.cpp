@@ -39,6 +39,25 @@ void drain_fd(int fd) {
   }
 }
 
+namespace {
+sigset_t cancel_set() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : kCancelSignals) sigaddset(&set, sig);
+  return set;
+}
+}  // namespace
+
+void hold_cancel_signals() {
+  const sigset_t set = cancel_set();
+  ::sigprocmask(SIG_BLOCK, &set, nullptr);
+}
+
+void release_cancel_signals() {
+  const sigset_t set = cancel_set();
+  ::sigprocmask(SIG_UNBLOCK, &set, nullptr);
+}
+
 BlockedSignals::BlockedSignals(std::initializer_list<int> signals) {
   sigemptyset(&set_);
   for (int sig : signals) sigaddset(&set_, sig);

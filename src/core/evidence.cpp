@@ -11,6 +11,8 @@
 #include <map>
 #include <memory>
 
+#include "pollkill/results.h"
+
 namespace pollkill {
 namespace {
 
@@ -430,11 +432,11 @@ std::string format_text(const Evidence& e) {
 }
 
 std::string evidence_json_name(const std::string& id, int attempt) {
-  return id + "." + std::to_string(attempt) + ".evidence.json";
+  return id_file_name(id) + "." + std::to_string(attempt) + ".evidence.json";
 }
 
 std::string evidence_text_name(const std::string& id, int attempt) {
-  return id + "." + std::to_string(attempt) + ".evidence.txt";
+  return id_file_name(id) + "." + std::to_string(attempt) + ".evidence.txt";
 }
 
 std::optional<long> parse_proc_syscall(std::string_view text) {

@@ -15,16 +15,11 @@
 #include "pollkill/limits.h"
 #include "pollkill/mode.h"
 #include "pollkill/proctree.h"
+#include "pollkill/results.h"
 #include "pollkill/spawn.h"
 
 namespace pollkill {
 namespace {
-
-UniqueFd open_log(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (!fd) throw_errno("create the log file '" + path + "'");
-  return fd;
-}
 
 // After the task's end, how many pumps of a stream may still find output in its pipe: every
 // writer is gone, so it empties, unless one escaped the kill (given up on as unkillable).
@@ -103,8 +98,8 @@ void RunningAttempt::start() {
     result_.limits_cgroup_v1 = limits.v1_keys;
   }
   if (!spec_.stdout_path.empty()) {
-    stdout_ = open_log(spec_.stdout_path);
-    stderr_ = open_log(spec_.stderr_path);
+    stdout_ = open_log_file(spec_.stdout_path);
+    stderr_ = open_log_file(spec_.stderr_path);
   }
   if (policy.limits.output) {
     // With an output limit the task writes into pipes that pollkill copies and counts, so

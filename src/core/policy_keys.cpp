@@ -359,7 +359,7 @@ const std::vector<Key>& keys() {
       // [retry]
       {{"retry", "attempts", "", "", "integer 1 to 1000", "", "attempts in all for one task"},
        [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
-         p.retry.attempts = static_cast<int>(r.count(n, k, 1, 1000, false));
+         p.retry.attempts = static_cast<int>(r.count(n, k, 1, kMaxAttempts, false));
        },
        [](const Policy& p) -> Text { return std::to_string(p.retry.attempts); }},
       {{"retry", "on", "", "", "array of statuses", "", "the statuses that are retried"},

@@ -17,18 +17,20 @@ Result run_task(const RunRequest& request) {
     policy.limits.wall_time = policy.limits.wall_time_max;
     policy.limits.wall_time_percent.reset();
   }
+  // The --result file first: an unusable path (a directory, /dev/full, a missing folder) is
+  // refused before anything is created, not found out after the task has run.
+  std::optional<RecordWriter> record;
+  if (request.result) record = RecordWriter::replace(*request.result);
   EngineRequest engine;
-  // First, so that a policy this process cannot enforce fails before anything is created.
+  // Then, so that a policy this process cannot enforce fails before anything is created.
   engine.sandbox = prepare_sandbox(policy, current_environment());
   engine.plan = plan_limits(policy.limits);
   engine.policy = std::move(policy);
   engine.cgroup_root = request.cgroup_root;
   engine.cgroup_name = request.cgroup_name.empty() ? "task-" + request.id : request.cgroup_name;
   engine.setup_errors_fatal = true;
+  engine.record_unstarted = true;
   Engine run(std::move(engine));
-
-  std::optional<RecordWriter> record;
-  if (request.result) record = RecordWriter::replace(*request.result);
   TaskSpec task;
   task.id = request.id;
   task.seq = 1;

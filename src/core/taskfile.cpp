@@ -40,6 +40,16 @@ Setting limit_setting(const KeySpec& key, const nlohmann::json& value) {
   return setting;
 }
 
+// Refuses an id whose file name would not fit; the caller adds FILE:LINE.
+void check_id_length(const std::string& id) {
+  const std::size_t length = id_file_name(id).size();
+  if (length > kMaxIdFileName) {
+    throw Error("id: too long: its log file name would be " + std::to_string(length) +
+                " bytes, at most " + std::to_string(kMaxIdFileName) +
+                " (bytes other than letters, digits, '-', '_' and '.' take 3)");
+  }
+}
+
 std::string describe_json_error(const nlohmann::json::exception& e) {
   std::string text = e.what();
   // "[json.exception.parse_error.101] parse error at line 1, column 5: ..." -> after "]: "
@@ -104,6 +114,7 @@ std::optional<TaskSpec> parse_json_task(std::string_view text, std::uint64_t lin
       throw Error(message);
     }
   }
+  check_id_length(task.id);
   if (has_cmd && has_sh) throw Error("give either cmd or sh, not both");
   if (!has_cmd && !has_sh) throw Error("missing cmd (an array) or sh (a string)");
   return task;
@@ -229,6 +240,7 @@ TaskFile TaskFile::open(const std::string& path) {
 
 bool TaskFile::read_line(std::string& line) {
   line.clear();
+  if (end_ && offset_ >= *end_) return false;  // past the snapshot validate() read
   char* buffer = nullptr;
   size_t capacity = 0;
   ssize_t n = ::getline(&buffer, &capacity, file_.get());
@@ -236,7 +248,11 @@ bool TaskFile::read_line(std::string& line) {
     std::free(buffer);
     return false;
   }
-  line.assign(buffer, static_cast<size_t>(n));
+  std::size_t length = static_cast<std::size_t>(n);
+  // A last line that was unfinished at validation keeps only what was validated.
+  if (end_ && offset_ + length > *end_) length = static_cast<std::size_t>(*end_ - offset_);
+  offset_ += static_cast<std::uint64_t>(n);
+  line.assign(buffer, length);
   std::free(buffer);
   while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
   ++line_;
@@ -261,12 +277,14 @@ TaskFile::Validation TaskFile::validate(const Policy& base) {
     ++result.tasks;
   }
   if (std::ferror(file_.get())) throw_errno("read the task file '" + name_ + "'");
+  end_ = offset_;
   rewind();
   return result;
 }
 
 void TaskFile::rewind() {
   std::rewind(file_.get());
+  offset_ = 0;
   line_ = 0;
   seq_ = 0;
 }

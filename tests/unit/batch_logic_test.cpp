@@ -155,6 +155,40 @@ TEST_F(ResultsFileTest, TornLastLineIsSkippedWithAWarningAndNotExtended) {
   EXPECT_TRUE(state.tasks["b"].final);
 }
 
+// A complete record with a field of the wrong type or range is not a torn line: it is refused
+// with FILE:LINE and the field, never a raw JSON library exception or an overflow later.
+TEST_F(ResultsFileTest, BadFieldsAreRefusedWithFileAndLine) {
+  const std::string good = dump_result_line(make("a", 1, false, Status::crashed));
+  const struct {
+    std::string line;
+    std::string message;
+  } cases[] = {
+      {R"({"id": "b", "attempt": "x"})", ":2: attempt: expected an integer from 1 to 1000"},
+      {R"({"id": "b", "attempt": 2147483647})", ":2: attempt: expected an integer from 1 to 1000"},
+      {R"({"id": "b", "attempt": 0})", ":2: attempt: expected an integer"},
+      {R"({"id": "b", "attempt": 18446744073709551615})", ":2: attempt: expected an integer"},
+      {R"({"id": "b", "attempt": 1.5})", ":2: attempt: expected an integer"},
+      {R"({"id": "b", "final": "yes"})", ":2: final: expected true or false, got \"yes\""},
+      {R"({"id": "b", "status": 3})", ":2: status: expected a string"},
+      {R"({"id": "b", "command": [1]})", ":2: command: expected an array of strings"},
+      {R"({"id": "b", "command": "ls"})", ":2: command: expected an array of strings"},
+  };
+  for (const auto& c : cases) {
+    std::ofstream(path_, std::ios::trunc) << good << "\n" << c.line << "\n";
+    try {
+      read_results(path_);
+      ADD_FAILURE() << "accepted: " << c.line;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(path_ + c.message), std::string::npos)
+          << c.line << " -> " << e.what();
+    }
+  }
+  std::ofstream(path_, std::ios::trunc) << good << "\n"
+                                        << R"({"id": "a", "attempt": 1000, "final": false})"
+                                        << "\n";
+  EXPECT_EQ(read_results(path_).tasks["a"].attempts, 1000);
+}
+
 TEST(Summary, CountsFinalsRetriesAndKeepsBoundedLists) {
   Summary summary;
   SummaryRecord r;

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 namespace pollkill {
 namespace {
@@ -139,6 +140,47 @@ TEST(ParseTaskLine, LimitKeysAreReadLikeAPolicyFile) {
   }
 }
 
+// Two different ids never share a log file: the mapping is injective (every byte that is
+// escaped is escaped as %XX, and '%' itself is escaped), and keeps plain ids as they are.
+TEST(IdFileName, DifferentIdsGetDifferentNames) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"1", "1"},
+      {"build-x86_64.v2", "build-x86_64.v2"},
+      {"a/b", "a%2Fb"},
+      {"a_b", "a_b"},
+      {".hidden", "%2Ehidden"},
+      {"t.hidden", "t.hidden"},
+      {"..", "%2E."},
+      {"x y", "x%20y"},
+      {"x?y", "x%3Fy"},
+      {"100%", "100%25"},
+      {"a%2Fb", "a%252Fb"},
+      {"\xc3\xa9", "%C3%A9"},
+      {std::string("a\0b", 3), "a%00b"},
+  };
+  std::set<std::string> names;
+  for (const auto& [id, name] : cases) {
+    EXPECT_EQ(id_file_name(id), name) << id;
+    EXPECT_TRUE(names.insert(id_file_name(id)).second) << id;
+  }
+}
+
+TEST(ParseTaskLine, IdTooLongForAFileNameIsRefused) {
+  const Policy base = default_policy();
+  const std::string fits(kMaxIdFileName, 'a');
+  EXPECT_EQ(parse_task_line(R"({"id": ")" + fits + R"(", "sh": "true"})", 1, base)->id, fits);
+  const std::string too_long(kMaxIdFileName + 1, 'a');
+  // 70 '/' are 210 bytes once escaped.
+  for (const std::string& id : {too_long, std::string(70, '/')}) {
+    try {
+      parse_task_line(R"({"id": ")" + id + R"(", "sh": "true"})", 1, base);
+      ADD_FAILURE() << "accepted an id of " << id.size() << " bytes";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("id: too long"), std::string::npos) << e.what();
+    }
+  }
+}
+
 class TaskFileTest : public ::testing::Test {
  protected:
   std::string write(const std::string& text) {
@@ -187,6 +229,34 @@ TEST_F(TaskFileTest, DuplicateIdsAreRefused) {
   } catch (const Error& e) {
     EXPECT_EQ(std::string(e.what()), path + ":2: duplicate task id 'a'");
   }
+}
+
+TEST_F(TaskFileTest, LongIdIsRefusedWithFileColonLine) {
+  std::string path = write("true\n{\"id\": \"" + std::string(300, 'x') + "\", \"sh\": \"true\"}\n");
+  TaskFile file = TaskFile::open(path);
+  try {
+    file.validate(default_policy());
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind(path + ":2: id: too long", 0), 0u) << e.what();
+  }
+}
+
+// The tasks that run are the ones validated: what is appended to the file while the batch
+// runs (a whole line, or the rest of an unfinished last line) is not read.
+TEST_F(TaskFileTest, LinesAppendedAfterValidationAreNotRun) {
+  std::string path = write("true\n{\"id\": \"a\", \"sh\": \"true\"}\nfalse --partial");
+  TaskFile file = TaskFile::open(path);
+  EXPECT_EQ(file.validate(default_policy()).tasks, 3u);
+  std::ofstream(path, std::ios::app) << " rest\n{\"id\": \"a\", \"sh\": \"rm -rf x\"}\nbad 'line\n";
+  std::vector<std::vector<std::string>> commands;
+  while (auto t = file.next(default_policy())) commands.push_back(t->command);
+  EXPECT_EQ(commands, (std::vector<std::vector<std::string>>{
+                          {"true"}, {"/bin/sh", "-c", "true"}, {"false", "--partial"}}));
+  file.rewind();  // the resume check's pass sees the same snapshot
+  std::size_t again = 0;
+  while (file.next(default_policy())) ++again;
+  EXPECT_EQ(again, 3u);
 }
 
 TEST_F(TaskFileTest, PlanCoversPerTaskLimits) {
