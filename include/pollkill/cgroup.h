@@ -8,6 +8,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -95,6 +96,11 @@ void remove_cgroup(const std::filesystem::path& path, Duration timeout = Duratio
 /// forces the fallback (used by tests to exercise it on new kernels).
 KillMethod choose_kill_method(const CgroupDir& dir);
 
+/// The liveness cgroup of the run cgroup named `run_name`: "<run name>.alive", a sibling of
+/// the run cgroup under the run root. While a run lives, a process of its guard's sits in it
+/// (see guard.h), and `populated 1` in its cgroup.events says so to every PID namespace.
+std::string liveness_cgroup_name(std::string_view run_name);
+
 /// This invocation's run cgroup: "<run root>/pollkill-<pid>-<random>", holding one cgroup per
 /// task. Made in two steps so that the guard can exist before anything is created:
 /// `prepare` decides every path without touching the hierarchy, the guard is forked with a
@@ -126,9 +132,9 @@ class RunCgroup {
 
   /// Creates what `prepare` decided: moves pollkill (and `companion`, the guard, when > 0)
   /// into the leaf if needed, puts `liveness` (when > 0, the guard's liveness process) into
-  /// the liveness cgroup (gc.h), enables the controllers in the root, creates the run cgroup
-  /// and enables them there. The liveness cgroup is populated before the run cgroup exists,
-  /// so a gc anywhere never sees this run cgroup without a live process beside it. On
+  /// the liveness cgroup (liveness_cgroup_name), enables the controllers in the root, creates the
+  /// run cgroup and enables them there. The liveness cgroup is populated before the run cgroup
+  /// exists, so a gc anywhere never sees this run cgroup without a live process beside it. On
   /// failure undoes what it did (but the liveness cgroup, which its process's owner removes)
   /// and throws SystemError with a remedy.
   void realize(pid_t companion = -1, pid_t liveness = -1);

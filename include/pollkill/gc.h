@@ -15,16 +15,12 @@ namespace pollkill {
 /// name (task cgroups, the runner leaf "pollkill-runner.<pid>", foreign directories).
 std::optional<pid_t> run_cgroup_owner(std::string_view name);
 
-/// The liveness cgroup of the run cgroup named `run_name`: "<run name>.alive", a sibling of
-/// the run cgroup under the run root. While a run lives, a process of its guard's sits in it
-/// (see Guard), and `populated 1` in its cgroup.events says so to every PID namespace.
-std::string liveness_cgroup_name(std::string_view run_name);
-
 /// Whether the run cgroup `run` (directly under its run root) belongs to a live pollkill:
-/// its liveness cgroup is populated. A run cgroup without one (made by pollkill 0.1.0 or by
-/// doctor's trial) is judged by its owner pid, kill(pid, 0), which only means something in
-/// the owner's PID namespace. Check that `run` exists before calling: the liveness cgroup is
-/// populated before the run cgroup is made, so one that is empty now is dead for good.
+/// its liveness cgroup is populated. A run cgroup without one (made by a pollkill from before
+/// liveness cgroups, or by doctor's trial) is judged by its owner pid, kill(pid, 0), which only
+/// means something in the owner's PID namespace. Check that `run` exists before calling: the
+/// liveness cgroup is populated before the run cgroup is made, so one that is empty now is dead for
+/// good.
 bool run_cgroup_alive(const std::filesystem::path& run);
 
 struct GcRemoved {

@@ -15,7 +15,6 @@
 
 #include "pollkill/diag.h"
 #include "pollkill/error.h"
-#include "pollkill/gc.h"
 
 namespace pollkill {
 namespace fs = std::filesystem;
@@ -340,6 +339,10 @@ RunCgroup RunCgroup::create(const RunRoot& root, const fs::path& mount,
   RunCgroup run = prepare(root, mount, controllers);
   run.realize();
   return run;
+}
+
+std::string liveness_cgroup_name(std::string_view run_name) {
+  return std::string(run_name) + ".alive";
 }
 
 fs::path RunCgroup::liveness_path() const {

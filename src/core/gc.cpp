@@ -31,10 +31,6 @@ std::optional<pid_t> run_cgroup_owner(std::string_view name) {
   return pid;
 }
 
-std::string liveness_cgroup_name(std::string_view run_name) {
-  return std::string(run_name) + ".alive";
-}
-
 bool run_cgroup_alive(const fs::path& run) {
   const fs::path liveness = run.parent_path() / liveness_cgroup_name(run.filename().string());
   try {
