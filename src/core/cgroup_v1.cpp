@@ -81,8 +81,9 @@ V1Placement place_v1(const std::string& controller, const CgroupMounts& mounts,
 V1TaskCgroups V1TaskCgroups::create(const RunCgroup& run, const std::string& name) {
   V1TaskCgroups task;
   for (const auto& [controller, run_path] : run.v1_dirs()) {
+    const fs::path wanted = run_path / name;  // a lambda may not capture a binding in clang 14
     auto same = std::find_if(task.dirs_.begin(), task.dirs_.end(),
-                             [&](const Entry& e) { return e.dir.path() == run_path / name; });
+                             [&](const Entry& e) { return e.dir.path() == wanted; });
     if (same != task.dirs_.end()) {
       same->controllers.push_back(controller);
       continue;

@@ -71,8 +71,9 @@ void read_rlimits(const Reader& r, const toml::node& n, const std::string& k, Rl
   std::vector<std::string_view> names;
   for (const RlimitName& e : kRlimits) names.push_back(e.name);
   for (const auto& [name, node] : *table) {
+    const std::string_view wanted = name.str();  // clang 14 cannot capture a binding
     const auto entry = std::find_if(std::begin(kRlimits), std::end(kRlimits),
-                                    [&name](const RlimitName& e) { return e.name == name.str(); });
+                                    [wanted](const RlimitName& e) { return e.name == wanted; });
     if (entry == std::end(kRlimits)) {
       std::string message = "unknown key '" + std::string(name.str()) + "' in " + k +
                             " (use core, nofile, fsize, stack, as or nproc)";

@@ -335,7 +335,8 @@ std::vector<std::string> task_environment(const SandboxPolicy& sandbox,
     env.push_back(entry);
   }
   for (const auto& [name, value] : sandbox.env) {
-    std::erase_if(env, [&](const std::string& entry) { return name_of(entry) == name; });
+    const std::string& wanted = name;  // clang 14 cannot capture a binding
+    std::erase_if(env, [&](const std::string& entry) { return name_of(entry) == wanted; });
     env.push_back(name + "=" + value);
   }
   return env;
