@@ -122,6 +122,7 @@ ResumeState read_results(const std::string& path) {
     if (attempt > task.attempts) task.attempts = attempt;
     if (record.contains("command")) task.command = command_json(record["command"]);
     auto status = status_from_string(record.value("status", std::string("error")));
+    if (status) task.escalation.after(*status);
     if (record.value("final", false) && status != Status::cancelled) {
       task.final = true;
       task.final_status = status.value_or(Status::error);
