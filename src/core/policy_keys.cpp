@@ -215,7 +215,8 @@ double read_factor(const Reader& r, const toml::node& n, const std::string& k) {
   if (!ok || factor <= 1 || factor > kMaxEscalationFactor) {
     r.fail(n, k,
            "invalid factor " + r.quoted(n) + " (use \"xF\" with F above 1 and at most " +
-               toml_number(kMaxEscalationFactor) + ", such as \"x2\" or \"x1.5\")");
+               std::to_string(static_cast<int>(kMaxEscalationFactor)) +
+               ", such as \"x2\" or \"x1.5\")");
   }
   return factor;
 }

@@ -669,7 +669,7 @@ TEST(Policy, RejectsBadEscalationAtItsPosition) {
     const char* message;
   };
   for (const Case& c : {
-           Case{"escalate = { memory = 2 }", "p:2:23: retry.escalate.memory: invalid factor"},
+           Case{"escalate = { memory = 2 }", "p:3:23: retry.escalate.memory: invalid factor"},
            Case{"escalate = { memory = \"2\" }", "invalid factor '2'"},
            Case{"escalate = { memory = \"x1\" }", "above 1"},
            Case{"escalate = { memory = \"x0.5\" }", "invalid factor"},
