@@ -42,6 +42,7 @@ _pollkill() {
     --logs | --cgroup-root | --results-dir) _filedir -d; return ;;
     --launcher) COMPREPLY=($(compgen -W 'local srun' -- "$cur")); return ;;
     --sbatch-arg | --srun-arg) return ;;
+    --chunk) COMPREPLY=($(compgen -W 'auto' -- "$cur")); return ;;
     --memory | --memory-high | --swap | --cpus | --pids | --wall-time | --wall-time-max | \
       --cpu-time | --output | --poll-interval | --hang-after | --hang-cpu-below | --spin-after | \
       --spin-cpu-above | --kill-grace | --jobs | -j | --retries | --sync-interval)
@@ -60,7 +61,7 @@ _pollkill() {
       if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "$limits --jobs --results --logs --joblog
           --retries --resume --sync-interval --progress --no-progress --quiet --verbose --help
-          --slurm --launcher --results-dir --sbatch-arg --srun-arg" -- "$cur"))
+          --slurm --chunk --launcher --results-dir --sbatch-arg --srun-arg" -- "$cur"))
       else
         _filedir
       fi ;;

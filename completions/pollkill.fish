@@ -84,6 +84,7 @@ complete -c pollkill -n $batch -s v -l verbose -d 'Print every attempt as it end
 complete -c pollkill -n $batch -l slurm -d 'Submit the tasks as a Slurm job array'
 complete -c pollkill -n $batch -x -l launcher -a 'local srun' -d 'Where tasks run'
 complete -c pollkill -n $batch -x -a '(__fish_complete_directories)' -l results-dir -d 'Slurm: the shared directory for records and logs'
+complete -c pollkill -n $batch -x -l chunk -a 'auto' -d 'Slurm: tasks per array element'
 complete -c pollkill -n $batch -x -l sbatch-arg -d 'An argument for sbatch'
 complete -c pollkill -n $batch -x -l srun-arg -d 'An argument for each srun'
 

@@ -131,17 +131,31 @@ struct SandboxPolicy {
   UidRange dynamic_uids;                ///< for user = "dynamic"
 };
 
+/// `retry.escalate`: what a retry gets more of. After an attempt that ended `oom` or
+/// `thrashing`, the next one's `memory` limit is multiplied by `memory` (at most
+/// `memory_max`); after `timeout`, its `wall_time` by `wall_time` (at most `wall_time_max`).
+/// A factor that is not set, or a limit the task does not have, escalates nothing.
+struct RetryEscalation {
+  std::optional<double> memory;  ///< "x2": factor > 1
+  std::optional<std::uint64_t> memory_max;
+  std::optional<double> wall_time;  ///< "x2": factor > 1
+  std::optional<Duration> wall_time_max;
+  bool any() const { return memory || wall_time; }
+  friend bool operator==(const RetryEscalation&, const RetryEscalation&) = default;
+};
+
 /// Retries in `batch`: an attempt ending with a status in `on` is run again, up to
 /// The most attempts one task can have: retry.attempts' upper bound, and the highest
 /// "attempt" a results file may record for --resume.
 constexpr int kMaxAttempts = 1000;
 
 /// `attempts` attempts in all, waiting `backoff` before the second attempt and twice as long
-/// before each later one.
+/// before each later one, with the limits `escalate` raises.
 struct RetryPolicy {
   int attempts = 1;
   std::vector<std::string> on{"crashed", "hung", "spinning", "timeout", "oom"};
   Duration backoff{0};
+  RetryEscalation escalate;
 };
 
 struct Policy {

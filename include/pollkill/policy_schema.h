@@ -35,6 +35,8 @@ inline constexpr double kMaxCpus = 1'000'000;
 inline constexpr std::uint64_t kMaxPids = 4'194'304;
 /// An adaptive `wall_time` ("300%") of at most this percentage of the median.
 inline constexpr double kMaxWallTimePercent = 100'000;
+/// `retry.escalate` factors ("x2") of at most this.
+inline constexpr double kMaxEscalationFactor = 100;
 /// `poll_interval` of at least this.
 inline constexpr Duration kMinPollInterval{10};
 

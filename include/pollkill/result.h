@@ -51,6 +51,10 @@ struct Result {
   /// A short, stable name for where the task was stuck, e.g. "gmsh: gmsh_yyparse < ParseFile <
   /// GModel::readGEO" (evidence.h, stack_signature); null without evidence or user stacks.
   std::optional<std::string> stack_signature;
+  /// The memory and wall-time limits the attempt ran with (after adaptive wall time and
+  /// `retry.escalate`); null when it had none (or never started).
+  std::optional<std::uint64_t> memory_limit_bytes;
+  std::optional<double> wall_time_limit_s;
   /// The signal that cancelled pollkill (status cancelled); not serialized, only feeds
   /// exit_code_for (128+N, 130 when unset).
   std::optional<int> cancel_signal;

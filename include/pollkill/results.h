@@ -13,6 +13,7 @@
 
 #include "pollkill/fd.h"
 #include "pollkill/result.h"
+#include "pollkill/retry.h"
 
 namespace pollkill {
 
@@ -108,7 +109,8 @@ struct RecordedTask {
   int attempts = 0;    ///< the highest attempt number recorded
   bool final = false;  ///< a final record exists (cancelled ones do not count)
   Status final_status = Status::error;
-  std::string command;  ///< the recorded command as JSON text, for the mismatch check
+  std::string command;         ///< the recorded command as JSON text, for the mismatch check
+  EscalationSteps escalation;  ///< what the recorded attempts ended with (retry.escalate)
 };
 
 /// A results file read for --resume. Lines that are not JSON objects (a torn last line

@@ -81,10 +81,54 @@ std::string array_spec(const std::vector<std::uint64_t>& seqs, int max_parallel)
 /// The CPUs to ask Slurm for per task: ceil of the policy's cpus limit, else 1.
 int slurm_cpus(const Limits& limits);
 
+/// What pollkill itself needs on the node beside its tasks, added to the memory an element
+/// asks Slurm for (`element_memory`).
+inline constexpr std::uint64_t kElementOverheadBytes = 64ull << 20;
+
+/// The memory an array element needs from Slurm when tasks escalate their memory limit
+/// (`retry.escalate`): `tasks_at_once` times `largest` (the largest memory limit any attempt
+/// can run with, largest_escalated_memory) plus kElementOverheadBytes.
+std::uint64_t element_memory(std::uint64_t largest, int tasks_at_once);
+
+/// The memory the user's sbatch arguments ask for per node: the last `--mem` (with or
+/// without `=`), or `--mem-per-cpu` times `cpus`; nullopt when they name neither. Slurm's
+/// units: a number of MiB, or with a K, M, G or T suffix. Throws Error for a value Slurm
+/// would not take either.
+std::optional<std::uint64_t> sbatch_memory(const std::vector<std::string>& user_args, int cpus);
+
+/// A size as sbatch's --mem takes it: whole MiB, rounded up ("130M").
+std::string slurm_size(std::uint64_t bytes);
+
+/// `--chunk auto`: as many tasks per element as keep the array at this many elements or
+/// fewer (docs/SLURM.md, "Chunks").
+inline constexpr std::uint64_t kAutoChunkElements = 100;
+
+/// Tasks per element for `tasks` tasks: `chunk` itself, or for `--chunk auto` (0) the
+/// fewest that keep the array at kAutoChunkElements elements or fewer (at least 1).
+std::uint64_t chunk_size(std::uint64_t tasks, std::uint64_t chunk);
+
+/// `seqs` in runs of `size` (the last one may be shorter): element K runs the K-th.
+std::vector<std::vector<std::uint64_t>> split_chunks(const std::vector<std::uint64_t>& seqs,
+                                                     std::uint64_t size);
+
+/// The task numbers of an array_spec without "%M" ("1-3,5" -> {1,2,3,5}); throws Error for
+/// anything else.
+std::vector<std::uint64_t> parse_task_list(const std::string& spec);
+
+/// The tasks a chunk element runs at once: its CPUs on the node (SLURM_CPUS_ON_NODE; 1
+/// when unset) divided by each task's (slurm_cpus), at least 1.
+int chunk_jobs(std::optional<std::uint64_t> cpus_on_node, int task_cpus);
+
+/// The CPUs per element the user's sbatch arguments ask for (the last `--cpus-per-task` or
+/// `-c`); nullopt when they do not. Throws Error for a value that is not a number.
+std::optional<int> sbatch_cpus(const std::vector<std::string>& user_args);
+
 /// The job script `batch --slurm` submits: runs `pollkill slurm-element` for the element's
-/// task; everything else (array, CPUs, output, the user's arguments) is on sbatch's command
-/// line (`sbatch_command`).
-std::string sbatch_script(const std::string& pollkill, const std::filesystem::path& dir);
+/// task, or with `chunks` (a chunk file: line K lists element K's tasks) for its chunk;
+/// everything else (array, CPUs, output, the user's arguments) is on sbatch's command line
+/// (`sbatch_command`).
+std::string sbatch_script(const std::string& pollkill, const std::filesystem::path& dir,
+                          const std::filesystem::path& chunks = {});
 
 /// sbatch's arguments for a submission: --parsable, the job name, --array, -c, --output and
 /// --error into DIR/slurm, --requeue (an element lost with its node runs again), then the
@@ -190,6 +234,8 @@ struct SlurmBatchRequest {
   bool resume = false;
   std::vector<std::string> launcher_args;  ///< --sbatch-arg or --srun-arg values
   std::string results;                     ///< --launcher srun: the merged results file
+  /// --slurm --chunk: tasks per element (0: auto); not set: one task per element.
+  std::optional<std::uint64_t> chunk;
   int verbosity = 1;
 };
 
@@ -211,6 +257,14 @@ int run_srun_batch(const SlurmBatchRequest& request);
 /// errors are reported on stderr with kSetup.
 int run_slurm_element(const std::filesystem::path& dir, std::optional<std::uint64_t> seq,
                       std::optional<int> attempt);
+
+/// `pollkill slurm-element DIR --chunks FILE`: array element K (SLURM_ARRAY_TASK_ID) runs
+/// the tasks of line K of FILE as a local batch on its node: each task's next attempt as
+/// `pollkill slurm-element DIR --seq SEQ --attempt N` (so records, logs and escalation are an
+/// element's), chunk_jobs at once, a retryable verdict run again at once; a task with a final
+/// record is skipped. SIGTERM is passed on (the tasks are recorded cancelled). Returns 0 when
+/// every task of the chunk ended ok, 1 otherwise, 128+N when interrupted.
+int run_slurm_chunk(const std::filesystem::path& dir, const std::filesystem::path& chunks);
 
 /// `pollkill collect DIR --results FILE`: appends DIR's records FILE lacks, in task order;
 /// prints what it did. Returns 0 when every task has a final record, 1 when some have none

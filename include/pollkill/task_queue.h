@@ -12,6 +12,7 @@
 #include "pollkill/policy.h"
 #include "pollkill/report.h"
 #include "pollkill/results.h"
+#include "pollkill/retry.h"
 #include "pollkill/taskfile.h"
 #include "pollkill/watchdog.h"
 
@@ -21,6 +22,8 @@ namespace pollkill {
 struct QueuedAttempt {
   TaskSpec task;
   int attempt = 1;
+  /// What the task's earlier attempts ended with, for `retry.escalate`.
+  EscalationSteps escalation{};
 };
 
 class TaskQueue {

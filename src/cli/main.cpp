@@ -132,6 +132,12 @@ int main(int argc, char** argv) {
                    "with --slurm (required) or --launcher srun: the directory, on storage every "
                    "node sees, for the task file copy, the policy, per-attempt records and logs")
       ->group("Slurm");
+  std::string chunk_arg;
+  batch
+      ->add_option("--chunk", chunk_arg,
+                   "with --slurm: N tasks per array element (or auto), run there as a local "
+                   "batch with -j from the element's CPUs")
+      ->group("Slurm");
   batch->add_option("--sbatch-arg", sbatch_args, "an argument for sbatch (repeatable)")
       ->allow_extra_args(false)
       ->group("Slurm");
@@ -161,6 +167,8 @@ int main(int argc, char** argv) {
   element->add_option("RESULTS_DIR", element_dir)->required();
   element->add_option("--seq", element_seq);
   element->add_option("--attempt", element_attempt_arg)->check(CLI::PositiveNumber);
+  std::string element_chunks;
+  element->add_option("--chunks", element_chunks);
 
   // pollkill report
   CLI::App* report = app.add_subcommand("report", "summarize a batch's results file");
@@ -306,10 +314,17 @@ int main(int argc, char** argv) {
           if (!srun_args.empty()) throw Error("--srun-arg is for --launcher srun");
           slurm.dir = results_dir;
           slurm.launcher_args = sbatch_args;
+          if (chunk_arg == "auto") {
+            slurm.chunk = 0;
+          } else if (!chunk_arg.empty()) {
+            slurm.chunk = static_cast<std::uint64_t>(
+                parse_flag_integer("--chunk", chunk_arg, 1, 1'000'000'000));
+          }
           release_cancel_signals();  // no event loop: sbatch must not inherit them blocked
           return submit_slurm_batch(slurm);
         }
         if (!sbatch_args.empty()) throw Error("--sbatch-arg is for --slurm");
+        if (!chunk_arg.empty()) throw Error("--chunk is for --slurm");
         if (results_dir.empty()) {
           std::string base = batch_request.results;
           if (base.size() > 6 && base.ends_with(".jsonl")) base.resize(base.size() - 6);
@@ -319,6 +334,7 @@ int main(int argc, char** argv) {
         slurm.launcher_args = srun_args;
         return run_srun_batch(slurm);
       }
+      if (!chunk_arg.empty()) throw Error("--chunk is for --slurm");
       if (!results_dir.empty() || !sbatch_args.empty() || !srun_args.empty())
         throw Error("--results-dir, --sbatch-arg and --srun-arg need --slurm or --launcher srun");
       return run_batch(batch_request);
@@ -376,6 +392,7 @@ int main(int argc, char** argv) {
 
   if (element->parsed()) {
     try {
+      if (!element_chunks.empty()) return run_slurm_chunk(element_dir, element_chunks);
       return run_slurm_element(
           element_dir, element_seq > 0 ? std::optional(element_seq) : std::nullopt,
           element_attempt_arg > 0 ? std::optional(element_attempt_arg) : std::nullopt);

@@ -17,6 +17,7 @@ struct Engine::Place {
   QueuedAttempt what;
   std::string wall_source;  ///< where the wall time came from (adaptive limits)
   bool adaptive = false;
+  Limits limits;  ///< the limits the attempt runs with (adaptive and escalated)
 };
 
 Engine::Engine(EngineRequest request)
@@ -157,6 +158,9 @@ void Engine::start(Place& place, QueuedAttempt what) {
   place.adaptive = spec.policy.limits.wall_time_percent.has_value();
   place.wall_source = wall.source;
   spec.policy.limits.wall_time = wall.limit;
+  spec.policy.limits =
+      escalate_limits(spec.policy.limits, spec.policy.retry.escalate, what.escalation);
+  place.limits = spec.policy.limits;
   spec.env = request_.sandbox.env;
   for (const auto& e : task.env) {
     auto eq = e.find('=');
@@ -186,6 +190,7 @@ void Engine::finish(Place& place) {
   if (place.adaptive && result.status == Status::timeout) {
     result.reason += " (" + place.wall_source + ")";
   }
+  set_ran_with(result, place.limits);
   record(result, place.what);
 }
 
@@ -216,7 +221,9 @@ void Engine::record(Result& result, const QueuedAttempt& what) {
   }
   if (result.status == Status::ok) ok_walls_.add(result.wall_s);
   if (retry) {
-    queue_->retry(QueuedAttempt{what.task, what.attempt + 1},
+    EscalationSteps escalation = what.escalation;
+    escalation.after(result.status);
+    queue_->retry(QueuedAttempt{what.task, what.attempt + 1, escalation},
                   Clock::now() + retry_backoff(task.retry, what.attempt));
   }
   last_ = result;

@@ -234,7 +234,8 @@ bool operator==(const SandboxPolicy& a, const SandboxPolicy& b) {
 }
 
 bool operator==(const RetryPolicy& a, const RetryPolicy& b) {
-  return a.attempts == b.attempts && a.on == b.on && a.backoff == b.backoff;
+  return a.attempts == b.attempts && a.on == b.on && a.backoff == b.backoff &&
+         a.escalate == b.escalate;
 }
 
 bool operator==(const Policy& a, const Policy& b) {

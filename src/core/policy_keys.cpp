@@ -202,6 +202,79 @@ UidRange read_uid_range(const Reader& r, const toml::node& n, const std::string&
   return {*first, *last};
 }
 
+// "x2": a factor above 1 and at most kMaxEscalationFactor, as `retry.escalate` writes it.
+double read_factor(const Reader& r, const toml::node& n, const std::string& k) {
+  const auto* text = n.as_string();
+  double factor = 0;
+  bool ok = false;
+  if (text && text->get().size() > 1 && text->get().front() == 'x') {
+    const std::string& t = text->get();
+    const char* end = t.data() + t.size();
+    const auto parsed = std::from_chars(t.data() + 1, end, factor, std::chars_format::fixed);
+    ok = t[1] >= '0' && t[1] <= '9' && parsed.ec == std::errc() && parsed.ptr == end;
+  }
+  if (!ok || factor <= 1 || factor > kMaxEscalationFactor) {
+    r.fail(n, k,
+           "invalid factor " + r.quoted(n) + " (use \"xF\" with F above 1 and at most " +
+               std::to_string(static_cast<int>(kMaxEscalationFactor)) +
+               ", such as \"x2\" or \"x1.5\")");
+  }
+  return factor;
+}
+
+void read_escalation(const Reader& r, const toml::node& n, const std::string& k,
+                     RetryEscalation& out) {
+  const auto* table = n.as_table();
+  if (!table) {
+    r.fail(n, k,
+           "expected a table such as { memory = \"x2\", memory_max = \"8GiB\" }, got " +
+               r.describe(n));
+  }
+  static const std::vector<std::string_view> names{"memory", "memory_max", "wall_time",
+                                                   "wall_time_max"};
+  out = RetryEscalation{};
+  for (const auto& [name, node] : *table) {
+    const std::string key = k + "." + std::string(name.str());
+    if (name.str() == "memory") {
+      out.memory = read_factor(r, node, key);
+    } else if (name.str() == "memory_max") {
+      out.memory_max = r.size(node, key);
+      r.require_positive(node, key, *out.memory_max > 0);
+    } else if (name.str() == "wall_time") {
+      out.wall_time = read_factor(r, node, key);
+    } else if (name.str() == "wall_time_max") {
+      out.wall_time_max = r.duration(node, key);
+      r.require_positive(node, key, out.wall_time_max->count() > 0);
+    } else {
+      std::string message = "unknown key '" + std::string(name.str()) + "' in " + k +
+                            " (use memory, memory_max, wall_time or wall_time_max)";
+      if (std::string near = did_you_mean(name.str(), names); !near.empty()) {
+        message += "; did you mean '" + near + "'?";
+      }
+      r.fail_at(name.source(), message);
+    }
+  }
+}
+
+// "x2", "x1.5": a factor as the policy writes it.
+std::string factor_text(double factor) {
+  char text[32];
+  std::snprintf(text, sizeof text, "x%.15g", factor);
+  return toml_string(text);
+}
+
+std::string escalation_text(const RetryEscalation& e) {
+  std::vector<std::string> parts;
+  if (e.memory) parts.push_back("memory = " + factor_text(*e.memory));
+  if (e.memory_max) parts.push_back("memory_max = " + toml_size(*e.memory_max));
+  if (e.wall_time) parts.push_back("wall_time = " + factor_text(*e.wall_time));
+  if (e.wall_time_max) parts.push_back("wall_time_max = " + duration_text(*e.wall_time_max));
+  if (parts.empty()) return "{}";
+  std::string text = "{ ";
+  for (std::size_t i = 0; i < parts.size(); ++i) text += (i ? ", " : "") + parts[i];
+  return text + " }";
+}
+
 std::vector<std::string_view> status_names() {
   std::vector<std::string_view> names;
   for (auto s = Status::ok; s <= Status::error; s = static_cast<Status>(static_cast<int>(s) + 1)) {
@@ -377,6 +450,12 @@ const std::vector<Key>& keys() {
          p.retry.backoff = r.duration(n, k);
        },
        [](const Policy& p) -> Text { return duration_text(p.retry.backoff); }},
+      {{"retry", "escalate", "", "", "table { memory, memory_max, wall_time, wall_time_max }", "",
+        "more memory after oom or thrashing, more wall time after timeout"},
+       [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
+         read_escalation(r, n, k, p.retry.escalate);
+       },
+       [](const Policy& p) -> Text { return escalation_text(p.retry.escalate); }},
       // [runner]
       {{"runner", "cgroup_root", "", "", "string (path), not empty", "not set",
         "the cgroup under which task cgroups are created"},

@@ -117,6 +117,8 @@ nlohmann::ordered_json to_json(const Result& result) {
   json["stderr"] = or_null(result.stderr_path);
   json["evidence"] = or_null(result.evidence);
   json["stack_signature"] = or_null(result.stack_signature);
+  json["memory_limit_bytes"] = or_null(result.memory_limit_bytes);
+  json["wall_time_limit_s"] = or_null(result.wall_time_limit_s);
   return json;
 }
 

@@ -294,6 +294,7 @@ void read_record_line(const std::string& path, std::uint64_t number, const std::
   RecordedTask& task = state.tasks[record["id"].get<std::string>()];
   if (attempt > task.attempts) task.attempts = attempt;
   if (!command.empty()) task.command = std::move(command);
+  if (status) task.escalation.after(*status);
   if (final && status != Status::cancelled) {
     task.final = true;
     task.final_status = status.value_or(Status::error);

@@ -25,6 +25,68 @@ Duration retry_backoff(const RetryPolicy& retry, int attempt) {
   return std::min(wait, kDay);
 }
 
+void EscalationSteps::after(Status status) {
+  if (status == Status::oom || status == Status::thrashing) ++memory;
+  if (status == Status::timeout) ++wall_time;
+}
+
+namespace {
+
+// value * factor^steps, at most `max` (but never below `value`), within [value, limit].
+double escalate_value(double value, std::optional<double> factor, int steps,
+                      std::optional<double> max, double limit) {
+  if (!factor || steps <= 0) return value;
+  double out = value;
+  for (int i = 0; i < steps && out < limit; ++i) out *= *factor;
+  out = std::min(out, limit);
+  if (max) out = std::min(out, std::max(*max, value));
+  return out;
+}
+
+}  // namespace
+
+Limits escalate_limits(const Limits& limits, const RetryEscalation& escalate,
+                       const EscalationSteps& steps) {
+  Limits out = limits;
+  if (limits.memory && *limits.memory != kSizeMax) {
+    std::optional<double> max;
+    if (escalate.memory_max) max = static_cast<double>(*escalate.memory_max);
+    double bytes = escalate_value(static_cast<double>(*limits.memory), escalate.memory,
+                                  steps.memory, max, static_cast<double>(kSizeMax / 2));
+    auto escalated = static_cast<std::uint64_t>(bytes);
+    if (escalated > *limits.memory) {
+      // A whole KiB, so that the printed limit reads cleanly; never above the cap.
+      std::uint64_t rounded = (escalated + 1023) / 1024 * 1024;
+      if (!escalate.memory_max || rounded <= *escalate.memory_max) escalated = rounded;
+      out.memory = escalated;
+    }
+  }
+  if (limits.wall_time && limits.wall_time->count() > 0) {
+    std::optional<double> max;
+    if (escalate.wall_time_max) max = static_cast<double>(escalate.wall_time_max->count());
+    double ms = escalate_value(static_cast<double>(limits.wall_time->count()), escalate.wall_time,
+                               steps.wall_time, max, static_cast<double>(kMaxDuration.count()));
+    out.wall_time = Duration(static_cast<Duration::rep>(std::ceil(ms)));
+  }
+  return out;
+}
+
+void set_ran_with(Result& result, const Limits& limits) {
+  result.memory_limit_bytes.reset();
+  if (limits.memory && *limits.memory != kSizeMax) result.memory_limit_bytes = limits.memory;
+  result.wall_time_limit_s.reset();
+  if (limits.wall_time && limits.wall_time->count() > 0)
+    result.wall_time_limit_s = static_cast<double>(limits.wall_time->count()) / 1000.0;
+}
+
+std::optional<std::uint64_t> largest_escalated_memory(const Limits& limits,
+                                                      const RetryPolicy& retry) {
+  if (!limits.memory) return std::nullopt;
+  EscalationSteps steps;
+  steps.memory = std::max(0, retry.attempts - 1);
+  return escalate_limits(limits, retry.escalate, steps).memory;
+}
+
 void WallTimeStats::add(double seconds) {
   ++count_;
   if (values_.size() < kCapacity) {

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <unordered_set>
 
+#include "pollkill/error.h"
 #include "pollkill/results.h"
 
 namespace pollkill {
@@ -74,7 +75,136 @@ int slurm_cpus(const Limits& limits) {
   return std::max(1, static_cast<int>(std::ceil(*limits.cpus - 1e-9)));
 }
 
-std::string sbatch_script(const std::string& pollkill, const fs::path& dir) {
+std::uint64_t element_memory(std::uint64_t largest, int tasks_at_once) {
+  return largest * static_cast<std::uint64_t>(std::max(1, tasks_at_once)) + kElementOverheadBytes;
+}
+
+namespace {
+
+// "4G", "4096", "512M": Slurm's --mem value in bytes (a number alone is MiB).
+std::uint64_t slurm_mem_bytes(const std::string& text) {
+  std::size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  auto number = parse_u64(std::string_view(text).substr(0, digits));
+  std::string unit = text.substr(digits);
+  std::uint64_t scale = 0;
+  if (unit.empty() || unit == "M" || unit == "m") scale = 1ull << 20;
+  if (unit == "K" || unit == "k") scale = 1ull << 10;
+  if (unit == "G" || unit == "g") scale = 1ull << 30;
+  if (unit == "T" || unit == "t") scale = 1ull << 40;
+  if (!number || scale == 0 || *number > (UINT64_MAX >> 41)) {
+    throw Error("--sbatch-arg: invalid memory size '" + text + "'",
+                "Slurm takes a number of MiB or one with a K, M, G or T suffix: --mem=4G");
+  }
+  return *number * scale;
+}
+
+}  // namespace
+
+std::optional<std::uint64_t> sbatch_memory(const std::vector<std::string>& user_args, int cpus) {
+  std::optional<std::uint64_t> out;
+  for (std::size_t i = 0; i < user_args.size(); ++i) {
+    const std::string& arg = user_args[i];
+    for (std::string_view option : {"--mem", "--mem-per-cpu"}) {
+      std::string value;
+      if (arg == option && i + 1 < user_args.size()) {
+        value = user_args[i + 1];
+      } else if (arg.starts_with(std::string(option) + "=")) {
+        value = arg.substr(option.size() + 1);
+      } else {
+        continue;
+      }
+      std::uint64_t bytes = slurm_mem_bytes(value);
+      out = option == "--mem" ? bytes : bytes * static_cast<std::uint64_t>(std::max(1, cpus));
+    }
+  }
+  return out;
+}
+
+std::string slurm_size(std::uint64_t bytes) {
+  return std::to_string((bytes + (1ull << 20) - 1) >> 20) + "M";
+}
+
+std::uint64_t chunk_size(std::uint64_t tasks, std::uint64_t chunk) {
+  if (chunk > 0) return chunk;
+  return std::max<std::uint64_t>(1, (tasks + kAutoChunkElements - 1) / kAutoChunkElements);
+}
+
+std::vector<std::vector<std::uint64_t>> split_chunks(const std::vector<std::uint64_t>& seqs,
+                                                     std::uint64_t size) {
+  std::vector<std::vector<std::uint64_t>> out;
+  size = std::max<std::uint64_t>(size, 1);
+  for (std::size_t i = 0; i < seqs.size(); i += size) {
+    std::size_t end = std::min<std::size_t>(seqs.size(), i + size);
+    out.emplace_back(seqs.begin() + static_cast<std::ptrdiff_t>(i),
+                     seqs.begin() + static_cast<std::ptrdiff_t>(end));
+  }
+  return out;
+}
+
+std::vector<std::uint64_t> parse_task_list(const std::string& spec) {
+  std::vector<std::uint64_t> out;
+  std::string_view rest(spec);
+  while (!rest.empty()) {
+    auto comma = rest.find(',');
+    std::string_view part = rest.substr(0, comma);
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    auto dash = part.find('-');
+    auto first = parse_u64(part.substr(0, dash));
+    auto last = dash == std::string_view::npos ? first : parse_u64(part.substr(dash + 1));
+    if (!first || !last || *first == 0 || *last < *first || *last - *first > 100'000'000 ||
+        (!out.empty() && *first <= out.back()) || (comma != std::string_view::npos && rest.empty()))
+      throw Error("invalid task list '" + spec + "'",
+                  "a chunk file line lists task numbers as 1-3,5 in increasing order");
+    for (std::uint64_t seq = *first; seq <= *last; ++seq) out.push_back(seq);
+  }
+  if (out.empty()) throw Error("empty task list", "a chunk file line lists task numbers");
+  return out;
+}
+
+int chunk_jobs(std::optional<std::uint64_t> cpus_on_node, int task_cpus) {
+  std::uint64_t cpus = cpus_on_node.value_or(1);
+  return static_cast<int>(std::clamp<std::uint64_t>(
+      cpus / static_cast<std::uint64_t>(std::max(1, task_cpus)), 1, 100'000));
+}
+
+std::optional<int> sbatch_cpus(const std::vector<std::string>& user_args) {
+  std::optional<int> out;
+  for (std::size_t i = 0; i < user_args.size(); ++i) {
+    const std::string& arg = user_args[i];
+    std::string value;
+    if ((arg == "--cpus-per-task" || arg == "-c") && i + 1 < user_args.size()) {
+      value = user_args[i + 1];
+    } else if (arg.starts_with("--cpus-per-task=")) {
+      value = arg.substr(16);
+    } else if (arg.starts_with("-c") && arg.size() > 2 && arg[2] != '-') {
+      value = arg.substr(2);
+    } else {
+      continue;
+    }
+    auto n = parse_u64(value);
+    if (!n || *n == 0 || *n > 100'000)
+      throw Error("--sbatch-arg: invalid CPU count '" + value + "'", "--cpus-per-task=N");
+    out = static_cast<int>(*n);
+  }
+  return out;
+}
+
+std::string sbatch_script(const std::string& pollkill, const fs::path& dir,
+                          const fs::path& chunks) {
+  if (!chunks.empty()) {
+    return "#!/bin/sh\n"
+           "# Submitted by `pollkill batch --slurm --chunk`: array element N runs the tasks on\n"
+           "# line N of " +
+           shell_join({chunks.string()}) +
+           " as a local batch, each writing its record into\n"
+           "# " +
+           shell_join({(dir / "records").string()}) +
+           ". Exit 0: every task ended ok; 1: not.\n"
+           "exec " +
+           shell_join({pollkill, "slurm-element", dir.string(), "--chunks", chunks.string()}) +
+           "\n";
+  }
   return "#!/bin/sh\n"
          "# Submitted by `pollkill batch --slurm`: array element N runs task N of\n"
          "# " +

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -28,6 +29,7 @@
 #include "pollkill/supervisor.h"
 #include "pollkill/task_queue.h"
 #include "pollkill/taskfile.h"
+#include "pollkill/units.h"
 
 extern char** environ;
 
@@ -95,6 +97,21 @@ std::optional<nlohmann::ordered_json> read_record(const fs::path& path, std::str
     if (warning) *warning = path.string() + ": not a result record; ignored";
     return std::nullopt;
   }
+}
+
+// What task `seq`'s recorded attempts before `attempt` ended with (an attempt lost with its
+// node has no record and escalates nothing).
+EscalationSteps recorded_escalation(const SlurmDir& dir, std::uint64_t seq, int attempt) {
+  EscalationSteps steps;
+  for (int earlier = 1; earlier < attempt; ++earlier) {
+    std::error_code ec;
+    if (!fs::exists(dir.record(seq, earlier), ec)) continue;
+    auto record = read_record(dir.record(seq, earlier), nullptr);
+    if (!record) continue;
+    if (auto status = status_from_string(record->value("status", std::string())))
+      steps.after(*status);
+  }
+  return steps;
 }
 
 bool record_is_final(const nlohmann::ordered_json& record) {
@@ -254,6 +271,24 @@ std::string trim(std::string s) {
 
 }  // namespace
 
+namespace {
+
+// The largest memory limit any attempt of any task in DIR/tasks can run with, when some
+// task's policy escalates memory (retry.escalate.memory); nullopt otherwise.
+std::optional<std::uint64_t> largest_escalated_memory_of(const SlurmDir& dir, const Policy& base) {
+  std::optional<std::uint64_t> largest;
+  TaskFile file = TaskFile::open(dir.tasks().string());
+  while (auto task = file.next(base)) {
+    Policy policy = task_policy(*task, base);
+    if (!policy.retry.escalate.memory) continue;
+    if (auto memory = largest_escalated_memory(policy.limits, policy.retry))
+      largest = std::max(largest.value_or(0), *memory);
+  }
+  return largest;
+}
+
+}  // namespace
+
 int submit_slurm_batch(const SlurmBatchRequest& request) {
   Prepared p = prepare_dir(request);
   std::vector<std::uint64_t> todo = missing_tasks(p.tasks, p.recorded);
@@ -264,10 +299,50 @@ int submit_slurm_batch(const SlurmBatchRequest& request) {
     return 0;
   }
   fs::path script = p.dir.slurm() / "element.sh";
-  write_file_atomic(script, sbatch_script(self_exe(), p.dir.root));
+  const int cpus = slurm_cpus(request.policy.limits);
   std::string array = array_spec(todo, request.jobs);
-  auto argv = sbatch_command(p.dir.root, array, slurm_cpus(request.policy.limits),
-                             request.launcher_args, script);
+  int tasks_at_once = 1;
+  std::size_t elements = todo.size();
+  if (request.chunk) {
+    // Line K of the chunk file lists element K's tasks; a file per submission, since a
+    // resumed one chunks what is left.
+    auto chunks = split_chunks(todo, chunk_size(todo.size(), *request.chunk));
+    std::string text;
+    for (const auto& chunk : chunks) text += array_spec(chunk, 0) + "\n";
+    auto stamp = std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::system_clock::now().time_since_epoch())
+                     .count();
+    fs::path file =
+        p.dir.slurm() / ("chunks." + std::to_string(stamp) + "." + std::to_string(::getpid()));
+    write_file_atomic(file, text);
+    script = file.string() + ".sh";
+    write_file_atomic(script, sbatch_script(self_exe(), p.dir.root, file));
+    elements = chunks.size();
+    array = "1-" + std::to_string(elements);
+    if (request.jobs > 0) array += "%" + std::to_string(request.jobs);
+    tasks_at_once = chunk_jobs(sbatch_cpus(request.launcher_args).value_or(cpus), cpus);
+  } else {
+    write_file_atomic(script, sbatch_script(self_exe(), p.dir.root));
+  }
+  std::vector<std::string> args = request.launcher_args;
+  if (auto largest = largest_escalated_memory_of(p.dir, request.policy)) {
+    // Escalated attempts must fit the allocation: Slurm's --mem covers the largest (times
+    // the tasks a chunk element runs at once).
+    std::uint64_t need = element_memory(*largest, tasks_at_once);
+    auto asked = sbatch_memory(request.launcher_args, cpus);
+    if (!asked) {
+      args.insert(args.begin(), "--mem=" + slurm_size(need));
+    } else if (*asked < need) {
+      throw Error("--sbatch-arg asks Slurm for " + format_size(*asked) +
+                      " per element, but a retry escalates a task's memory limit to " +
+                      format_size(*largest) + " (retry.escalate; pollkill needs " +
+                      format_size(kElementOverheadBytes) + " beside it)",
+                  "ask for --sbatch-arg=--mem=" + slurm_size(need) +
+                      " (or leave --mem out and pollkill asks for it), or lower "
+                      "retry.escalate.memory_max");
+    }
+  }
+  auto argv = sbatch_command(p.dir.root, array, cpus, args, script);
   std::string out, err;
   int rc = run_capture(argv, out, err);
   if (rc != 0) {
@@ -280,7 +355,11 @@ int submit_slurm_batch(const SlurmBatchRequest& request) {
   std::fflush(stdout);
   if (request.verbosity > 0) {
     diag::notice("submitted " + std::to_string(todo.size()) + " of " + std::to_string(p.tasks) +
-                 " tasks as job array " + job + " (--array=" + array + ")");
+                 " tasks as job array " + job + " (--array=" + array + ")" +
+                 (request.chunk
+                      ? ", " + std::to_string(elements) + " elements of up to " +
+                            std::to_string(chunk_size(todo.size(), *request.chunk)) + " tasks"
+                      : std::string()));
     diag::notice("when it has ended: pollkill collect " + shell_join({p.dir.root.string()}) +
                  " --results RESULTS.jsonl");
   }
@@ -358,6 +437,9 @@ int run_slurm_element(const fs::path& dir_path, std::optional<std::uint64_t> seq
     if (!saved_out || !saved_err) throw_errno("duplicate stdout and stderr");
     ::dup2(out.get(), 1);
     ::dup2(err.get(), 2);
+    // retry.escalate: the earlier attempts' records say what this one gets more of.
+    policy.limits = escalate_limits(policy.limits, policy.retry.escalate,
+                                    recorded_escalation(dir, seq, attempt));
     RunRequest request;
     request.command = task->command;
     request.policy = policy;
@@ -366,6 +448,7 @@ int run_slurm_element(const fs::path& dir_path, std::optional<std::uint64_t> seq
     request.cgroup_name = "task-" + std::to_string(seq) + "-" + std::to_string(attempt);
     try {
       Result ran = run_task(request);
+      set_ran_with(ran, policy.limits);
       ran.attempt = attempt;
       ran.stdout_path = result.stdout_path;
       ran.stderr_path = result.stderr_path;
@@ -479,9 +562,14 @@ struct Step {
   EventLoop::Id registration = 0;
 };
 
+// Runs the attempts of a batch as `pollkill slurm-element` processes: through srun as job
+// steps (--launcher srun, `chunk` unset), or directly on this node for the tasks of a chunk
+// element (`chunk`: their numbers).
 class SrunBatch {
  public:
-  explicit SrunBatch(const SlurmBatchRequest& request) : request_(request) {}
+  explicit SrunBatch(const SlurmBatchRequest& request,
+                     std::optional<std::vector<std::uint64_t>> chunk = std::nullopt)
+      : request_(request), chunk_(std::move(chunk)) {}
   int run();
 
  private:
@@ -491,6 +579,7 @@ class SrunBatch {
   void on_signal(int sig);
 
   const SlurmBatchRequest& request_;
+  std::optional<std::vector<std::uint64_t>> chunk_;
   Prepared prepared_;
   std::string self_;
   int cpus_ = 1;
@@ -509,14 +598,29 @@ fs::path srun_log(const SlurmDir& dir, const QueuedAttempt& what) {
 }
 
 void SrunBatch::start(QueuedAttempt what) {
-  auto argv = srun_command(self_, prepared_.dir.root, what.task.seq, what.attempt, cpus_,
-                           request_.launcher_args);
+  std::vector<std::string> argv;
+  if (chunk_) {
+    argv = {self_,
+            "slurm-element",
+            prepared_.dir.root.string(),
+            "--seq",
+            std::to_string(what.task.seq),
+            "--attempt",
+            std::to_string(what.attempt)};
+  } else {
+    argv = srun_command(self_, prepared_.dir.root, what.task.seq, what.attempt, cpus_,
+                        request_.launcher_args);
+  }
   const fs::path log = srun_log(prepared_.dir, what);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  // A chunk's elements write their one line into the element's Slurm output, as an
+  // element of its own would.
+  if (!chunk_) {
+    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  }
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   sigset_t none, defaults;
@@ -530,9 +634,11 @@ void SrunBatch::start(QueuedAttempt what) {
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   pid_t pid = 0;
-  int rc = ::posix_spawnp(&pid, "srun", &actions, &attr, args.data(), environ);
+  int rc = ::posix_spawnp(&pid, args[0], &actions, &attr, args.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
+  if (rc != 0 && chunk_)
+    throw SystemError(rc, "run '" + self_ + "' for task '" + what.task.id + "'");
   if (rc != 0) {
     throw SystemError(rc, "run srun for task '" + what.task.id + "'",
                       "--launcher srun runs inside a Slurm allocation (salloc, sbatch) with "
@@ -574,8 +680,10 @@ void SrunBatch::finished(pid_t pid) {
     r.started_at = std::chrono::system_clock::now();
     r.status = Status::error;
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    r.reason = "srun exited with " + std::to_string(code) + " and the step wrote no record; see " +
-               srun_log(dir, what).string();
+    r.reason = chunk_ ? "the task's element exited with " + std::to_string(code) +
+                            " and wrote no record; see Slurm's output of this chunk"
+                      : "srun exited with " + std::to_string(code) +
+                            " and the step wrote no record; see " + srun_log(dir, what).string();
     r.final = true;
     record = element_record(r, "", "");
     PlacedRecord placed = place_record(
@@ -589,8 +697,10 @@ void SrunBatch::finished(pid_t pid) {
       if (auto placed_record = read_record(counts, &warning)) record = std::move(placed_record);
     }
   }
-  results_->append(record->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-  results_->sync();
+  if (results_) {
+    results_->append(record->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    results_->sync();
+  }
   if (auto summary = SummaryRecord::from(nlohmann::json(*record))) summary_.add(*summary);
   if (request_.verbosity > 1) {
     diag::notice(what.task.id + " (attempt " + std::to_string(what.attempt) +
@@ -618,32 +728,52 @@ void SrunBatch::start_ready() {
   while (!cancel_signal_ && running_.size() < jobs_) {
     std::optional<QueuedAttempt> next = queue_->next(Clock::now(), summary_);
     if (!next) break;
+    // A chunk element runs only its own tasks of the file.
+    if (chunk_ && !std::binary_search(chunk_->begin(), chunk_->end(), next->task.seq)) continue;
     start(std::move(*next));
   }
 }
 
 int SrunBatch::run() {
-  if (env_or("SLURM_JOB_ID").empty() && request_.verbosity > 0) {
-    diag::warning(
-        "not inside a Slurm allocation (no SLURM_JOB_ID): each srun asks for an allocation of "
-        "its own; run under salloc or in an sbatch script");
-  }
-  prepared_ = prepare_dir(request_);
   self_ = self_exe();
   cpus_ = slurm_cpus(request_.policy.limits);
-  results_ = AppendFile::open(request_.results);
-  // Without -j, as many steps as the allocation has tasks.
-  if (request_.jobs > 0) {
-    jobs_ = static_cast<std::size_t>(request_.jobs);
-  } else if (auto ntasks = env_number("SLURM_NTASKS"); ntasks && *ntasks > 0) {
-    jobs_ = static_cast<std::size_t>(*ntasks);
-  }
-
-  // What the directory's records say: a task with a final record is skipped (its record is
-  // in the results already), any other starts at the attempt after its highest.
   std::unordered_map<std::uint64_t, RecordedTask> resumed;
-  for (const auto& [seq, recorded] : prepared_.recorded) {
-    resumed[seq] = RecordedTask{recorded.highest, recorded.final, recorded.final_status, {}};
+  if (chunk_) {
+    // The chunk's tasks as an element of each would find them: one decided (by an earlier
+    // run of this element before its node died, or a straggler) is skipped, any other runs
+    // the attempt after the highest that started (its logs count, so a lost one keeps its
+    // number).
+    prepared_.dir.root = request_.dir;
+    for (std::uint64_t seq : *chunk_) {
+      RecordedTask& task = resumed[seq];
+      if (auto decided = decided_attempt(prepared_.dir, seq)) {
+        task.final = true;
+        auto record = read_record(prepared_.dir.record(seq, *decided), nullptr);
+        task.final_status = status_from_string(record ? record->value("status", std::string()) : "")
+                                .value_or(Status::error);
+      }
+      task.attempts = highest_started_attempt(prepared_.dir, seq);
+    }
+    jobs_ = static_cast<std::size_t>(chunk_jobs(env_number("SLURM_CPUS_ON_NODE"), cpus_));
+  } else {
+    if (env_or("SLURM_JOB_ID").empty() && request_.verbosity > 0) {
+      diag::warning(
+          "not inside a Slurm allocation (no SLURM_JOB_ID): each srun asks for an allocation "
+          "of its own; run under salloc or in an sbatch script");
+    }
+    prepared_ = prepare_dir(request_);
+    results_ = AppendFile::open(request_.results);
+    // Without -j, as many steps as the allocation has tasks.
+    if (request_.jobs > 0) {
+      jobs_ = static_cast<std::size_t>(request_.jobs);
+    } else if (auto ntasks = env_number("SLURM_NTASKS"); ntasks && *ntasks > 0) {
+      jobs_ = static_cast<std::size_t>(*ntasks);
+    }
+    // What the directory's records say: a task with a final record is skipped (its record
+    // is in the results already), any other starts at the attempt after its highest.
+    for (const auto& [seq, recorded] : prepared_.recorded) {
+      resumed[seq] = RecordedTask{recorded.highest, recorded.final, recorded.final_status, {}, {}};
+    }
   }
   TaskFile file = TaskFile::open(prepared_.dir.tasks().string());
   queue_.emplace(file, request_.policy, std::move(resumed));
@@ -659,6 +789,30 @@ int SrunBatch::run() {
 
 int run_srun_batch(const SlurmBatchRequest& request) {
   SrunBatch batch(request);
+  return batch.run();
+}
+
+int run_slurm_chunk(const fs::path& dir_path, const fs::path& chunks) {
+  SlurmBatchRequest request;
+  request.dir = fs::absolute(dir_path).lexically_normal();
+  SlurmDir dir{request.dir};
+  request.policy = load_policy_file(dir.policy());
+  auto index = env_number("SLURM_ARRAY_TASK_ID");
+  if (!index || *index == 0) {
+    throw Error("no chunk number: SLURM_ARRAY_TASK_ID is not set",
+                "slurm-element --chunks runs inside a job submitted by pollkill batch --slurm "
+                "--chunk");
+  }
+  std::ifstream in(chunks);
+  if (!in) throw_errno("read the chunk file '" + chunks.string() + "'");
+  std::string line;
+  for (std::uint64_t k = 0; k < *index; ++k) {
+    if (!std::getline(in, line))
+      throw Error(chunks.string() + " has no chunk number " + std::to_string(*index),
+                  "the array must match the chunk file the submission wrote");
+  }
+  std::vector<std::uint64_t> seqs = parse_task_list(line);
+  SrunBatch batch(request, std::move(seqs));
   return batch.run();
 }
 

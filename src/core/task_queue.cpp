@@ -35,6 +35,7 @@ std::optional<QueuedAttempt> TaskQueue::next(Clock::time_point now, Summary& sum
         continue;
       }
       next.attempt = recorded.attempts + 1;
+      next.escalation = recorded.escalation;
     }
     return next;
   }

@@ -185,6 +185,31 @@ TEST(Batch, RetriesWithDoublingBackoff) {
   EXPECT_NE(r.err.find("retries: 2"), std::string::npos) << r.err;
 }
 
+// retry.escalate: a task that outlives its first wall time gets ten times as long on its
+// retry, and each record names the wall time its attempt ran with.
+TEST(Batch, EscalatedWallTimeRetryEndsOk) {
+  PK_REQUIRE_CGROUP2();
+  TempDir dir;
+  write_file(dir / "policy.toml",
+             "version = 1\n[limits]\nwall_time = \"300ms\"\n[retry]\nattempts = 3\n"
+             "escalate = { wall_time = \"x10\", wall_time_max = \"1h\" }\n");
+  const std::string marker = unique_marker();
+  write_file(dir / "tasks", "sh -c 'sleep 0.8' " + marker + "\n");
+  RunOutput r = run_pollkill({"batch", "--policy", (dir / "policy.toml").string(), "--results",
+                              (dir / "r.jsonl").string(), (dir / "tasks").string()},
+                             Seconds(30));
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  auto records = read_records(dir / "r.jsonl");
+  ASSERT_EQ(records.size(), 2u) << r.describe();
+  EXPECT_EQ(records[0]["status"], "timeout") << records[0].dump();
+  EXPECT_EQ(records[0]["wall_time_limit_s"], 0.3) << records[0].dump();
+  EXPECT_TRUE(records[0]["memory_limit_bytes"].is_null());
+  EXPECT_EQ(records[1]["status"], "ok") << records[1].dump();
+  EXPECT_EQ(records[1]["attempt"], 2);
+  EXPECT_EQ(records[1]["wall_time_limit_s"], 3.0) << records[1].dump();
+  cleanup(marker, {r.pid});
+}
+
 TEST(Batch, ResumeAfterSigkillRecordsEveryTaskOkExactlyOnce) {
   PK_REQUIRE_CGROUP2();
   TempDir dir;

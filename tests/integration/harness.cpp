@@ -199,7 +199,9 @@ const std::vector<std::string>& result_contract_keys() {
                                                 "stdout",
                                                 "stderr",
                                                 "evidence",
-                                                "stack_signature"};
+                                                "stack_signature",
+                                                "memory_limit_bytes",
+                                                "wall_time_limit_s"};
   return keys;
 }
 

@@ -67,6 +67,36 @@ TEST(Limits, MemoryLimitEndsInOomAndReapsEverything) {
   expect_nothing_left(r, marker);
 }
 
+// retry.escalate: a task that needs 96 MiB under a first limit of 64 MiB ends oom on
+// attempt 1 and ok on attempt 2 with the doubled limit, and each record names its limit.
+TEST(Limits, EscalatedMemoryRetryEndsOkOnTheSecondAttempt) {
+  PK_REQUIRE_CONTROLLERS("memory");
+  const fs::path dir = fs::temp_directory_path() / ("pk-escalate-" + unique_marker());
+  fs::create_directories(dir);
+  write_file(dir / "policy.toml",
+             "version = 1\n[limits]\nmemory = \"64MiB\"\n[retry]\nattempts = 3\n"
+             "escalate = { memory = \"x2\", memory_max = \"1GiB\" }\n");
+  const std::string marker = unique_marker();
+  write_file(dir / "tasks", kMemhog + " 96 0 " + marker + "\n");
+  std::vector<std::string> args{"batch"};
+  for (const auto& flag : rooted({"--policy", (dir / "policy.toml").string(), "--results",
+                                  (dir / "r.jsonl").string(), (dir / "tasks").string()}))
+    args.push_back(flag);
+  RunOutput r = run_pollkill(args, Seconds(180));
+  const auto records = read_records(dir / "r.jsonl");
+  ASSERT_EQ(records.size(), 2u) << r.describe();
+  EXPECT_EQ(records[0]["status"], "oom") << records[0].dump();
+  EXPECT_EQ(records[0]["final"], false);
+  EXPECT_EQ(records[0]["memory_limit_bytes"], 64ull << 20) << records[0].dump();
+  EXPECT_EQ(records[1]["status"], "ok") << records[1].dump();
+  EXPECT_EQ(records[1]["attempt"], 2);
+  EXPECT_EQ(records[1]["final"], true);
+  EXPECT_EQ(records[1]["memory_limit_bytes"], 128ull << 20) << records[1].dump();
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  expect_nothing_left(r, marker);
+  fs::remove_all(dir);
+}
+
 TEST(Limits, MemoryAttributesAreWrittenAsPlanned) {
   PK_REQUIRE_CONTROLLERS("memory");
   struct Case {

@@ -167,6 +167,108 @@ TEST(SlurmElement, SubmitRunElementsRequeueAndCollect) {
   EXPECT_TRUE(processes_matching(marker).empty());
 }
 
+// retry.escalate in an element: the requeued run reads the first attempt's record and gets
+// the escalated wall time; the submission asks Slurm for the largest escalated memory.
+TEST(SlurmElement, EscalationFromTheEarlierRecordsAndTheMemoryAskedFor) {
+  PK_REQUIRE_CGROUP2();
+  Submission s;
+  write_file(s.dir / "policy.toml",
+             "version = 1\n[limits]\nmemory = \"64MiB\"\nwall_time = \"300ms\"\n"
+             "[runner]\nmissing_controllers = \"warn\"\n[retry]\nattempts = 3\n"
+             "escalate = { memory = \"x2\", wall_time = \"x10\" }\n");
+  const std::string marker = unique_marker();
+  write_file(s.tasks, "sh -c 'sleep 0.8' " + marker + "\n");
+  // --mem below what the third attempt may need (256 MiB and pollkill's 64) is refused.
+  const std::string policy = "--policy=" + (s.dir / "policy.toml").string();
+  RunOutput refused = s.submit({policy, "--sbatch-arg=--mem=300M"});
+  EXPECT_EQ(refused.exit_code, 2) << refused.describe();
+  EXPECT_NE(refused.err.find("--sbatch-arg=--mem=320M"), std::string::npos) << refused.err;
+  EXPECT_FALSE(fs::exists(s.bin / "args")) << "nothing was submitted";
+  fs::remove_all(s.results);
+  RunOutput submitted = s.submit({policy});
+  ASSERT_EQ(submitted.exit_code, 0) << submitted.describe();
+  std::string args = slurp(s.bin / "args");
+  EXPECT_NE(args.find("--requeue\n--mem=320M\n"), std::string::npos) << args;
+  fs::remove_all(s.results);
+  ASSERT_EQ(s.submit({policy, "--sbatch-arg=--mem=1G"}).exit_code, 0);
+  args = slurp(s.bin / "args");
+  EXPECT_EQ(args.find("--mem=320M"), std::string::npos) << args;
+
+  EXPECT_EQ(element(s.results, 1, 0).exit_code, 75);
+  RunOutput second = element(s.results, 1, 1);
+  EXPECT_EQ(second.exit_code, 0) << second.describe();
+  auto first_record = json::parse(slurp(s.results / "records" / "1.1.json"));
+  auto second_record = json::parse(slurp(s.results / "records" / "1.2.json"));
+  EXPECT_EQ(first_record["status"], "timeout") << first_record.dump();
+  EXPECT_EQ(first_record["wall_time_limit_s"], 0.3);
+  EXPECT_EQ(first_record["memory_limit_bytes"], 64u << 20);
+  EXPECT_EQ(second_record["status"], "ok") << second_record.dump();
+  EXPECT_EQ(second_record["wall_time_limit_s"], 3.0);
+  EXPECT_EQ(second_record["memory_limit_bytes"], 64u << 20) << "a timeout escalates no memory";
+  EXPECT_TRUE(processes_matching(marker).empty());
+}
+
+// --chunk: the submission writes a chunk file and submits one element per chunk; element K
+// runs its chunk's tasks as a local batch, each with its own record, retries included, and
+// a rerun of the element (its node died) runs only what is not decided.
+TEST(SlurmElement, ChunksRunAsLocalBatchesWithTheirOwnRecords) {
+  PK_REQUIRE_CGROUP2();
+  Submission s;
+  const fs::path flag = s.dir / "flag";
+  // Task 4 crashes once, then succeeds: retried within the element.
+  std::string crash = "{\"id\": \"flaky\", \"sh\": \"[ -e " + flag.string() +
+                      " ] && exit 0; touch " + flag.string() + "; kill -SEGV $$\"}\n";
+  std::string tasks = "true\ntrue\nfalse\n" + crash + "true\n";
+  write_file(s.tasks, tasks);
+  RunOutput submitted = s.submit({"--chunk", "2", "--retries", "1", "-j", "4"});
+  ASSERT_EQ(submitted.exit_code, 0) << submitted.describe();
+  std::string args = slurp(s.bin / "args");
+  EXPECT_NE(args.find("--array=1-3%4\n"), std::string::npos) << args;
+  EXPECT_NE(submitted.err.find("3 elements of up to 2 tasks"), std::string::npos) << submitted.err;
+  fs::path chunks;
+  for (const auto& entry : fs::directory_iterator(s.results / "slurm")) {
+    std::string name = entry.path().filename().string();
+    if (name.starts_with("chunks.") && !name.ends_with(".sh")) chunks = entry.path();
+  }
+  ASSERT_FALSE(chunks.empty());
+  EXPECT_EQ(slurp(chunks), "1-2\n3-4\n5\n");
+  EXPECT_NE(args.find(chunks.string() + ".sh\n"), std::string::npos) << args;
+
+  auto chunk_env = [](int index) {
+    LaunchOptions options = element_env(index, std::nullopt);
+    options.env["SLURM_CPUS_ON_NODE"] = "2";
+    return options;
+  };
+  RunOutput second =
+      run_pollkill({"slurm-element", s.results.string(), "--chunks", chunks.string()}, Seconds(60),
+                   chunk_env(2));
+  EXPECT_EQ(second.exit_code, 1) << "task 3 failed: " << second.describe();
+  EXPECT_EQ(dir_names(s.results / "records"),
+            (std::vector<std::string>{"3.1.json", "3.final", "4.1.json", "4.2.json", "4.final"}));
+  auto flaky = json::parse(slurp(s.results / "records" / "4.2.json"));
+  EXPECT_EQ(flaky["status"], "ok") << flaky.dump();
+  EXPECT_EQ(flaky["slurm_job_id"], "4242_2");
+  // Run again (Slurm reran it after its node died): nothing left to run, nothing added.
+  RunOutput again = run_pollkill({"slurm-element", s.results.string(), "--chunks", chunks.string()},
+                                 Seconds(60), chunk_env(2));
+  EXPECT_EQ(again.exit_code, 1) << again.describe();  // the chunk's tasks: one failed
+  EXPECT_EQ(dir_names(s.results / "records").size(), 5u);
+  for (int index : {1, 3})
+    EXPECT_EQ(run_pollkill({"slurm-element", s.results.string(), "--chunks", chunks.string()},
+                           Seconds(60), chunk_env(index))
+                  .exit_code,
+              0);
+  RunOutput collect =
+      run_pollkill({"collect", s.results.string(), "--results", (s.dir / "all.jsonl").string()});
+  EXPECT_EQ(collect.exit_code, 0) << collect.describe();
+  EXPECT_EQ(read_records(s.dir / "all.jsonl").size(), 6u);
+  // An element number past the chunk file is an error of its own.
+  EXPECT_EQ(run_pollkill({"slurm-element", s.results.string(), "--chunks", chunks.string()},
+                         Seconds(60), chunk_env(4))
+                .exit_code,
+            2);
+}
+
 // Regression: the element named its task cgroup after the task's id, and an id may hold any
 // character: "a/b" made an error record ("create task cgroup '.../task-a/b'") instead of
 // running. It is named by number now, as a batch's are.

@@ -355,6 +355,67 @@ class SlurmBatch(unittest.TestCase):
         self.assertEqual(second["slurm_job_id"], f"{job}_1")
         self.assert_nothing_left()
 
+    def test_7_requeued_attempt_runs_with_escalated_limits(self):
+        # retry.escalate on the cluster: attempt 1 times out under 1s; the requeued element
+        # reads its record and runs attempt 2 with five times the wall time. The memory limit
+        # escalates only after oom (these nodes have no memory controller: "warn"), but the
+        # array asks Slurm for the largest escalated memory: 128 MiB and pollkill's 64.
+        d = os.path.join(self.work, "escalate")
+        policy = os.path.join(self.work, "escalate.toml")
+        with open(policy, "w") as f:
+            f.write('version = 1\n[limits]\nmemory = "64MiB"\nwall_time = "1s"\n'
+                    '[runner]\nmissing_controllers = "warn"\n[retry]\nattempts = 2\n'
+                    'escalate = { memory = "x2", wall_time = "x5" }\n')
+        tasks = os.path.join(self.work, "escalate-tasks")
+        with open(tasks, "w") as f:
+            f.write(json.dumps({"id": "slow", "cmd": ["sleep", "1.7303"]}) + "\n")
+        job, _ = self.submit("--results-dir", d, "--policy", policy, "-q", tasks)
+        self.assertEqual({f.get("MinMemoryNode") for f in job_fields(job)}, {"192M"})
+        wait_for_job(job, timeout=240)
+        results = os.path.join(self.work, "escalate.jsonl")
+        self.pollkill("collect", d, "--results", results)
+        first, second = read_records(results)
+        self.assertEqual((first["attempt"], first["status"], first["final"]),
+                         (1, "timeout", False))
+        self.assertEqual((first["wall_time_limit_s"], first["memory_limit_bytes"]),
+                         (1.0, 64 << 20))
+        self.assertEqual((second["attempt"], second["status"], second["final"]), (2, "ok", True))
+        self.assertEqual((second["wall_time_limit_s"], second["memory_limit_bytes"]),
+                         (5.0, 64 << 20))
+        self.assertEqual(first["slurm_job_id"], f"{job}_1")
+        self.assertEqual(second["slurm_job_id"], f"{job}_1")
+        self.assert_nothing_left()
+
+    def test_8_chunks_of_a_hundred_tasks_per_element(self):
+        # 2,000 tasks in 20 elements of 100, each element a local batch on its node (-j from
+        # its two CPUs): one final record per task, named by the element that ran it, the
+        # elements spread over the nodes, and collect finds them all.
+        d = os.path.join(self.work, "chunks")
+        tasks = os.path.join(self.work, "chunk-tasks")
+        with open(tasks, "w") as f:
+            for i in range(1, 2001):
+                f.write(json.dumps({"id": f"c{i}", "cmd": ["true", str(i)]}) + "\n")
+        started = time.monotonic()
+        job, err = self.submit("--results-dir", d, "--chunk", "100", "-j", "6",
+                               "--sbatch-arg=--cpus-per-task=2", tasks)
+        self.assertIn("--array=1-20%6", err)
+        wait_for_job(job, timeout=420)
+        print(f"\n  2000 tasks in 20 elements took {time.monotonic() - started:.1f}s",
+              file=sys.stderr)
+        self.assertEqual(final_records(os.path.join(d, "records")),
+                         {i: [1] for i in range(1, 2001)})
+        results = os.path.join(self.work, "chunks.jsonl")
+        self.pollkill("collect", d, "--results", results)
+        records = read_records(results)
+        self.assertEqual([r["id"] for r in records], [f"c{i}" for i in range(1, 2001)])
+        self.assertTrue(all(r["status"] == "ok" for r in records))
+        # Task N ran in element ceil(N / 100), on the node Slurm ran that element on.
+        for i, r in enumerate(records, start=1):
+            self.assertEqual(r["slurm_job_id"], f"{job}_{(i - 1) // 100 + 1}", r["id"])
+        self.assert_hosts_ran_them(records, job)
+        self.assertGreater(len({r["host"] for r in records}), 1)
+        self.assert_nothing_left()
+
     def node_failure_batch(self, name, node, wait):
         """Six tasks, submitted to run all at once (two per node), each of which ends at once
         except on `node`, where it runs `wait` (a shell command) first; returns (results dir,

@@ -42,6 +42,87 @@ TEST(Retry, BackoffDoubles) {
   EXPECT_EQ(retry_backoff(RetryPolicy{}, 3), Duration(0));
 }
 
+TEST(Escalation, CountsOomThrashingAndTimeoutOnly) {
+  EscalationSteps steps;
+  for (Status s : {Status::oom, Status::thrashing, Status::timeout, Status::failed, Status::hung,
+                   Status::crashed, Status::spinning, Status::cpu_limit})
+    steps.after(s);
+  EXPECT_EQ(steps.memory, 2);
+  EXPECT_EQ(steps.wall_time, 1);
+}
+
+TEST(Escalation, MultipliesPerStepUpToTheMaximum) {
+  Limits limits;
+  limits.memory = 64ull << 20;
+  limits.wall_time = Duration(10'000);
+  RetryEscalation e;
+  e.memory = 2;
+  e.memory_max = 200ull << 20;
+  e.wall_time = 1.5;
+  e.wall_time_max = Duration(20'000);
+  EXPECT_EQ(escalate_limits(limits, e, {}), limits);  // no earlier verdict: as it is
+  Limits one = escalate_limits(limits, e, {1, 0});
+  EXPECT_EQ(one.memory, 128ull << 20);
+  EXPECT_EQ(one.wall_time, Duration(10'000));  // a timeout did not happen
+  Limits two = escalate_limits(limits, e, {2, 1});
+  EXPECT_EQ(two.memory, 200ull << 20);  // 256 MiB capped
+  EXPECT_EQ(two.wall_time, Duration(15'000));
+  EXPECT_EQ(escalate_limits(limits, e, {0, 5}).wall_time, Duration(20'000));
+  // A large step count saturates rather than overflows.
+  EXPECT_EQ(escalate_limits(limits, e, {1000, 1000}).memory, 200ull << 20);
+  e.memory_max.reset();
+  e.wall_time_max.reset();
+  Limits huge = escalate_limits(limits, e, {1000, 1000});
+  EXPECT_GT(*huge.memory, 1ull << 60);
+  EXPECT_LE(huge.wall_time, kMaxDuration);
+}
+
+TEST(Escalation, LeavesUnsetLimitsAndLimitsAboveTheCapAlone) {
+  RetryEscalation e;
+  e.memory = 2;
+  e.memory_max = 1ull << 30;
+  e.wall_time = 2;
+  Limits none;
+  EXPECT_EQ(escalate_limits(none, e, {3, 3}), none);
+  Limits big;
+  big.memory = 2ull << 30;  // already above memory_max: not lowered
+  EXPECT_EQ(escalate_limits(big, e, {1, 0}).memory, 2ull << 30);
+  Limits odd;
+  odd.memory = 1000;  // x1.5 = 1500 bytes, rounded up to a whole KiB
+  e.memory = 1.5;
+  EXPECT_EQ(escalate_limits(odd, e, {1, 0}).memory, 2048u);
+  Limits no_factor;
+  no_factor.memory = 64ull << 20;
+  EXPECT_EQ(escalate_limits(no_factor, RetryEscalation{}, {4, 4}), no_factor);
+}
+
+TEST(Escalation, LargestMemoryIsTheLastRetryAfterOom) {
+  RetryPolicy retry;
+  retry.attempts = 3;
+  retry.escalate.memory = 2;
+  Limits limits;
+  EXPECT_EQ(largest_escalated_memory(limits, retry), std::nullopt);
+  limits.memory = 64ull << 20;
+  EXPECT_EQ(largest_escalated_memory(limits, retry), 256ull << 20);
+  retry.escalate.memory_max = 100ull << 20;
+  EXPECT_EQ(largest_escalated_memory(limits, retry), 100ull << 20);
+  retry.attempts = 1;
+  EXPECT_EQ(largest_escalated_memory(limits, retry), 64ull << 20);
+}
+
+TEST(Escalation, RecordsTheLimitsAnAttemptRanWith) {
+  Result result;
+  Limits limits;
+  limits.memory = 128ull << 20;
+  limits.wall_time = Duration(1500);
+  set_ran_with(result, limits);
+  EXPECT_EQ(result.memory_limit_bytes, 128ull << 20);
+  EXPECT_EQ(result.wall_time_limit_s, 1.5);
+  set_ran_with(result, Limits{});
+  EXPECT_EQ(result.memory_limit_bytes, std::nullopt);
+  EXPECT_EQ(result.wall_time_limit_s, std::nullopt);
+}
+
 TEST(AdaptiveWallTime, CapOnlyUntilFiveOkThenPercentOfMedian) {
   Limits limits;
   limits.wall_time_percent = 300;
@@ -137,6 +218,21 @@ TEST_F(ResultsFileTest, AppendsAndReadsBack) {
   EXPECT_EQ(state.tasks["a"].attempts, 2);
   EXPECT_EQ(state.tasks["a"].command, command_json({"task", "a"}));
   EXPECT_FALSE(state.tasks["b"].final);  // cancelled tasks run again on resume
+}
+
+// A resumed batch escalates from the attempts the results file records.
+TEST_F(ResultsFileTest, ResumeCountsTheVerdictsThatEscalate) {
+  {
+    AppendFile file = AppendFile::open(path_);
+    file.append(dump_result_line(make("a", 1, false, Status::oom)));
+    file.append(dump_result_line(make("a", 2, false, Status::timeout)));
+    file.append(dump_result_line(make("a", 3, false, Status::thrashing)));
+    file.append(dump_result_line(make("b", 1, false, Status::crashed)));
+    file.sync();
+  }
+  ResumeState state = read_results(path_);
+  EXPECT_EQ(state.tasks["a"].escalation, (EscalationSteps{2, 1}));
+  EXPECT_EQ(state.tasks["b"].escalation, (EscalationSteps{0, 0}));
 }
 
 TEST_F(ResultsFileTest, TornLastLineIsSkippedWithAWarningAndNotExtended) {

@@ -640,6 +640,57 @@ TEST(Policy, ReadsRetryAndAdaptiveWallTime) {
   EXPECT_EQ(fixed.limits.wall_time, Duration(5000));
 }
 
+TEST(Policy, ReadsRetryEscalation) {
+  Policy p = parse_policy(
+      "version = 1\n[retry]\nattempts = 3\n"
+      "escalate = { memory = \"x2\", memory_max = \"8GiB\", wall_time = \"x1.5\", "
+      "wall_time_max = \"4h\" }\n",
+      "p.toml");
+  EXPECT_EQ(p.retry.escalate.memory, 2.0);
+  EXPECT_EQ(p.retry.escalate.memory_max, 8ull << 30);
+  EXPECT_EQ(p.retry.escalate.wall_time, 1.5);
+  EXPECT_EQ(p.retry.escalate.wall_time_max, Duration(4 * 3600 * 1000));
+  EXPECT_EQ(parse_policy(to_toml(p), "to_toml"), p) << to_toml(p);
+  EXPECT_NE(to_toml(p).find("escalate = { memory = \"x2\", memory_max = \"8GiB\", "
+                            "wall_time = \"x1.5\", wall_time_max = \"4h0m0s\" }"),
+            std::string::npos)
+      << to_toml(p);
+  // The table replaces the base's whole: a key left out is not set.
+  Policy only = parse_policy("version = 1\n[retry]\nescalate = { wall_time = \"x3\" }\n", "o", p);
+  EXPECT_FALSE(only.retry.escalate.memory);
+  EXPECT_EQ(only.retry.escalate.wall_time, 3.0);
+  EXPECT_EQ(default_policy().retry.escalate, RetryEscalation{});
+  EXPECT_NE(p, default_policy());
+}
+
+TEST(Policy, RejectsBadEscalationAtItsPosition) {
+  struct Case {
+    const char* text;
+    const char* message;
+  };
+  for (const Case& c : {
+           Case{"escalate = { memory = 2 }", "p:3:23: retry.escalate.memory: invalid factor"},
+           Case{"escalate = { memory = \"2\" }", "invalid factor '2'"},
+           Case{"escalate = { memory = \"x1\" }", "above 1"},
+           Case{"escalate = { memory = \"x0.5\" }", "invalid factor"},
+           Case{"escalate = { memory = \"x101\" }", "at most 100"},
+           Case{"escalate = { memory = \"x-2\" }", "invalid factor"},
+           Case{"escalate = { wall_time = \"x2e3\" }", "invalid factor"},
+           Case{"escalate = { memory_max = \"0\" }", "retry.escalate.memory_max"},
+           Case{"escalate = { wall_time_max = \"0s\" }", "retry.escalate.wall_time_max"},
+           Case{"escalate = { memroy = \"x2\" }", "did you mean 'memory'?"},
+           Case{"escalate = \"x2\"", "expected a table"},
+       }) {
+    try {
+      parse_policy(std::string("version = 1\n[retry]\n") + c.text, "p");
+      ADD_FAILURE() << c.text << " was accepted";
+    } catch (const PolicyError& e) {
+      EXPECT_NE(std::string(e.what()).find(c.message), std::string::npos)
+          << c.text << ": " << e.what();
+    }
+  }
+}
+
 TEST(Policy, RejectsBadRetryAndPercentages) {
   for (const char* text : {"[retry]\nattempts = 0", "[retry]\nattempts = \"2\"",
                            "[retry]\non = [\"crashd\"]", "[retry]\non = \"crashed\"",

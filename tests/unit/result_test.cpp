@@ -231,7 +231,9 @@ TEST(ResultTest, JsonKeysInContractOrder) {
                                           "stdout",
                                           "stderr",
                                           "evidence",
-                                          "stack_signature"};
+                                          "stack_signature",
+                                          "memory_limit_bytes",
+                                          "wall_time_limit_s"};
   std::vector<std::string> keys;
   for (const auto& item : json.items()) keys.push_back(item.key());
   EXPECT_EQ(keys, expected);
@@ -250,7 +252,8 @@ TEST(ResultTest, JsonNullsAndValues) {
       R"("wall_s":0.0,"cpu_user_s":0.0,"cpu_system_s":0.0,"memory_peak_bytes":null,)"
       R"("oom_kills":null,"pids_peak":null,"processes_reaped":0,"unkillable":[],)"
       R"("limits_not_enforced":[],"limits_cgroup_v1":[],"mode":"cgroup","cgroup":null,"stdout":null,)"
-      R"("stderr":null,"evidence":null,"stack_signature":null})");
+      R"("stderr":null,"evidence":null,"stack_signature":null,"memory_limit_bytes":null,)"
+      R"("wall_time_limit_s":null})");
 
   Result full;
   full.id = "build";
@@ -274,7 +277,11 @@ TEST(ResultTest, JsonNullsAndValues) {
   full.stderr_path = "out/build.stderr";
   full.evidence = "out/build.2.evidence.json";
   full.stack_signature = "make: wait4 < main";
+  full.memory_limit_bytes = 134217728;
+  full.wall_time_limit_s = 20.5;
   const auto json = to_json(full);
+  EXPECT_EQ(json["memory_limit_bytes"], 134217728u);
+  EXPECT_EQ(json["wall_time_limit_s"], 20.5);
   EXPECT_EQ(json["evidence"], "out/build.2.evidence.json");
   EXPECT_EQ(json["stack_signature"], "make: wait4 < main");
   EXPECT_EQ(json["exit_code"], 2);

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "pollkill/error.h"
 #include "pollkill/slurm.h"
 
 namespace pollkill {
@@ -135,6 +136,67 @@ TEST(SlurmRecord, ContractPlusHostAndJobId) {
   auto it = record.begin();
   for (auto p = plain.begin(); p != plain.end(); ++p, ++it) EXPECT_EQ(it.key(), p.key());
   EXPECT_EQ(it.key(), "host");
+}
+
+TEST(SlurmMemory, TheUsersMemArgumentInSlurmUnits) {
+  EXPECT_EQ(sbatch_memory({}, 1), std::nullopt);
+  EXPECT_EQ(sbatch_memory({"--partition=x", "--time=10"}, 1), std::nullopt);
+  EXPECT_EQ(sbatch_memory({"--mem=4G"}, 1), 4ull << 30);
+  EXPECT_EQ(sbatch_memory({"--mem=300"}, 1), 300ull << 20);  // a number alone is MiB
+  EXPECT_EQ(sbatch_memory({"--mem", "512M"}, 1), 512ull << 20);
+  EXPECT_EQ(sbatch_memory({"--mem=1G", "--mem=2048K"}, 1), 2ull << 20);  // the last wins
+  EXPECT_EQ(sbatch_memory({"--mem-per-cpu=100M"}, 4), 400ull << 20);
+  EXPECT_THROW(sbatch_memory({"--mem=lots"}, 1), Error);
+  EXPECT_THROW(sbatch_memory({"--mem=4X"}, 1), Error);
+  EXPECT_THROW(sbatch_memory({"--mem="}, 1), Error);
+}
+
+TEST(SlurmMemory, ElementNeedsTheLargestTimesTasksPlusOverhead) {
+  EXPECT_EQ(slurm_size(1), "1M");
+  EXPECT_EQ(slurm_size(128ull << 20), "128M");
+  EXPECT_EQ(slurm_size((128ull << 20) + 1), "129M");
+  EXPECT_EQ(element_memory(128ull << 20, 1), (128ull << 20) + kElementOverheadBytes);
+  EXPECT_EQ(element_memory(128ull << 20, 4), (512ull << 20) + kElementOverheadBytes);
+  EXPECT_EQ(element_memory(128ull << 20, 0), (128ull << 20) + kElementOverheadBytes);
+}
+
+TEST(SlurmChunk, SizeSplitAndTheListsElementsRead) {
+  EXPECT_EQ(chunk_size(2000, 100), 100u);
+  EXPECT_EQ(chunk_size(5, 100), 100u);
+  EXPECT_EQ(chunk_size(2000, 0), 20u);  // auto: at most kAutoChunkElements elements
+  EXPECT_EQ(chunk_size(2001, 0), 21u);
+  EXPECT_EQ(chunk_size(50, 0), 1u);
+  EXPECT_EQ(chunk_size(0, 0), 1u);
+  auto chunks = split_chunks({1, 2, 3, 5, 8}, 2);
+  EXPECT_EQ(chunks, (std::vector<std::vector<std::uint64_t>>{{1, 2}, {3, 5}, {8}}));
+  EXPECT_TRUE(split_chunks({}, 3).empty());
+  EXPECT_EQ(parse_task_list("1-3,5"), (std::vector<std::uint64_t>{1, 2, 3, 5}));
+  EXPECT_EQ(parse_task_list(array_spec({7, 8, 9, 12}, 0)),
+            (std::vector<std::uint64_t>{7, 8, 9, 12}));
+  for (const char* bad : {"", "0", "3-1", "1,1", "2,1", "1-", "a", "1,", "1%2", "-3"})
+    EXPECT_THROW(parse_task_list(bad), Error) << bad;
+}
+
+TEST(SlurmChunk, JobsFromTheElementsCpus) {
+  EXPECT_EQ(chunk_jobs(std::nullopt, 1), 1);
+  EXPECT_EQ(chunk_jobs(8, 1), 8);
+  EXPECT_EQ(chunk_jobs(8, 3), 2);
+  EXPECT_EQ(chunk_jobs(2, 4), 1);
+  EXPECT_EQ(sbatch_cpus({}), std::nullopt);
+  EXPECT_EQ(sbatch_cpus({"--cpus-per-task=4"}), 4);
+  EXPECT_EQ(sbatch_cpus({"-c", "3", "--mem=1G"}), 3);
+  EXPECT_EQ(sbatch_cpus({"-c6"}), 6);
+  EXPECT_EQ(sbatch_cpus({"--cpus-per-task", "2", "-c8"}), 8);  // the last wins
+  EXPECT_THROW(sbatch_cpus({"--cpus-per-task=0"}), Error);
+  EXPECT_THROW(sbatch_cpus({"-c", "x"}), Error);
+}
+
+TEST(SlurmChunk, ScriptRunsTheElementsChunk) {
+  std::string script = sbatch_script("/usr/bin/pollkill", "/shared/r 1", "/shared/r 1/slurm/c.1");
+  EXPECT_NE(script.find("exec /usr/bin/pollkill slurm-element '/shared/r 1' --chunks "
+                        "'/shared/r 1/slurm/c.1'\n"),
+            std::string::npos)
+      << script;
 }
 
 TEST(SlurmMissing, TasksWithoutAFinalRecord) {
