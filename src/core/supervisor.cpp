@@ -1,5 +1,7 @@
 #include "pollkill/supervisor.h"
 
+#include <filesystem>
+
 #include "pollkill/engine.h"
 #include "pollkill/error.h"
 #include "pollkill/limits.h"
@@ -17,6 +19,10 @@ Result run_task(const RunRequest& request) {
     policy.limits.wall_time = policy.limits.wall_time_max;
     policy.limits.wall_time_percent.reset();
   }
+  if (!request.evidence_dir.empty() && !std::filesystem::is_directory(request.evidence_dir)) {
+    throw Error("--evidence-dir '" + request.evidence_dir + "' is not a directory",
+                "create it first");
+  }
   EngineRequest engine;
   // First, so that a policy this process cannot enforce fails before anything is created.
   engine.sandbox = prepare_sandbox(policy, current_environment());
@@ -25,6 +31,8 @@ Result run_task(const RunRequest& request) {
   engine.cgroup_root = request.cgroup_root;
   engine.cgroup_name = request.cgroup_name.empty() ? "task-" + request.id : request.cgroup_name;
   engine.setup_errors_fatal = true;
+  engine.evidence_dir = request.evidence_dir;
+  engine.evidence_stem = request.evidence_stem;
   Engine run(std::move(engine));
 
   std::optional<RecordWriter> record;
