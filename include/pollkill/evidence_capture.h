@@ -22,6 +22,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "pollkill/cgroupfs.h"
 #include "pollkill/evidence.h"
@@ -40,6 +41,9 @@ struct EvidenceTarget {
   pid_t tree_root = 0;
   /// The task's main process (for the signature of a task that is not burning CPU).
   pid_t main_pid = 0;
+  /// subreaper mode: members that were stopped (state T) before the capture, which
+  /// thaw_target leaves stopped.
+  std::vector<pid_t> keep_stopped;
 };
 
 /// What to capture, and where to write it.
@@ -94,7 +98,7 @@ std::string write_evidence(const Evidence& evidence, const std::filesystem::path
                            const std::string& file_stem = {});
 
 /// Lets the task run again after a capture: cgroup.freeze 0, or SIGCONT to every member of
-/// the tree. Idempotent; errors on a task that is already gone are ignored.
+/// the tree but `keep_stopped`. Idempotent; errors on a task that is already gone are ignored.
 void thaw_target(const EvidenceTarget& target);
 
 /// A capture running in a process of its own (a fork of pollkill, which runs capture_evidence

@@ -140,6 +140,7 @@ class TaskWatch {
   ProgressProbe probe_;
   EvidenceDestination evidence_dest_;
   std::optional<EvidenceCapture> capture_;  ///< after container_: it reads the task's cgroup
+  EvidenceTarget capture_target_;  ///< what the capture froze, as it was before: what to thaw
   std::optional<EvidenceOutcome> evidence_;
   Duration grace_after_capture_{0};
   Phase phase_ = Phase::running;

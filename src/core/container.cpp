@@ -219,7 +219,9 @@ EvidenceTarget ProcTreeContainer::evidence_target(pid_t /*main_pid: the init*/) 
   std::optional<ProcStat> first;
   for (pid_t pid : tree_.live_members()) {
     auto stat = ProcDir().stat(pid);
-    if (stat && stat->ppid == init_.pid() && (!first || stat->starttime < first->starttime)) {
+    if (!stat) continue;
+    if (stat->state == 'T') target.keep_stopped.push_back(pid);
+    if (stat->ppid == init_.pid() && (!first || stat->starttime < first->starttime)) {
       first = stat;
     }
   }

@@ -432,7 +432,17 @@ void thaw_target(const EvidenceTarget& target) {
       // The cgroup is gone with its task: nothing to thaw.
     }
   } else if (target.tree_root > 0) {
-    ProcTree(target.tree_root).signal_members(SIGCONT);
+    // SIGCONT to every member but those that had stopped before the capture: a task that
+    // stopped itself stays stopped, as cgroup.freeze 0 leaves it.
+    ProcDir proc;
+    for (const ProcStat& member : ProcTree(target.tree_root, proc).scan()) {
+      const auto& kept = target.keep_stopped;
+      if (member.pid == target.tree_root ||
+          std::find(kept.begin(), kept.end(), member.pid) != kept.end()) {
+        continue;
+      }
+      signal_process(proc, member.pid, member.starttime, SIGCONT);
+    }
   }
 }
 

@@ -187,7 +187,8 @@ bool TaskWatch::start_capture() {
   const auto& on = policy_.evidence.on;
   if (std::find(on.begin(), on.end(), to_string(verdict_->status)) == on.end()) return false;
   EvidenceRequest request;
-  request.target = container_->evidence_target(child_.pid());
+  capture_target_ = container_->evidence_target(child_.pid());
+  request.target = capture_target_;
   request.dir = evidence_dest_.dir;
   request.id = evidence_dest_.id;
   request.attempt = evidence_dest_.attempt;
@@ -214,7 +215,7 @@ bool TaskWatch::start_capture() {
 void TaskWatch::end_capture(EvidenceOutcome outcome) {
   clock_.watch_capture(-1);
   capture_.reset();
-  thaw_target(container_->evidence_target(child_.pid()));
+  thaw_target(capture_target_);
   if (outcome.path) {
     diag::detail("evidence of " + evidence_dest_.id + " (attempt " +
                  std::to_string(evidence_dest_.attempt) + "): " + *outcome.path +

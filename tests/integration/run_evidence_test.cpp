@@ -44,7 +44,9 @@ class RunEvidence : public ::testing::TestWithParam<Via> {
     EXPECT_FALSE(evidence.is_discarded()) << slurp(path);
     EXPECT_EQ(evidence["status"], record["status"]);
     EXPECT_EQ(evidence["stack_signature"], record["stack_signature"]);
-    if (complete) EXPECT_EQ(evidence["frozen"], true);
+    if (complete) {
+      EXPECT_EQ(evidence["frozen"], true);
+    }
     return evidence;
   }
 
