@@ -16,7 +16,8 @@ _pollkill() {
 
   local limits='--memory --memory-high --swap --cpus --pids --wall-time --wall-time-max --cpu-time
     --output --poll-interval --hang-after --hang-cpu-below --spin-after --spin-cpu-above --heartbeat
-    --kill-grace --orphans --missing-controllers --cgroup-v1 --systemd-scope --mode --policy --cgroup-root'
+    --kill-grace --orphans --thrash-after --thrash-full-above --missing-controllers
+    --cgroup-v1 --systemd-scope --mode --policy --cgroup-root'
   local cmd='' sub='' i
   for ((i = 1; i < cword; i++)); do
     case ${words[i]} in
@@ -39,13 +40,14 @@ _pollkill() {
     --heartbeat | --result | --results | --joblog) _filedir; return ;;
     --html) _filedir html; return ;;
     --trace) _filedir json; return ;;
-    --logs | --cgroup-root | --results-dir) _filedir -d; return ;;
+    --logs | --cgroup-root | --results-dir | --evidence-dir) _filedir -d; return ;;
     --launcher) COMPREPLY=($(compgen -W 'local srun' -- "$cur")); return ;;
     --sbatch-arg | --srun-arg) return ;;
     --chunk) COMPREPLY=($(compgen -W 'auto' -- "$cur")); return ;;
     --memory | --memory-high | --swap | --cpus | --pids | --wall-time | --wall-time-max | \
       --cpu-time | --output | --poll-interval | --hang-after | --hang-cpu-below | --spin-after | \
-      --spin-cpu-above | --kill-grace | --jobs | -j | --retries | --sync-interval)
+      --spin-cpu-above | --kill-grace | --thrash-after | --thrash-full-above | \
+      --jobs | -j | --retries | --sync-interval)
       return ;;
   esac
 
@@ -53,7 +55,7 @@ _pollkill() {
     '') COMPREPLY=($(compgen -W 'run batch collect report policy doctor gc --version --help' -- "$cur")) ;;
     run)
       if [[ $cur == -* ]]; then
-        COMPREPLY=($(compgen -W "$limits --result --quiet --verbose --help --" -- "$cur"))
+        COMPREPLY=($(compgen -W "$limits --result --evidence-dir --quiet --verbose --help --" -- "$cur"))
       else
         COMPREPLY=($(compgen -W '--' -- "$cur"))
       fi ;;

@@ -53,6 +53,8 @@ complete -c pollkill -n $limits -x -l spin-cpu-above -d 'CPUs at or above which 
 complete -c pollkill -n $limits -r -F -l heartbeat -d 'A file whose change counts as progress'
 complete -c pollkill -n $limits -x -l kill-grace -d 'SIGTERM to SIGKILL delay'
 complete -c pollkill -n $limits -x -l orphans -a 'kill wait' -d 'Processes left after the main one exits'
+complete -c pollkill -n $limits -x -l thrash-after -d 'Thrashing: stalled on memory for this long'
+complete -c pollkill -n $limits -x -l thrash-full-above -d 'Share of time stalled on memory that is thrashing'
 complete -c pollkill -n $limits -x -l missing-controllers -a 'error warn' -d 'When a limit\'s controller is missing'
 complete -c pollkill -n $limits -x -l cgroup-v1 -a 'auto off' -d 'Hybrid hosts: limits through cgroup v1'
 complete -c pollkill -n $limits -x -l systemd-scope -a 'auto never always' -d 'Ask systemd for a delegated scope'
@@ -63,6 +65,7 @@ complete -c pollkill -n $limits -x -l cgroup-root -a '(__fish_complete_directori
 # run
 set -l run '__fish_seen_subcommand_from run; and not __pollkill_after_dashes'
 complete -c pollkill -n $run -r -F -l result -d 'Write the JSON result to FILE (- for stdout)'
+complete -c pollkill -n $run -x -a '(__fish_complete_directories)' -l evidence-dir -d 'Where the evidence of a stuck task goes'
 complete -c pollkill -n $run -s q -l quiet -d 'Print nothing about the outcome'
 complete -c pollkill -n $run -s v -l verbose -d 'Print the outcome even when ok'
 complete -c pollkill -n '__fish_seen_subcommand_from run; and __pollkill_after_dashes' -x -a '(__fish_complete_subcommand --fcs-skip=2)'

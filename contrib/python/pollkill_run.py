@@ -8,7 +8,7 @@ in its own cgroup, reap the whole tree, and say what happened.
     from pollkill_run import run
     verdict = run(["gmsh", "-3", "part.geo"], memory="2GiB", hang_after="2m", wall_time="30m")
     if verdict.retryable:
-        ...  # hung, spinning, timeout, crashed, oom: worth another try
+        ...  # hung, spinning, thrashing, timeout, crashed, oom: worth another try
     verdict.result  # the whole JSON result (docs/ARCHITECTURE.md, "The result")
 
 Only the standard library; Python 3.8 or newer. See docs/RAY.md.
@@ -24,13 +24,14 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 __all__ = ["Verdict", "PollkillError", "run", "RETRYABLE"]
 
 #: The statuses pollkill's default retry policy (``[retry] on``) retries.
-RETRYABLE = frozenset({"crashed", "hung", "spinning", "timeout", "oom"})
+RETRYABLE = frozenset({"crashed", "hung", "spinning", "thrashing", "timeout", "oom"})
 
 # Keyword arguments of run() that become `pollkill run` flags (underscores as dashes).
 _FLAGS = (
     "memory", "memory_high", "swap", "cpus", "pids", "wall_time", "cpu_time", "output",
     "hang_after", "hang_cpu_below", "spin_after", "spin_cpu_above", "heartbeat",
-    "poll_interval", "kill_grace", "orphans", "missing_controllers", "policy", "cgroup_root",
+    "poll_interval", "kill_grace", "orphans", "thrash_after", "thrash_full_above",
+    "evidence_dir", "missing_controllers", "policy", "cgroup_root",
 )
 
 

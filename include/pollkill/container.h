@@ -11,7 +11,10 @@
 #include "pollkill/cgroup.h"
 #include "pollkill/cgroup_v1.h"
 #include "pollkill/cgroupfs.h"
+#include "pollkill/demand.h"
+#include "pollkill/evidence_capture.h"
 #include "pollkill/fd.h"
+#include "pollkill/pressure.h"
 #include "pollkill/proctree.h"
 #include "pollkill/result.h"
 #include "pollkill/spawn.h"
@@ -44,6 +47,18 @@ class TaskContainer {
   /// Membership is found by scanning (a process tree): sample it at every interval, so that
   /// what the task forks is known before its parent can exit.
   virtual bool scans() const { return false; }
+
+  // What the CPU-wanted and thrash rules read (docs/ARCHITECTURE.md, "CPU wanted").
+  /// The threads of the task now (for their /proc/TID/schedstat).
+  virtual std::vector<pid_t> threads() = 0;
+  /// The cpu.pressure `some` total (usec); nullopt where there is none (subreaper mode).
+  virtual std::optional<std::uint64_t> cpu_pressure_some_usec() { return std::nullopt; }
+  /// The memory.pressure `full` total (usec); nullopt where there is none.
+  virtual std::optional<std::uint64_t> memory_full_usec() { return std::nullopt; }
+  /// Where an evidence capture finds the task's processes (`main_pid`: the watch's main
+  /// process; in subreaper mode that is pollkill's init, and the task's is its first child).
+  /// The container must outlive the capture.
+  virtual EvidenceTarget evidence_target(pid_t main_pid) = 0;
 };
 
 /// The task's cgroup v2 directory: cpu.stat, cgroup.events, cgroup.kill (or freeze + kill);
@@ -61,6 +76,10 @@ class CgroupContainer final : public TaskContainer {
   void sample() override;
   void fill_usage(Result& result) override;
   bool partial_oom_kill() override;
+  std::vector<pid_t> threads() override;
+  std::optional<std::uint64_t> cpu_pressure_some_usec() override;
+  std::optional<std::uint64_t> memory_full_usec() override;
+  EvidenceTarget evidence_target(pid_t main_pid) override;
 
  private:
   CgroupDir dir_;
@@ -68,6 +87,10 @@ class CgroupContainer final : public TaskContainer {
   UniqueFd cpu_stat_;       ///< kept open: one pread per sample instead of open/read/close
   UniqueFd cgroup_events_;  ///< likewise, for "populated"
   UniqueFd cgroup_procs_;   ///< likewise, for the processes whose progress is watched
+  // Opened at their first read (only tasks whose policy has a rule that reads them), then
+  // pread at each sample.
+  std::optional<CgroupThreads> threads_;
+  std::optional<PressureFile> cpu_pressure_, memory_pressure_;
   std::optional<std::uint64_t> memory_peak_sampled_;
   bool sample_memory_;  ///< memory.current exists but memory.peak does not
   V1TaskCgroups v1_;
@@ -96,6 +119,9 @@ class ProcTreeContainer final : public TaskContainer {
   void sample() override;
   void fill_usage(Result& result) override;
   bool scans() const override { return true; }
+  /// The threads of the members of the last scan (/proc/PID/task/).
+  std::vector<pid_t> threads() override;
+  EvidenceTarget evidence_target(pid_t main_pid) override;
 
  private:
   void take_over_orphans();

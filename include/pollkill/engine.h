@@ -34,6 +34,11 @@ struct EngineRequest {
   /// Each attempt's stdout and stderr go to "<logs_dir>/<id>.<attempt>.out" and ".err" (the
   /// id made safe for a file name), stdin is /dev/null. Empty: pollkill's own (`run`).
   std::string logs_dir;
+  /// Where a verdict's evidence goes ([evidence] on): the logs directory when there is one
+  /// (`<id>.<attempt>.evidence.json` beside `.out`), else this (`run --evidence-dir`); both
+  /// empty: no evidence. `evidence_stem` names the files of a one-task engine (the Slurm
+  /// element's "<seq>.<attempt>"); empty: the log files' stem.
+  std::string evidence_dir, evidence_stem;
   /// The task cgroup's name; empty: "task-<seq>-<attempt>". (`run`: "task-run".)
   std::string cgroup_name;
   bool retries = false;       ///< [retry] applies: a failed attempt may run again (batch)

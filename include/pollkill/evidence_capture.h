@@ -22,6 +22,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "pollkill/cgroupfs.h"
 #include "pollkill/evidence.h"
@@ -40,6 +41,9 @@ struct EvidenceTarget {
   pid_t tree_root = 0;
   /// The task's main process (for the signature of a task that is not burning CPU).
   pid_t main_pid = 0;
+  /// subreaper mode: members that were stopped (state T) before the capture, which
+  /// thaw_target leaves stopped.
+  std::vector<pid_t> keep_stopped;
 };
 
 /// What to capture, and where to write it.
@@ -48,13 +52,13 @@ struct EvidenceRequest {
   std::filesystem::path dir;  ///< existing directory for the two files
   std::string id = "run";
   int attempt = 1;
+  /// The files' names before ".evidence.json" and ".evidence.txt" (the task's log files'
+  /// stem, safe for a file name); empty: "<id>.<attempt>".
+  std::string file_stem;
   Status status = Status::hung;  ///< the verdict
   std::string reason;            ///< the verdict's reason
   Duration budget{2000};         ///< the whole capture, freeze to files written
 };
-
-/// The default of the planned `[evidence] on`: the verdicts whose evidence is worth its cost.
-inline constexpr Status kDefaultEvidenceOn[] = {Status::hung, Status::spinning, Status::thrashing};
 
 /// What became of a capture, for the result.
 struct EvidenceOutcome {
@@ -87,13 +91,14 @@ std::string with_evidence_note(const std::string& reason, const EvidenceOutcome&
 Evidence capture_evidence(const EvidenceRequest& request,
                           std::chrono::steady_clock::time_point deadline);
 
-/// Writes `<dir>/<id>.<attempt>.evidence.json` and `.txt` (each to a temporary name first,
-/// then renamed, so that a reader never sees half a file); returns the .json path. Throws
-/// SystemError.
-std::string write_evidence(const Evidence& evidence, const std::filesystem::path& dir);
+/// Writes `<dir>/<stem>.evidence.json` and `.txt` (each to a temporary name first, then
+/// renamed, so that a reader never sees half a file); `file_stem` empty: "<id>.<attempt>".
+/// Returns the .json path. Throws SystemError.
+std::string write_evidence(const Evidence& evidence, const std::filesystem::path& dir,
+                           const std::string& file_stem = {});
 
 /// Lets the task run again after a capture: cgroup.freeze 0, or SIGCONT to every member of
-/// the tree. Idempotent; errors on a task that is already gone are ignored.
+/// the tree but `keep_stopped`. Idempotent; errors on a task that is already gone are ignored.
 void thaw_target(const EvidenceTarget& target);
 
 /// A capture running in a process of its own (a fork of pollkill, which runs capture_evidence

@@ -35,6 +35,7 @@ class Slot final : public WatchClock {
 
   Clock::time_point now() const override { return Clock::now(); }
   void arm_deadline(Duration after) override { deadline_.arm(after); }
+  void watch_capture(int fd) override;
 
   /// The attempt running here; null when the slot is free.
   RunningAttempt* current() const { return current_.get(); }
@@ -51,6 +52,7 @@ class Slot final : public WatchClock {
   Timer wall_;
   EventLoop::Id deadline_id_ = 0;
   EventLoop::Id wall_id_ = 0;
+  std::optional<EventLoop::Id> capture_id_;  ///< a running evidence capture's fd
   UniqueFd null_input_;
   std::unique_ptr<RunningAttempt> current_;
 };
@@ -70,6 +72,9 @@ struct AttemptSpec {
   /// most the limit reaches them, whatever the poll interval.
   std::string stdout_path, stderr_path;
   const SandboxPlan* sandbox = nullptr;  ///< the invocation's [sandbox] and [seccomp]
+  /// Where a verdict's evidence is written ([evidence] on), named `<evidence_stem>.evidence.
+  /// json` and `.txt` (the log files' stem); an empty directory: no evidence is taken.
+  std::string evidence_dir, evidence_stem;
 };
 
 /// A launched attempt, from its spawn to its end.
@@ -89,6 +94,7 @@ class RunningAttempt {
   /// A sample: the watchdog's.
   void on_sample(Clock::time_point now);
   void on_deadline();
+  void on_capture_end();
   /// pollkill was asked to stop (a second call kills at once).
   void cancel(int sig);
   /// Ends a finished attempt: its result filled, its registrations removed, the watch, its

@@ -53,6 +53,18 @@ struct WatchdogPolicy {
   std::optional<std::string> heartbeat;  ///< a file whose change counts as progress
   Duration kill_grace{3000};             ///< SIGTERM to cgroup.kill; 0 = kill at once
   OrphanPolicy orphans = OrphanPolicy::kill;
+  /// unset (or 0 read): thrash detection off; else the window of memory.pressure `full`
+  /// judged against thrash_full_above (watchdog.h)
+  std::optional<Duration> thrash_after;
+  double thrash_full_above = 0.1;  ///< share of wall time, 0 < x <= 1
+};
+
+/// `[evidence]`: before a task stopped with a status in `on` is killed, it is frozen and its
+/// processes, threads and stacks are written next to its logs (evidence_capture.h), within
+/// `budget`. An empty `on` takes no evidence.
+struct EvidencePolicy {
+  std::vector<std::string> on{"hung", "spinning", "thrashing"};
+  Duration budget{2000};
 };
 
 struct RunnerPolicy {
@@ -153,7 +165,7 @@ constexpr int kMaxAttempts = 1000;
 /// before each later one, with the limits `escalate` raises.
 struct RetryPolicy {
   int attempts = 1;
-  std::vector<std::string> on{"crashed", "hung", "spinning", "timeout", "oom"};
+  std::vector<std::string> on{"crashed", "hung", "spinning", "thrashing", "timeout", "oom"};
   Duration backoff{0};
   RetryEscalation escalate;
 };
@@ -161,6 +173,7 @@ struct RetryPolicy {
 struct Policy {
   Limits limits;
   WatchdogPolicy watchdog;
+  EvidencePolicy evidence;
   RunnerPolicy runner;
   SeccompPolicy seccomp;
   SandboxPolicy sandbox;
@@ -206,6 +219,7 @@ std::string to_toml(const Policy& policy);
 
 bool operator==(const Limits&, const Limits&);
 bool operator==(const WatchdogPolicy&, const WatchdogPolicy&);
+bool operator==(const EvidencePolicy&, const EvidencePolicy&);
 bool operator==(const RunnerPolicy&, const RunnerPolicy&);
 bool operator==(const SeccompAction&, const SeccompAction&);
 bool operator==(const SeccompPolicy&, const SeccompPolicy&);

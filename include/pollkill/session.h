@@ -50,7 +50,8 @@ struct SessionRequest {
 
 /// One invocation's run environment. The constructor decides and checks (decide_session, then
 /// what the mode can enforce: check_controllers in cgroup mode, check_subreaper_limits and
-/// check_subreaper_sandbox in subreaper mode) and creates nothing; start() creates; close()
+/// check_subreaper_sandbox in subreaper mode, and in both whether thrash detection has a
+/// memory.pressure to read) and creates nothing; start() creates; close()
 /// (or the destructor) tears down.
 class Session {
  public:
@@ -80,8 +81,14 @@ class Session {
   /// The run cgroup (cgroup mode, after start).
   const RunCgroup& run_cgroup() const { return run_; }
   Guard& guard() { return guard_; }
+  /// Watchdog keys this session cannot act on, run without under runner.missing_controllers
+  /// = "warn" ("thrash_after": no memory.pressure here): the launcher turns them off and
+  /// lists them in the result's limits_not_enforced.
+  const std::vector<std::string>& watch_not_enforced() const { return watch_not_enforced_; }
 
  private:
+  std::vector<std::string> check_thrash_detection(MissingControllers missing) const;
+
   SessionRequest request_;
   HostCgroups host_;
   ModeDecision mode_;
@@ -93,6 +100,7 @@ class Session {
   Guard guard_;
   std::unique_ptr<SubreaperScope> subreaper_scope_;
   std::vector<pid_t> own_children_;  ///< subreaper mode: never reaped as strays (the guard...)
+  std::vector<std::string> watch_not_enforced_;
 };
 
 }  // namespace pollkill

@@ -21,6 +21,10 @@ struct RunRequest {
   std::optional<std::string> result;
   /// The task cgroup's name; empty: "task-<id>".
   std::string cgroup_name;
+  /// --evidence-dir: where a verdict's evidence is written ([evidence] on); empty: none.
+  std::string evidence_dir;
+  /// The evidence files' name stem; empty: "<id>.1".
+  std::string evidence_stem;
 };
 
 /// Runs one task to its end and returns its result.

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -14,6 +15,8 @@
 #include <vector>
 
 #include "pollkill/container.h"
+#include "pollkill/demand.h"
+#include "pollkill/evidence_capture.h"
 #include "pollkill/policy.h"
 #include "pollkill/progress.h"
 #include "pollkill/result.h"
@@ -25,9 +28,10 @@ namespace pollkill {
 /// How long to wait for a cgroup to empty after cgroup.kill before reporting what is left.
 inline constexpr Duration kKillWait{5000};
 
-/// Time as a TaskWatch sees it: the clock, and the one deadline it arms (the end of the kill
-/// grace, then the end of the kill wait). The engine's is CLOCK_MONOTONIC and the slot's
-/// timerfd; unit tests drive a fake one.
+/// Time as a TaskWatch sees it: the clock, the one deadline it arms (the end of an evidence
+/// capture's budget, of the kill grace, then of the kill wait), and the one descriptor it may
+/// ask to be watched (a running evidence capture's). The engine's is CLOCK_MONOTONIC, the
+/// slot's timerfd and its event loop; unit tests drive a fake one.
 class WatchClock {
  public:
   virtual ~WatchClock() = default;
@@ -35,6 +39,32 @@ class WatchClock {
   /// Arms the deadline `after` from now, replacing a pending one; when it expires the owner
   /// calls on_deadline().
   virtual void arm_deadline(Duration after) = 0;
+  /// Calls on_capture_end() once `fd` is readable (an EvidenceCapture's fd()); -1 stops
+  /// watching the previous one.
+  virtual void watch_capture(int fd) = 0;
+};
+
+/// What a sample reads, decided once per attempt from the policy (pure): only what a rule
+/// needs, so that a task without the rule pays nothing for it.
+struct SampleReads {
+  bool cpu = false;       ///< cpu.stat usage_usec (or the tree's counters)
+  bool progress = false;  ///< the processes' wchar and the heartbeat
+  /// The CPU waited for (cpu.pressure and the threads' schedstat): the hang and spin rules
+  /// compare the CPU wanted.
+  bool cpu_wait = false;
+  bool memory_full = false;  ///< memory.pressure `full` (the thrash rule)
+
+  /// `scans`: the container finds its members by scanning (it samples the CPU anyway).
+  static SampleReads for_policy(const Policy& policy, bool scans);
+};
+
+/// Where a verdict's evidence goes (the task's log directory); an empty `dir`: nowhere, none
+/// is taken. `file_stem` names the files (`<stem>.evidence.json`); empty: "<id>.<attempt>".
+struct EvidenceDestination {
+  std::filesystem::path dir;
+  std::string id;
+  int attempt = 1;
+  std::string file_stem;
 };
 
 /// Makes the task's container once the watch owns the main process (a ProcTreeContainer
@@ -57,7 +87,7 @@ using ContainerFactory = std::function<std::unique_ptr<TaskContainer>(Child& mai
 class TaskWatch {
  public:
   TaskWatch(const Policy& policy, Child child, const ContainerFactory& make_container,
-            WatchClock& clock, Clock::time_point start);
+            WatchClock& clock, Clock::time_point start, EvidenceDestination evidence = {});
   TaskWatch(const TaskWatch&) = delete;
   TaskWatch& operator=(const TaskWatch&) = delete;
 
@@ -76,25 +106,34 @@ class TaskWatch {
   /// is reaped first and keeps its own status.
   void on_sample(Clock::time_point now);
   void on_deadline();
-  /// pollkill was asked to stop: SIGTERM, grace, kill; a second call skips the grace.
+  /// The evidence capture's process ended (its fd became readable).
+  void on_capture_end();
+  /// pollkill was asked to stop: SIGTERM, grace, kill; a second call skips the grace (and
+  /// ends an evidence capture at once).
   void cancel(int sig);
   /// Counts output (relayed bytes or log file sizes) against the `output` limit.
   void on_output(std::uint64_t total);
   /// Stops the task with a verdict decided outside the watchdog (e.g. an adaptive limit).
   void stop_with(Status status, std::string reason);
-  /// Fills the result's status, reason, exit, CPU, memory and reaping fields; `wall_s` is the
-  /// clock's time from `started` to the task's end (to now if it has not ended): output
-  /// still being delivered after the end does not count.
+  /// Fills the result's status, reason, exit, CPU, memory and reaping fields, and the
+  /// evidence's path and signature; `wall_s` is the clock's time from `started` to the task's
+  /// end (to now if it has not ended): output still being delivered after the end does not
+  /// count.
   void fill(Result& result, const Outcome& base, Clock::time_point started);
 
  private:
-  enum class Phase { running, terminating, killed };
+  enum class Phase { running, capturing, terminating, killed };
 
   /// Before a verdict: reaps a main process that already ended (and kills its orphans, or
   /// sees the container empty). True when the task is over or stopping without a verdict.
   bool ended_already();
+  Sample start_sample(Clock::time_point start);
   void refresh_populated();
+  /// The verdict's evidence first when `[evidence] on` names it, then terminate(grace).
   void begin_termination(Duration grace);
+  bool start_capture();
+  void end_capture(EvidenceOutcome outcome);
+  void terminate(Duration grace);
   void kill_now();
   void enter_killed();
   void check_done();
@@ -103,10 +142,15 @@ class TaskWatch {
   WatchClock& clock_;
   Child child_;  ///< before container_, which may refer to it
   std::unique_ptr<TaskContainer> container_;
+  SampleReads reads_;
+  CpuWaitMeter wait_meter_;
   Watchdog watchdog_;
   ProgressProbe probe_;
-  bool watch_progress_;
-  bool sample_cpu_;  ///< a CPU rule is set (or the container scans): read the CPU at each sample
+  EvidenceDestination evidence_dest_;
+  std::optional<EvidenceCapture> capture_;  ///< after container_: it reads the task's cgroup
+  EvidenceTarget capture_target_;  ///< what the capture froze, as it was before: what to thaw
+  std::optional<EvidenceOutcome> evidence_;
+  Duration grace_after_capture_{0};
   Phase phase_ = Phase::running;
   bool populated_ = true;
   bool done_ = false;

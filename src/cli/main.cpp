@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
   // pollkill run
   CLI::App* run = app.add_subcommand("run", "run one command in its own cgroup, watched");
   LimitFlags flags;
-  std::string policy_file, cgroup_root, result_path;
+  std::string policy_file, cgroup_root, result_path, evidence_dir;
   bool quiet = false, verbose = false;
   add_limit_flags(run, flags);
   run->add_option("--policy", policy_file,
@@ -73,6 +73,8 @@ int main(int argc, char** argv) {
   run->add_option("--cgroup-root", cgroup_root, "cgroup under which to create task cgroups")
       ->group("Runner");
   run->add_option("--result", result_path, "write the JSON result to FILE ('-' for stdout)");
+  run->add_option("--evidence-dir", evidence_dir,
+                  "write the evidence of a stuck task ([evidence] on) into this directory");
   run->add_flag("-q,--quiet", quiet, "print nothing about the outcome");
   run->add_flag("-v,--verbose", verbose, "print the outcome even when the task succeeded");
   std::vector<std::string> command;
@@ -255,6 +257,7 @@ int main(int argc, char** argv) {
       apply_flags(flags, request.policy);
       if (!cgroup_root.empty()) request.cgroup_root = cgroup_root;
       if (!result_path.empty()) request.result = result_path;
+      request.evidence_dir = evidence_dir;
       result = run_task(request);
     } catch (const Error& e) {
       diag::error(e);
@@ -268,6 +271,7 @@ int main(int argc, char** argv) {
       diag::notice(std::string(to_string(result.status)) + ": " + result.reason + " (exit " +
                    std::to_string(code) + ")");
     }
+    if (result.evidence) diag::notice("evidence: " + *result.evidence);
     return code;
   }
 

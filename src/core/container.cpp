@@ -125,6 +125,54 @@ bool CgroupContainer::partial_oom_kill() {
   return oom && (*oom)["oom_kill"] > 0;
 }
 
+// The files below are opened at their first read and kept open. A file that cannot be opened
+// (the cgroup already gone) reads as nothing, as a missing one does: a sample never throws.
+std::vector<pid_t> CgroupContainer::threads() {
+  if (!threads_) {
+    try {
+      threads_.emplace(dir_);
+    } catch (const Error&) {
+      threads_.emplace();
+    }
+  }
+  return threads_->read();
+}
+
+namespace {
+
+std::optional<PressureTotals> read_pressure(std::optional<PressureFile>& file, const CgroupDir& dir,
+                                            std::string_view attr) {
+  if (!file) {
+    try {
+      file = PressureFile::open(dir, attr);
+    } catch (const Error&) {
+      file.emplace();
+    }
+  }
+  return file->read();
+}
+
+}  // namespace
+
+std::optional<std::uint64_t> CgroupContainer::cpu_pressure_some_usec() {
+  auto totals = read_pressure(cpu_pressure_, dir_, "cpu.pressure");
+  if (!totals) return std::nullopt;
+  return totals->some_usec;
+}
+
+std::optional<std::uint64_t> CgroupContainer::memory_full_usec() {
+  auto totals = read_pressure(memory_pressure_, dir_, "memory.pressure");
+  if (!totals) return std::nullopt;
+  return totals->full_usec;
+}
+
+EvidenceTarget CgroupContainer::evidence_target(pid_t main_pid) {
+  EvidenceTarget target;
+  target.cgroup = &dir_;
+  target.main_pid = main_pid;
+  return target;
+}
+
 ProcTreeContainer::ProcTreeContainer(Child& init, ProcDir proc)
     : init_(init), tree_(init.pid(), std::move(proc)) {}
 
@@ -159,6 +207,27 @@ std::vector<int> ProcTreeContainer::kill_all() {
 }
 
 void ProcTreeContainer::sample() {}
+
+std::vector<pid_t> ProcTreeContainer::threads() {
+  return threads_of(tree_.live_members());
+}
+
+EvidenceTarget ProcTreeContainer::evidence_target(pid_t /*main_pid: the init*/) {
+  EvidenceTarget target;
+  target.tree_root = init_.pid();
+  // The watch's main process is pollkill's init; the task's main process is its first child.
+  std::optional<ProcStat> first;
+  for (pid_t pid : tree_.live_members()) {
+    auto stat = ProcDir().stat(pid);
+    if (!stat) continue;
+    if (stat->state == 'T') target.keep_stopped.push_back(pid);
+    if (stat->ppid == init_.pid() && (!first || stat->starttime < first->starttime)) {
+      first = stat;
+    }
+  }
+  if (first) target.main_pid = first->pid;
+  return target;
+}
 
 void ProcTreeContainer::fill_usage(Result& result) {
   if (final_usage_) {

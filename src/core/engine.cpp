@@ -168,12 +168,14 @@ void Engine::start(Place& place, QueuedAttempt what) {
                   [&](const std::string& x) { return x.compare(0, eq + 1, e, 0, eq + 1) == 0; });
     spec.env.push_back(e);
   }
+  const std::string stem = id_file_name(task.id) + "." + std::to_string(what.attempt);
   if (!request_.logs_dir.empty()) {
-    const std::string base =
-        request_.logs_dir + "/" + id_file_name(task.id) + "." + std::to_string(what.attempt);
+    const std::string base = request_.logs_dir + "/" + stem;
     spec.stdout_path = base + ".out";
     spec.stderr_path = base + ".err";
   }
+  spec.evidence_dir = !request_.logs_dir.empty() ? request_.logs_dir : request_.evidence_dir;
+  spec.evidence_stem = !request_.evidence_stem.empty() ? request_.evidence_stem : stem;
   spec.cgroup_name = !request_.cgroup_name.empty()
                          ? request_.cgroup_name
                          : "task-" + std::to_string(task.seq) + "-" + std::to_string(what.attempt);
@@ -217,7 +219,8 @@ void Engine::record(Result& result, const QueuedAttempt& what) {
   summary_.add(SummaryRecord::from(result));
   if (request_.verbosity > 1) {
     diag::notice(result.id + " (attempt " + std::to_string(result.attempt) +
-                 "): " + std::string(to_string(result.status)) + ": " + result.reason);
+                 "): " + std::string(to_string(result.status)) + ": " + result.reason +
+                 (result.evidence ? " (evidence: " + *result.evidence + ")" : ""));
   }
   if (result.status == Status::ok) ok_walls_.add(result.wall_s);
   if (retry) {

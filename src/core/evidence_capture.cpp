@@ -408,14 +408,18 @@ Evidence capture_evidence(const EvidenceRequest& request, SteadyClock::time_poin
   return ev;
 }
 
-std::string write_evidence(const Evidence& evidence, const std::filesystem::path& dir) {
-  const auto json_path = dir / evidence_json_name(evidence.id, evidence.attempt);
+std::string write_evidence(const Evidence& evidence, const std::filesystem::path& dir,
+                           const std::string& file_stem) {
+  const auto json_path =
+      dir / (file_stem.empty() ? evidence_json_name(evidence.id, evidence.attempt)
+                               : file_stem + ".evidence.json");
   // Commands and names are bytes from the task, not necessarily UTF-8.
   write_file_atomically(
       json_path,
       to_json(evidence).dump(1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) +
           "\n");
-  write_file_atomically(dir / evidence_text_name(evidence.id, evidence.attempt),
+  write_file_atomically(dir / (file_stem.empty() ? evidence_text_name(evidence.id, evidence.attempt)
+                                                 : file_stem + ".evidence.txt"),
                         format_text(evidence));
   return json_path.string();
 }
@@ -428,7 +432,17 @@ void thaw_target(const EvidenceTarget& target) {
       // The cgroup is gone with its task: nothing to thaw.
     }
   } else if (target.tree_root > 0) {
-    ProcTree(target.tree_root).signal_members(SIGCONT);
+    // SIGCONT to every member but those that had stopped before the capture: a task that
+    // stopped itself stays stopped, as cgroup.freeze 0 leaves it.
+    ProcDir proc;
+    for (const ProcStat& member : ProcTree(target.tree_root, proc).scan()) {
+      const auto& kept = target.keep_stopped;
+      if (member.pid == target.tree_root ||
+          std::find(kept.begin(), kept.end(), member.pid) != kept.end()) {
+        continue;
+      }
+      signal_process(proc, member.pid, member.starttime, SIGCONT);
+    }
   }
 }
 
@@ -464,7 +478,7 @@ EvidenceCapture EvidenceCapture::start(const EvidenceRequest& request) {
     EvidenceOutcome outcome;
     try {
       const Evidence ev = capture_evidence(request, soft_deadline);
-      outcome.path = write_evidence(ev, request.dir);
+      outcome.path = write_evidence(ev, request.dir, request.file_stem);
       if (!ev.stack_signature.empty()) outcome.stack_signature = ev.stack_signature;
       outcome.missing = outcome_missing(ev);
     } catch (const std::exception& e) {

@@ -42,6 +42,16 @@ Slot::~Slot() {
   loop_.remove(wall_id_);
 }
 
+void Slot::watch_capture(int fd) {
+  if (capture_id_) loop_.remove(*capture_id_);
+  capture_id_.reset();
+  if (fd >= 0) {
+    capture_id_ = loop_.add(fd, [this] {
+      if (current_) current_->on_capture_end();
+    });
+  }
+}
+
 int Slot::null_input() {
   if (!null_input_) {
     null_input_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
@@ -84,6 +94,7 @@ void RunningAttempt::unregister() noexcept {
   pidfd_id_.reset();
   if (events_wd_ >= 0) loop_.unwatch_file(events_wd_);
   events_wd_ = -1;
+  slot_.watch_capture(-1);  // a capture still running ends with the watch
 }
 
 void RunningAttempt::start() {
@@ -96,6 +107,11 @@ void RunningAttempt::start() {
     limits = session_.split(policy.limits);
     result_.limits_not_enforced = limits.not_enforced;
     result_.limits_cgroup_v1 = limits.v1_keys;
+  }
+  for (const std::string& key : session_.watch_not_enforced()) {
+    // Only thrash_after can be left out (missing_controllers = "warn"): its rule is off.
+    if (key == "thrash_after") spec_.policy.watchdog.thrash_after.reset();
+    result_.limits_not_enforced.push_back(key);
   }
   if (!spec_.stdout_path.empty()) {
     stdout_ = open_log_file(spec_.stdout_path);
@@ -174,7 +190,12 @@ void RunningAttempt::spawn_task() {
       return std::make_unique<CgroupContainer>(std::move(*task_dir_), std::move(v1_));
     };
   }
-  watch_ = std::make_unique<TaskWatch>(policy, std::move(spawned.child), container, slot_, start_);
+  EvidenceDestination evidence;
+  if (!spec_.evidence_dir.empty()) {
+    evidence = {spec_.evidence_dir, spec_.id, spec_.attempt, spec_.evidence_stem};
+  }
+  watch_ = std::make_unique<TaskWatch>(policy, std::move(spawned.child), container, slot_, start_,
+                                       std::move(evidence));
   pidfd_id_ = loop_.add(watch_->pidfd(), [this] {
     // Level-triggered and readable for good once the process exited: watched once.
     loop_.remove(*pidfd_id_);
@@ -272,6 +293,10 @@ void RunningAttempt::on_sample(Clock::time_point now) {
 
 void RunningAttempt::on_deadline() {
   if (watch_) watch_->on_deadline();
+}
+
+void RunningAttempt::on_capture_end() {
+  if (watch_) watch_->on_capture_end();
 }
 
 void RunningAttempt::cancel(int sig) {

@@ -196,7 +196,12 @@ bool operator==(const WatchdogPolicy& a, const WatchdogPolicy& b) {
   return a.poll_interval == b.poll_interval && a.hang_after == b.hang_after &&
          a.hang_cpu_below == b.hang_cpu_below && a.spin_after == b.spin_after &&
          a.spin_cpu_above == b.spin_cpu_above && a.heartbeat == b.heartbeat &&
-         a.kill_grace == b.kill_grace && a.orphans == b.orphans;
+         a.kill_grace == b.kill_grace && a.orphans == b.orphans &&
+         a.thrash_after == b.thrash_after && a.thrash_full_above == b.thrash_full_above;
+}
+
+bool operator==(const EvidencePolicy& a, const EvidencePolicy& b) {
+  return a.on == b.on && a.budget == b.budget;
 }
 
 bool operator==(const RunnerPolicy& a, const RunnerPolicy& b) {
@@ -239,8 +244,9 @@ bool operator==(const RetryPolicy& a, const RetryPolicy& b) {
 }
 
 bool operator==(const Policy& a, const Policy& b) {
-  return a.limits == b.limits && a.watchdog == b.watchdog && a.runner == b.runner &&
-         a.seccomp == b.seccomp && a.sandbox == b.sandbox && a.retry == b.retry;
+  return a.limits == b.limits && a.watchdog == b.watchdog && a.evidence == b.evidence &&
+         a.runner == b.runner && a.seccomp == b.seccomp && a.sandbox == b.sandbox &&
+         a.retry == b.retry;
 }
 
 template <>

@@ -283,6 +283,33 @@ std::vector<std::string_view> status_names() {
   return names;
 }
 
+// An array of statuses out of `names`, each once.
+std::vector<std::string> read_statuses(const Reader& r, const toml::node& n, const std::string& k,
+                                       const std::vector<std::string_view>& names) {
+  const auto* array = n.as_array();
+  if (!array) r.fail(n, k, "expected an array of statuses, got " + r.describe(n));
+  std::vector<std::string> out;
+  for (const auto& item : *array) {
+    std::string name = r.choice(item, k, names);
+    if (std::find(out.begin(), out.end(), name) != out.end()) {
+      r.fail(item, k, r.quoted(item) + " is listed twice");
+    }
+    out.push_back(std::move(name));
+  }
+  return out;
+}
+
+// The statuses pollkill decides itself (and could take evidence for): the task is still
+// there when they are decided.
+std::vector<std::string_view> verdict_names() {
+  std::vector<std::string_view> names;
+  for (Status s : {Status::timeout, Status::cpu_limit, Status::hung, Status::spinning,
+                   Status::thrashing, Status::output_limit}) {
+    names.push_back(to_string(s));
+  }
+  return names;
+}
+
 constexpr bool kCgroup = true;
 
 }  // namespace
@@ -430,6 +457,35 @@ const std::vector<Key>& keys() {
          p.watchdog.orphans = r.choice<OrphanPolicy>(n, k);
        },
        [](const Policy& p) -> Text { return toml_string(enum_name(p.watchdog.orphans)); }},
+      {{"watchdog", "thrash_after", "--thrash-after", "DURATION", "duration (0 = off)", "off",
+        "thrashing: every thread stalled on memory for thrash_full_above of the time over this "
+        "long (0: off)"},
+       [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
+         p.watchdog.thrash_after = r.limit_duration(n, k);
+       },
+       [](const Policy& p) { return maybe(p.watchdog.thrash_after, duration_text); }},
+      {{"watchdog", "thrash_full_above", "--thrash-full-above", "SHARE", "number > 0 and <= 1", "",
+        "share of wall time stalled on memory (memory.pressure full) that counts as thrashing"},
+       [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
+         p.watchdog.thrash_full_above = r.number(n, k, 0, true, 1);
+       },
+       [](const Policy& p) -> Text { return toml_number(p.watchdog.thrash_full_above); }},
+      // [evidence]
+      {{"evidence", "on", "", "",
+        "array of \"timeout\", \"cpu_limit\", \"hung\", \"spinning\", \"thrashing\", "
+        "\"output_limit\"",
+        "", "the statuses whose task is frozen and its stacks written before the kill"},
+       [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
+         p.evidence.on = read_statuses(r, n, k, verdict_names());
+       },
+       [](const Policy& p) -> Text { return string_list(p.evidence.on); }},
+      {{"evidence", "budget", "", "", "duration > 0", "",
+        "the most time one task's evidence capture may take"},
+       [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {
+         p.evidence.budget = r.duration(n, k);
+         r.require_positive(n, k, p.evidence.budget.count() > 0);
+       },
+       [](const Policy& p) -> Text { return duration_text(p.evidence.budget); }},
       // [retry]
       {{"retry", "attempts", "", "", "integer 1 to 1000", "", "attempts in all for one task"},
        [](Reader& r, const toml::node& n, const std::string& k, Policy& p) {

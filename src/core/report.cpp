@@ -221,8 +221,8 @@ std::string Summary::progress_line(std::uint64_t total, std::size_t running,
   std::string line = "\r" + std::to_string(done) + "/" + std::to_string(total) + " done, " +
                      std::to_string(running) + " running";
   for (Status s : {Status::ok, Status::failed, Status::crashed, Status::timeout, Status::hung,
-                   Status::spinning, Status::oom, Status::exec_error, Status::output_limit,
-                   Status::cancelled}) {
+                   Status::spinning, Status::thrashing, Status::oom, Status::exec_error,
+                   Status::output_limit, Status::cancelled}) {
     if (auto c = count(s)) line += ", " + std::to_string(c) + " " + std::string(to_string(s));
   }
   char tail[96];

@@ -1,5 +1,7 @@
 #include "pollkill/session.h"
 
+#include <unistd.h>
+
 #include <exception>
 
 #include "pollkill/diag.h"
@@ -35,6 +37,37 @@ ModeDecision decide_session(HostCgroups& host, const Policy& policy,
   });
 }
 
+// `watchdog.thrash_after` reads the task cgroup's memory.pressure: every cgroup of the unified
+// hierarchy has one when the kernel keeps pressure stall information (CONFIG_PSI, not booted
+// with psi=0), whether or not the memory controller is enabled there (a memory limit through
+// cgroup v1 on a hybrid host shows its stalls there too). /proc/pressure/memory says whether it
+// does. Subreaper mode has no cgroup, hence no memory.pressure.
+std::vector<std::string> Session::check_thrash_detection(MissingControllers missing) const {
+  if (!request_.policy.watchdog.thrash_after) return {};
+  std::string why;
+  if (subreaper()) {
+    why = "subreaper mode has no cgroup (" + mode_.why + ")";
+  } else if (::access("/proc/pressure/memory", R_OK) != 0) {
+    why =
+        "the kernel keeps no pressure stall information (/proc/pressure/memory is missing: "
+        "a kernel without CONFIG_PSI, or booted with psi=0)";
+  } else {
+    return {};
+  }
+  const std::string message =
+      "watchdog.thrash_after needs the task cgroup's memory.pressure, and " + why;
+  if (missing == MissingControllers::error) {
+    throw Error(message, subreaper()
+                             ? "run where pollkill may create cgroups (--cgroup-root, or "
+                               "`systemd-run --scope -p Delegate=yes`), or "
+                               "set runner.missing_controllers = \"warn\" to run without it"
+                             : "boot with psi=1, or set runner.missing_controllers = \"warn\" "
+                               "(--missing-controllers warn) to run without it");
+  }
+  diag::warning(message + "; running without thrash detection");
+  return {"thrash_after"};
+}
+
 Session::Session(const SessionRequest& request, const SandboxPlan& sandbox) : request_(request) {
   const Policy& policy = request_.policy;
   mode_ =
@@ -48,12 +81,14 @@ Session::Session(const SessionRequest& request, const SandboxPlan& sandbox) : re
     }
     check_subreaper_sandbox(sandbox);
     check_subreaper_limits(keys_of(request_.plan), policy.runner.missing_controllers, &mode_);
+    watch_not_enforced_ = check_thrash_detection(policy.runner.missing_controllers);
     return;
   }
   EnforceablePlan checked = check_controllers(host_, *mode_.root, request_.plan, policy.runner);
   v2_controllers_ = controllers_for(checked.enforceable);
   v1_controllers_ = std::move(checked.v1_controllers);
   v1_bases_ = std::move(checked.v1_bases);
+  watch_not_enforced_ = check_thrash_detection(policy.runner.missing_controllers);
 }
 
 void Session::start() {

@@ -446,6 +446,9 @@ int run_slurm_element(const fs::path& dir_path, std::optional<std::uint64_t> seq
     request.id = task->id;
     // Named by number like a batch's: an id may hold any character, a directory name not.
     request.cgroup_name = "task-" + std::to_string(seq) + "-" + std::to_string(attempt);
+    // Evidence beside the logs, named like them.
+    request.evidence_dir = dir.logs().string();
+    request.evidence_stem = std::to_string(seq) + "." + std::to_string(attempt);
     try {
       Result ran = run_task(request);
       set_ran_with(ran, policy.limits);

@@ -1,5 +1,7 @@
 #include "pollkill/supervisor.h"
 
+#include <filesystem>
+
 #include "pollkill/engine.h"
 #include "pollkill/error.h"
 #include "pollkill/limits.h"
@@ -21,6 +23,10 @@ Result run_task(const RunRequest& request) {
   // refused before anything is created, not found out after the task has run.
   std::optional<RecordWriter> record;
   if (request.result) record = RecordWriter::replace(*request.result);
+  if (!request.evidence_dir.empty() && !std::filesystem::is_directory(request.evidence_dir)) {
+    throw Error("--evidence-dir '" + request.evidence_dir + "' is not a directory",
+                "create it first");
+  }
   EngineRequest engine;
   // Then, so that a policy this process cannot enforce fails before anything is created.
   engine.sandbox = prepare_sandbox(policy, current_environment());
@@ -30,6 +36,8 @@ Result run_task(const RunRequest& request) {
   engine.cgroup_name = request.cgroup_name.empty() ? "task-" + request.id : request.cgroup_name;
   engine.setup_errors_fatal = true;
   engine.record_unstarted = true;
+  engine.evidence_dir = request.evidence_dir;
+  engine.evidence_stem = request.evidence_stem;
   Engine run(std::move(engine));
   TaskSpec task;
   task.id = request.id;

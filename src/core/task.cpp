@@ -2,20 +2,49 @@
 
 #include <signal.h>
 
+#include <algorithm>
+
+#include "pollkill/diag.h"
+#include "pollkill/error.h"
+
 namespace pollkill {
 
+SampleReads SampleReads::for_policy(const Policy& policy, bool scans) {
+  SampleReads reads;
+  const bool stuck_rules = policy.watchdog.hang_after || policy.watchdog.spin_after;
+  reads.progress = stuck_rules;
+  // The hang and spin rules compare the CPU wanted (received + waited for); cpu_time and the
+  // wall time need no wait.
+  reads.cpu_wait = stuck_rules;
+  reads.memory_full = policy.watchdog.thrash_after.has_value();
+  // Without a CPU rule the watchdog only checks the wall time, which needs no reading; a
+  // container that scans for its members samples anyway (it keeps the tree current).
+  reads.cpu = stuck_rules || policy.limits.cpu_time || scans;
+  return reads;
+}
+
 TaskWatch::TaskWatch(const Policy& policy, Child child, const ContainerFactory& make_container,
-                     WatchClock& clock, Clock::time_point start)
+                     WatchClock& clock, Clock::time_point start, EvidenceDestination evidence)
     : policy_(policy),
       clock_(clock),
       child_(std::move(child)),
       container_(make_container(child_)),
-      watchdog_(WatchdogConfig::from(policy), start, 0),
+      reads_(SampleReads::for_policy(policy, container_->scans())),
+      watchdog_(WatchdogConfig::from(policy), start_sample(start)),
       probe_(policy.watchdog.heartbeat),
-      watch_progress_(policy.watchdog.hang_after || policy.watchdog.spin_after),
-      // Without a CPU rule the watchdog only checks the wall time, which needs no reading;
-      // a container that scans for its members samples anyway (it keeps the tree current).
-      sample_cpu_(watch_progress_ || policy.limits.cpu_time || container_->scans()) {}
+      evidence_dest_(std::move(evidence)) {}
+
+// The counters at the start: the CPU wait meter's baseline, and the first thrash checkpoint.
+// The CPU starts at 0 (the cgroup is new; the tree is just the init).
+Sample TaskWatch::start_sample(Clock::time_point start) {
+  Sample sample{start, 0, false};
+  if (reads_.cpu_wait) {
+    wait_meter_.observe(start, container_->cpu_pressure_some_usec(),
+                        read_schedstats(container_->threads()));
+  }
+  if (reads_.memory_full) sample.memory_full_usec = container_->memory_full_usec();
+  return sample;
+}
 
 void TaskWatch::on_main_exit() {
   auto exit = child_.try_reap();
@@ -39,9 +68,14 @@ void TaskWatch::on_events() {
 
 void TaskWatch::on_sample(Clock::time_point now) {
   if (phase_ != Phase::running || done_) return;
-  auto cpu = sample_cpu_ ? container_->cpu_usage_usec() : 0;
+  auto cpu = reads_.cpu ? container_->cpu_usage_usec() : 0;
   Sample sample{now, cpu, false};
-  if (watch_progress_) sample.progress = probe_.observe(container_->pids());
+  if (reads_.progress) sample.progress = probe_.observe(container_->pids());
+  if (reads_.cpu_wait) {
+    sample.cpu_wait_usec = wait_meter_.observe(now, container_->cpu_pressure_some_usec(),
+                                               read_schedstats(container_->threads()));
+  }
+  if (reads_.memory_full) sample.memory_full_usec = container_->memory_full_usec();
   container_->sample();
   if (container_->partial_oom_kill()) {
     // cgroup v1 has no memory.oom.group: the OOM killer took one process. End the whole task
@@ -60,7 +94,10 @@ void TaskWatch::on_sample(Clock::time_point now) {
 
 void TaskWatch::on_deadline() {
   if (done_) return;
-  if (phase_ == Phase::terminating) {
+  if (phase_ == Phase::capturing) {
+    // The budget ran out: the capture process is killed (the kernel detaches its tracees).
+    end_capture(capture_->abandon());
+  } else if (phase_ == Phase::terminating) {
     kill_now();
   } else if (phase_ == Phase::killed) {
     // cgroup.kill was written kKillWait ago and the cgroup is still populated: report the
@@ -71,10 +108,18 @@ void TaskWatch::on_deadline() {
   }
 }
 
+void TaskWatch::on_capture_end() {
+  if (phase_ == Phase::capturing) end_capture(capture_->finish());
+}
+
 void TaskWatch::cancel(int sig) {
   if (!cancel_signal_) {
     cancel_signal_ = sig;
+    // A capture under way goes on (it is bounded by its budget), then the termination.
     if (phase_ == Phase::running) begin_termination(policy_.watchdog.kill_grace);
+  } else if (phase_ == Phase::capturing) {
+    grace_after_capture_ = Duration(0);  // a second signal: no more waiting
+    end_capture(capture_->abandon());
   } else if (phase_ == Phase::terminating) {
     kill_now();  // a second signal skips the grace period
   }
@@ -105,6 +150,13 @@ void TaskWatch::fill(Result& result, const Outcome& base, Clock::time_point star
   auto cls = classify(outcome, result.command);
   result.status = cls.status;
   result.reason = cls.reason;
+  if (evidence_) {
+    result.evidence = evidence_->path;
+    result.stack_signature = evidence_->stack_signature;
+    if (verdict_ && result.status == verdict_->status) {
+      result.reason = with_evidence_note(result.reason, *evidence_);
+    }
+  }
   result.exit_code = outcome.exit_code;
   result.signal = outcome.signal;
   result.cancel_signal = cancel_signal_;
@@ -137,6 +189,63 @@ void TaskWatch::refresh_populated() {
 }
 
 void TaskWatch::begin_termination(Duration grace) {
+  if (start_capture()) {
+    grace_after_capture_ = grace;
+    return;
+  }
+  terminate(grace);
+}
+
+// Starts the evidence capture for the verdict when the policy asks for it and there is a
+// place for it; false when there is none to wait for (then the termination goes on at once).
+bool TaskWatch::start_capture() {
+  if (!verdict_ || evidence_dest_.dir.empty() || phase_ != Phase::running) return false;
+  const auto& on = policy_.evidence.on;
+  if (std::find(on.begin(), on.end(), to_string(verdict_->status)) == on.end()) return false;
+  EvidenceRequest request;
+  capture_target_ = container_->evidence_target(child_.pid());
+  request.target = capture_target_;
+  request.dir = evidence_dest_.dir;
+  request.id = evidence_dest_.id;
+  request.attempt = evidence_dest_.attempt;
+  request.file_stem = evidence_dest_.file_stem;
+  request.status = verdict_->status;
+  request.reason = verdict_->reason;
+  request.budget = policy_.evidence.budget;
+  try {
+    capture_ = EvidenceCapture::start(request);
+  } catch (const Error& e) {
+    evidence_ = EvidenceOutcome{std::nullopt, std::nullopt, e.what()};
+    return false;
+  }
+  phase_ = Phase::capturing;
+  clock_.watch_capture(capture_->fd());
+  clock_.arm_deadline(
+      std::max(std::chrono::ceil<Duration>(capture_->deadline() - std::chrono::steady_clock::now()),
+               Duration(1)));
+  return true;
+}
+
+// The capture is over (finished, or abandoned at its deadline): the task runs again (a
+// frozen task can neither handle SIGTERM nor, while traced, be reaped) and is terminated.
+void TaskWatch::end_capture(EvidenceOutcome outcome) {
+  clock_.watch_capture(-1);
+  capture_.reset();
+  thaw_target(capture_target_);
+  if (outcome.path) {
+    diag::detail("evidence of " + evidence_dest_.id + " (attempt " +
+                 std::to_string(evidence_dest_.attempt) + "): " + *outcome.path +
+                 (outcome.stack_signature ? " (at " + *outcome.stack_signature + ")" : ""));
+  }
+  evidence_ = std::move(outcome);
+  phase_ = Phase::running;
+  terminate(grace_after_capture_);
+  // The task may have ended meanwhile (killed from outside): no event would say so again.
+  refresh_populated();
+  check_done();
+}
+
+void TaskWatch::terminate(Duration grace) {
   if (grace.count() == 0) {
     kill_now();
     return;
@@ -157,7 +266,7 @@ void TaskWatch::enter_killed() {
 }
 
 void TaskWatch::check_done() {
-  if (child_.running()) return;
+  if (phase_ == Phase::capturing || child_.running()) return;
   if (done_ || (populated_ && !gave_up_)) return;
   done_ = true;
   ended_at_ = clock_.now();

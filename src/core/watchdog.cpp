@@ -61,6 +61,8 @@ WatchdogConfig WatchdogConfig::from(const Policy& policy) {
   config.hang_cpu_below = policy.watchdog.hang_cpu_below;
   config.spin_after = policy.watchdog.spin_after;
   config.spin_cpu_above = policy.watchdog.spin_cpu_above;
+  config.thrash_after = policy.watchdog.thrash_after;
+  config.thrash_full_above = policy.watchdog.thrash_full_above;
   return config;
 }
 

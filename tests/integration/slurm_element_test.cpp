@@ -324,6 +324,25 @@ TEST(SlurmElement, ResumeSubmitsOnlyTasksWithoutAFinalRecord) {
   EXPECT_NE(changed.err.find("is not the task file"), std::string::npos) << changed.err;
 }
 
+// The element takes evidence like `run` and `batch` ([evidence] on), beside the task's logs and
+// named like them.
+TEST(SlurmElement, AHungTaskLeavesEvidenceBesideItsLogs) {
+  PK_REQUIRE_CGROUP2();
+  Submission s;
+  write_file(s.tasks,
+             std::string("{\"id\": \"stuck\", \"cmd\": [\"") + POLLKILL_STUCK + "\", \"hang\"]}\n");
+  ASSERT_EQ(s.submit({"--hang-after", "1s", "--kill-grace", "0"}).exit_code, 0);
+  RunOutput r = element(s.results, 1, std::nullopt);
+  json record = json::parse(slurp(s.results / "records" / "1.1.json"));
+  EXPECT_EQ(record["status"], "hung") << record.dump();
+  ASSERT_TRUE(record["evidence"].is_string()) << record.dump() << r.describe();
+  EXPECT_TRUE(fs::equivalent(record["evidence"].get<std::string>(),
+                             s.results / "logs" / "1.1.evidence.json"))
+      << record["evidence"];
+  EXPECT_TRUE(fs::exists(s.results / "logs" / "1.1.evidence.txt"));
+  EXPECT_EQ(record["stack_signature"], "pk_stuck: stuck_in_read < main < __libc_start_call_main");
+}
+
 TEST(SlurmElement, TaskCwdAndEnvApplyInTheElement) {
   PK_REQUIRE_CGROUP2();
   Submission s;

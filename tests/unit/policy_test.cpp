@@ -85,7 +85,8 @@ mode = "subreaper"
                                 "test.toml");
   Policy want;
   want.limits = {2ull << 30, 1ull << 30, 0, 1.5, 100, 5400s, 90s, 64'000'000};
-  want.watchdog = {100ms, 2min, 0.0, 5min, 2.0, "/tmp/beat", 0ms, OrphanPolicy::wait};
+  want.watchdog = {100ms,        2min, 0.0, 5min, 2.0, "/tmp/beat", 0ms, OrphanPolicy::wait,
+                   std::nullopt, 0.1};
   want.runner = {"/sys/fs/cgroup/pk",         MissingControllers::warn,
                  CgroupV1::automatic,         "/batch",
                  SystemdScopeMode::automatic, RunMode::subreaper};
@@ -398,8 +399,9 @@ TEST(Policy, UnreadableFileNamesTheFileAndErrno) {
 TEST(Policy, ToTomlRoundTrips) {
   Policy full;
   full.limits = {(3ull << 30) / 2, 1'000'001, 0, 0.25, kSizeMax, 5400s, 1500ms, kSizeMax};
-  full.watchdog = {10ms, 90'500ms,          0.05, 1h, 1.0, "/tmp/a \"quoted\" path\n",
-                   0ms,  OrphanPolicy::wait};
+  full.watchdog = {10ms, 90'500ms,           0.05, 1h,  1.0, "/tmp/a \"quoted\" path\n",
+                   0ms,  OrphanPolicy::wait, 90s,  0.25};
+  full.evidence = {{"timeout", "hung"}, 5s};
   full.runner = {"/sys/fs/cgroup/x", MissingControllers::warn, CgroupV1::automatic, "/pk v1"};
   Policy huge;
   huge.limits.memory = kSizeMax - 1;  // not exact in any unit and beyond a TOML integer

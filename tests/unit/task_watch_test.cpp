@@ -11,6 +11,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -21,9 +22,11 @@ class FakeClock final : public WatchClock {
  public:
   Clock::time_point now() const override { return now_; }
   void arm_deadline(Duration after) override { deadlines.push_back(after); }
+  void watch_capture(int fd) override { captures.push_back(fd); }
   void advance(Duration d) { now_ += d; }
 
   std::vector<Duration> deadlines;  ///< every arm_deadline, in order
+  std::vector<int> captures;        ///< every watch_capture, in order
 
  private:
   Clock::time_point now_ = Clock::time_point() + std::chrono::hours(1);
@@ -42,6 +45,9 @@ struct FakeState {
   std::vector<int> signals;    ///< signal_all's signals, in order
   int kills = 0;               ///< kill_all calls
   std::vector<UnkillableProcess> survivors;
+  std::uint64_t cpu_some_usec = 0;     ///< cpu.pressure some total
+  std::uint64_t memory_full_usec = 0;  ///< memory.pressure full total
+  int thread_reads = 0, cpu_pressure_reads = 0, memory_pressure_reads = 0;
 };
 
 class FakeContainer final : public TaskContainer {
@@ -69,6 +75,23 @@ class FakeContainer final : public TaskContainer {
   }
   std::vector<UnkillableProcess> survivors() override { return s_->survivors; }
   bool scans() const override { return s_->scans; }
+  std::vector<pid_t> threads() override {
+    ++s_->thread_reads;
+    return {};
+  }
+  std::optional<std::uint64_t> cpu_pressure_some_usec() override {
+    ++s_->cpu_pressure_reads;
+    return s_->cpu_some_usec;
+  }
+  std::optional<std::uint64_t> memory_full_usec() override {
+    ++s_->memory_pressure_reads;
+    return s_->memory_full_usec;
+  }
+  EvidenceTarget evidence_target(pid_t main_pid) override {
+    EvidenceTarget target;
+    target.main_pid = main_pid;
+    return target;
+  }
 
  private:
   std::shared_ptr<FakeState> s_;
@@ -107,10 +130,12 @@ class TaskWatchTest : public ::testing::Test {
         policy_, std::move(child),
         [this](Child&) { return std::make_unique<FakeContainer>(state_); }, clock_, start_);
   }
-  // Samples every poll interval for `how_long` of fake time.
-  void run_for(Duration how_long) {
+  // Samples every poll interval for `how_long` of fake time; before each sample `each`
+  // (if any) moves the fake's counters on by one interval's worth.
+  void run_for(Duration how_long, const std::function<void()>& each = {}) {
     for (Duration t{0}; t < how_long; t += policy_.watchdog.poll_interval) {
       clock_.advance(policy_.watchdog.poll_interval);
+      if (each) each();
       watch_->on_sample(clock_.now());
     }
   }
@@ -311,6 +336,106 @@ TEST_F(TaskWatchTest, ASampleReadsTheCpuOnlyWhenARuleOrTheContainerNeedsIt) {
   start(-1);
   run_for(Duration(1000));
   EXPECT_EQ(state_->cpu_reads, 4);
+}
+
+TEST(SampleReadsTest, EachRuleReadsWhatItNeedsAndNoMore) {
+  struct Case {
+    const char* name;
+    void (*set)(Policy&);
+    bool scans;
+    SampleReads want;  // cpu, progress, cpu_wait, memory_full
+  };
+  const Case cases[] = {
+      {"nothing", [](Policy&) {}, false, {false, false, false, false}},
+      {"nothing, scanned tree", [](Policy&) {}, true, {true, false, false, false}},
+      {"wall_time",
+       [](Policy& p) { p.limits.wall_time = Duration(1000); },
+       false,
+       {false, false, false, false}},
+      {"cpu_time",
+       [](Policy& p) { p.limits.cpu_time = Duration(1000); },
+       false,
+       {true, false, false, false}},
+      {"hang_after",
+       [](Policy& p) { p.watchdog.hang_after = Duration(1000); },
+       false,
+       {true, true, true, false}},
+      {"spin_after",
+       [](Policy& p) { p.watchdog.spin_after = Duration(1000); },
+       false,
+       {true, true, true, false}},
+      {"thrash_after",
+       [](Policy& p) { p.watchdog.thrash_after = Duration(1000); },
+       false,
+       {false, false, false, true}},
+  };
+  for (const Case& c : cases) {
+    Policy policy;
+    c.set(policy);
+    const SampleReads got = SampleReads::for_policy(policy, c.scans);
+    EXPECT_EQ(got.cpu, c.want.cpu) << c.name;
+    EXPECT_EQ(got.progress, c.want.progress) << c.name;
+    EXPECT_EQ(got.cpu_wait, c.want.cpu_wait) << c.name;
+    EXPECT_EQ(got.memory_full, c.want.memory_full) << c.name;
+  }
+}
+
+TEST_F(TaskWatchTest, PressureAndThreadsAreReadOnlyForTheRulesThatUseThem) {
+  policy_.limits.cpu_time = Duration(60000);
+  start(-1);
+  run_for(Duration(1000));
+  EXPECT_EQ(state_->thread_reads + state_->cpu_pressure_reads + state_->memory_pressure_reads, 0)
+      << "cpu_time needs neither the CPU waited for nor memory.pressure";
+  watch_.reset();
+
+  state_ = std::make_shared<FakeState>();
+  policy_.limits.cpu_time.reset();
+  policy_.watchdog.hang_after = Duration(60000);
+  start(-1);
+  run_for(Duration(1000));
+  EXPECT_EQ(state_->thread_reads, 5) << "the start's baseline and 4 samples";
+  EXPECT_EQ(state_->cpu_pressure_reads, 5);
+  EXPECT_EQ(state_->memory_pressure_reads, 0);
+  watch_.reset();
+
+  state_ = std::make_shared<FakeState>();
+  policy_.watchdog.hang_after.reset();
+  policy_.watchdog.thrash_after = Duration(60000);
+  start(-1);
+  run_for(Duration(1000));
+  EXPECT_EQ(state_->thread_reads + state_->cpu_pressure_reads, 0);
+  EXPECT_EQ(state_->memory_pressure_reads, 5);
+}
+
+// A spinner that gets 0.3 CPU on a saturated machine and waits the rest: its cpu.pressure
+// says so, and the watch hands that to the watchdog as the CPU wanted.
+TEST_F(TaskWatchTest, TheCpuWaitedForMakesAStarvedSpinnerSpinning) {
+  policy_.watchdog.spin_after = Duration(1000);
+  policy_.watchdog.kill_grace = Duration(0);
+  start(-1);
+  run_for(Duration(1500), [this] {
+    state_->cpu_usec += 75'000;        // 0.3 of the 250ms interval
+    state_->cpu_some_usec += 175'000;  // waiting for a CPU the rest of it
+  });
+  ASSERT_EQ(state_->kills, 1);
+  main_exited_and_emptied();
+  Result r = result();
+  EXPECT_EQ(r.status, Status::spinning);
+  EXPECT_NE(r.reason.find("0.30 CPU received, 1.00 wanted"), std::string::npos) << r.reason;
+  EXPECT_FALSE(r.evidence) << "no evidence destination: none taken";
+  EXPECT_TRUE(clock_.captures.empty());
+}
+
+TEST_F(TaskWatchTest, MemoryFullStallOverThrashAfterIsThrashing) {
+  policy_.watchdog.thrash_after = Duration(1000);
+  policy_.watchdog.kill_grace = Duration(0);
+  start(-1);
+  run_for(Duration(750), [this] { state_->memory_full_usec += 125'000; });
+  EXPECT_EQ(state_->kills, 0) << "no verdict before thrash_after has passed";
+  run_for(Duration(500), [this] { state_->memory_full_usec += 125'000; });
+  ASSERT_EQ(state_->kills, 1);
+  main_exited_and_emptied();
+  EXPECT_EQ(result().status, Status::thrashing);
 }
 
 }  // namespace
