@@ -34,7 +34,8 @@ struct EngineRequest {
   /// Each attempt's stdout and stderr go to "<logs_dir>/<id>.<attempt>.out" and ".err" (the
   /// id made safe for a file name), stdin is /dev/null. Empty: pollkill's own (`run`).
   std::string logs_dir;
-  /// The task cgroup's name; empty: "task-<seq>-<attempt>". (`run`: "task-run".)
+  /// The task cgroup's name; empty: "task-<number>-<attempt>" (TaskSpec::number). (`run`:
+  /// "task-run".)
   std::string cgroup_name;
   bool retries = false;       ///< [retry] applies: a failed attempt may run again (batch)
   bool gc_dead_runs = false;  ///< remove dead pollkills' run cgroups first (batch)

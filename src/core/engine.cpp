@@ -163,9 +163,9 @@ void Engine::start(Place& place, QueuedAttempt what) {
     spec.stdout_path = base + ".out";
     spec.stderr_path = base + ".err";
   }
-  spec.cgroup_name = !request_.cgroup_name.empty()
-                         ? request_.cgroup_name
-                         : "task-" + std::to_string(task.seq) + "-" + std::to_string(what.attempt);
+  spec.cgroup_name = !request_.cgroup_name.empty() ? request_.cgroup_name
+                                                   : "task-" + std::to_string(task.number()) + "-" +
+                                                         std::to_string(what.attempt);
   place.what = std::move(what);
   place.slot.occupant() =
       launch(session_, *loop_, place.slot, std::move(spec), request_.setup_errors_fatal);
@@ -200,7 +200,7 @@ void Engine::record(Result& result, const QueuedAttempt& what) {
     arm_sync();
   }
   if (result.final && joblog_) {
-    joblog_->append(format_joblog_line(joblog_entry(result, what.task.seq)));
+    joblog_->append(format_joblog_line(joblog_entry(result, what.task.number())));
   }
   summary_.add(SummaryRecord::from(result));
   if (request_.verbosity > 1) {
