@@ -62,7 +62,7 @@ _pollkill() {
     batch)
       if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "$limits --jobs --results --logs --joblog
-          --retries --resume --sync-interval --progress --no-progress --quiet --verbose --help
+          --retries --resume --dry-run --sync-interval --progress --no-progress --quiet --verbose --help
           --slurm --chunk --launcher --results-dir --sbatch-arg --srun-arg" -- "$cur"))
       else
         _filedir
@@ -84,7 +84,7 @@ _pollkill() {
         COMPREPLY=($(compgen -W "$(_pollkill_policies)" -- "$cur"))
         _filedir toml
       fi ;;
-    doctor) COMPREPLY=($(compgen -W '--policy --cgroup-root --cgroup-v1 --systemd-scope --help' -- "$cur")) ;;
+    doctor) COMPREPLY=($(compgen -W '--policy --cgroup-root --cgroup-v1 --systemd-scope --json --help' -- "$cur")) ;;
     gc) COMPREPLY=($(compgen -W '--cgroup-root --cgroup-v1 --help' -- "$cur")) ;;
   esac
 } && complete -F _pollkill pollkill

@@ -79,6 +79,7 @@ complete -c pollkill -n $batch -x -a '(__fish_complete_directories)' -l logs -d 
 complete -c pollkill -n $batch -r -F -l joblog -d 'Also write a GNU parallel joblog'
 complete -c pollkill -n $batch -x -l retries -d 'Retry a task up to N times'
 complete -c pollkill -n $batch -l resume -d 'Skip tasks with a final record in the results file'
+complete -c pollkill -n $batch -l dry-run -d 'Print the tasks and run nothing'
 complete -c pollkill -n $batch -x -l sync-interval -d 'Most time between a record and its fdatasync'
 complete -c pollkill -n $batch -l progress -d 'Show a progress line even when not on a terminal'
 complete -c pollkill -n $batch -l no-progress -d 'No progress line'
@@ -114,6 +115,7 @@ complete -c pollkill -n $doctor -x -l policy -a '(__pollkill_policies; __fish_co
 complete -c pollkill -n $doctor -x -l cgroup-root -a '(__fish_complete_directories)' -d 'Cgroup under which to create task cgroups'
 complete -c pollkill -n $doctor -x -l cgroup-v1 -a 'auto off' -d 'Hybrid hosts: limits through cgroup v1'
 complete -c pollkill -n $doctor -x -l systemd-scope -a 'auto never always' -d 'Ask systemd for a delegated scope'
+complete -c pollkill -n $doctor -l json -d 'Print the checks as JSON'
 
 # policy check
 complete -c pollkill -n '__fish_seen_subcommand_from policy; and not __fish_seen_subcommand_from check' -x -a check -d 'Validate policy files'

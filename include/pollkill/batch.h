@@ -10,8 +10,13 @@
 namespace pollkill {
 
 struct BatchRequest {
-  std::string taskfile;  ///< path, or "-" for standard input
-  Policy policy;         ///< applied to every task (a task's limit keys override it)
+  std::string taskfile;  ///< path, or "-" for standard input; with generated_tasks, their name
+  /// Task-file text made from `::: ARG...` (arguments.h), read instead of `taskfile`.
+  std::optional<std::string> generated_tasks;
+  /// Print what would run (each task's id, resolved command, limits, and whether --resume skips
+  /// it) on stdout and run nothing: no cgroup, no results, no logs.
+  bool dry_run = false;
+  Policy policy;  ///< applied to every task (a task's limit keys override it)
   std::optional<std::string> cgroup_root;
   int jobs = 0;  ///< 0: default_jobs()
   std::string results = "pollkill-results.jsonl";
@@ -23,6 +28,8 @@ struct BatchRequest {
   Duration sync_interval{100};
 };
 
+/// With `dry_run`, prints the tasks after the same validation and resume checks and returns 0.
+///
 /// Runs a batch to its end and returns the exit code: 0 every task's final status is ok,
 /// 1 some is not, 128+N when interrupted by signal N (130, 143). Throws Error for problems
 /// that stop the batch before anything runs (task file, resume mismatch, cgroup setup),

@@ -1,6 +1,7 @@
 // `pollkill doctor`: what this host offers pollkill, each fact checked for real.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -35,5 +36,10 @@ DoctorReport run_doctor(const std::optional<Policy>& policy,
 
 /// One line per check ("[ok] name: detail", "[!!] name: detail" + "     fix: ...").
 std::string format_doctor(const DoctorReport& report);
+
+/// The same report for programs (`doctor --json`): {"ready": bool, "checks": [{"name",
+/// "status": "ok" | "unavailable" ([--]: pollkill runs without it) | "fail" ([!!]),
+/// "required", "detail", "fix" (null when ok or none)}]}, checks in the text's order.
+nlohmann::json doctor_json(const DoctorReport& report);
 
 }  // namespace pollkill

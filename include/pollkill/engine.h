@@ -39,7 +39,8 @@ struct EngineRequest {
   /// empty: no evidence. `evidence_stem` names the files of a one-task engine (the Slurm
   /// element's "<seq>.<attempt>"); empty: the log files' stem.
   std::string evidence_dir, evidence_stem;
-  /// The task cgroup's name; empty: "task-<seq>-<attempt>". (`run`: "task-run".)
+  /// The task cgroup's name; empty: "task-<number>-<attempt>" (TaskSpec::number). (`run`:
+  /// "task-run".)
   std::string cgroup_name;
   bool retries = false;       ///< [retry] applies: a failed attempt may run again (batch)
   bool gc_dead_runs = false;  ///< remove dead pollkills' run cgroups first (batch)

@@ -5,7 +5,8 @@
 // exec-status pipe), so `batch -j 1000` needs far more
 // than the 1024 that distributions give a process by default. The soft RLIMIT_NOFILE is raised
 // toward the hard limit for pollkill itself and set back for the tasks, as systemd does for its
-// services.
+// services. When the hard limit is too low, pollkill raises it too where it may (root with
+// CAP_SYS_RESOURCE, up to fs.nr_open) before it refuses --jobs.
 #pragma once
 
 #include <sys/resource.h>
@@ -25,17 +26,20 @@ constexpr std::uint64_t nofile_needed(std::uint64_t jobs) {
 }
 
 /// What to do about RLIMIT_NOFILE (pure): the soft limit to set (nullopt: leave it), or that the
-/// hard limit cannot cover `needed` (`enough` false; the largest `jobs` that fit is given).
+/// hard limit cannot cover `needed` (`enough` false; the largest `jobs` that fit is given, and
+/// `raise_hard_to` is what to try for both limits before refusing).
 struct NofilePlan {
   std::optional<rlim_t> raise_soft_to;
   bool enough = true;
   std::uint64_t max_jobs = 0;  ///< when !enough: the most tasks at once the hard limit allows
+  std::optional<rlim_t> raise_hard_to;  ///< when !enough: `needed`
 };
 NofilePlan plan_nofile(rlim_t soft, rlim_t hard, std::uint64_t needed);
 
 /// Raises pollkill's soft RLIMIT_NOFILE for a batch of `jobs` tasks at once, and restores it on
-/// destruction. Throws Error (naming --jobs and the hard limit) when even the hard limit is too
-/// low, before anything is created. Move-only.
+/// destruction. When the hard limit is too low it tries to raise it (and restores it too);
+/// throws Error (naming --jobs and the hard limit) when that is not permitted, before anything
+/// is created. Move-only.
 class NofileRaise {
  public:
   NofileRaise() = default;

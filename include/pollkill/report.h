@@ -70,7 +70,9 @@ class Summary {
   /// 0 when every final status is ok, else 1.
   int exit_code() const { return not_ok() == 0 ? 0 : 1; }
 
-  std::string format_text() const;
+  /// The text summary. `heading`, when given, is its first line: what the counts cover,
+  /// which differs between the end of a batch (this run) and `report` (the whole file).
+  std::string format_text(std::string_view heading = {}) const;
   /// A batch's progress line for a terminal: "\r3/10 done, 2 running, 2 ok, 1 hung, 4s
   /// elapsed, ETA 9s" (every final so far counts as done), ending with a clear-to-end-of-line.
   std::string progress_line(std::uint64_t total, std::size_t running, double elapsed_s) const;
@@ -107,6 +109,13 @@ void for_each_record(
     const std::string& path,
     const std::function<void(const nlohmann::json& record, const SummaryRecord& summary_record,
                              std::uint64_t line)>& each);
+
+/// The headings that say what a summary counts. At the end of a batch: the tasks of the task
+/// file by final status (those --resume skipped by their recorded one), retries and processes
+/// reaped in this run only. For `report`: each id's last final record in the results file,
+/// whatever run wrote it, and retries and processes reaped over every record there.
+std::string run_summary_heading(std::string_view taskfile);
+std::string file_summary_heading(std::string_view results);
 
 /// Reads a results file into a summary (a later final record of an id replaces an earlier
 /// one; lines that are not records are skipped with a warning to stderr). Throws Error when

@@ -20,7 +20,7 @@ namespace pollkill {
 /// One task of a batch.
 struct TaskSpec {
   std::string id;          ///< given in JSON, else the line number
-  std::uint64_t seq = 0;   ///< 1-based position among the file's tasks (the joblog's Seq)
+  std::uint64_t seq = 0;   ///< 1-based position among the file's tasks (a Slurm array index)
   std::uint64_t line = 0;  ///< line in the task file
   std::vector<std::string> command;
   std::string cwd;               ///< empty: pollkill's own
@@ -28,6 +28,12 @@ struct TaskSpec {
   /// Per-task values of [limits] keys, applied with apply_settings on top of the batch's
   /// policy (each read and checked as in a policy file); empty when there are none.
   std::vector<Setting> limits;
+
+  /// One task, one number: its line in the task file, which is also the id of a task without
+  /// an explicit one, the joblog's Seq and the N of its task cgroups (`task-N-ATTEMPT`), so
+  /// all three agree however many comment and blank lines come before it. seq where there is
+  /// no line (a task not read from a file).
+  std::uint64_t number() const { return line > 0 ? line : seq; }
 };
 
 /// Splits a line into words the way a POSIX shell splits a simple command, without running
@@ -36,6 +42,16 @@ struct TaskSpec {
 /// '#' that starts a word starts a comment. No expansion of any kind. Throws Error on an
 /// unterminated quote or a trailing backslash.
 std::vector<std::string> split_words(std::string_view line);
+
+/// The first shell operator of a word line that a shell would act on but pollkill passes on
+/// as a word, or as text inside a word: `>`, `<`, `|`, `&`, `;` and `&&`/`||`, `$` (also inside
+/// double quotes, where a shell still expands it), a backquote, and the glob characters `*`, `?`
+/// and `[` outside quotes. Empty when there is none (quoted or backslash-escaped ones are
+/// literal in a shell too). Never throws: a line split_words refuses gives what it found.
+std::string shell_syntax(std::string_view line);
+
+/// The line as a task that a shell runs: `sh -c '...'`, its single quotes escaped.
+std::string sh_c_rewrite(std::string_view line);
 
 /// Parses one line of a task file. nullopt for blank and comment lines. A line whose first
 /// non-blank character is '{' is a JSON object with `id` (string or integer), `cmd` (array
@@ -55,6 +71,9 @@ class TaskFile {
  public:
   /// Opens the file; throws Error("FILE: cannot read ...").
   static TaskFile open(const std::string& path);
+  /// A task file whose lines are `text` (tasks made from `:::` arguments), named `name` in
+  /// messages; spooled to an unlinked temporary file like standard input.
+  static TaskFile from_text(const std::string& name, std::string_view text);
 
   struct Validation {
     std::uint64_t tasks = 0;
@@ -63,8 +82,11 @@ class TaskFile {
     std::vector<LimitWrite> plan;
   };
   /// Parses every line; throws Error("FILE:LINE: message") on the first bad one, a duplicate
-  /// id, or an id too long for a log file name (kMaxIdFileName). Rewinds afterwards, and
-  /// marks how far it read: the snapshot every later pass stops at.
+  /// id, or an id too long for a log file name (kMaxIdFileName). A word line holding shell
+  /// syntax (shell_syntax) gets a warning naming FILE:LINE and the `sh -c '...'` rewrite: it
+  /// runs as words, as before, but that is rarely what was meant (the first kShellWarnings
+  /// lines, then a count). Rewinds afterwards, and marks how far it read: the snapshot every
+  /// later pass stops at.
   Validation validate(const Policy& base);
   /// Back to the first line (a second pass, e.g. the resume check).
   void rewind();
@@ -77,12 +99,16 @@ class TaskFile {
   /// The next task line parsed (comments and blank lines skipped), errors as FILE:LINE.
   std::optional<TaskSpec> read_task(const Policy& base);
 
+  static constexpr std::uint64_t kShellWarnings = 5;
+
   std::string name_;
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> file_{nullptr, &std::fclose};
   std::uint64_t line_ = 0;
   std::uint64_t seq_ = 0;
   std::uint64_t offset_ = 0;          ///< bytes read since the last rewind
   std::optional<std::uint64_t> end_;  ///< set by validate(): the bytes it read, the snapshot
+  /// Set during validate: lines with shell syntax seen so far (warned about up to a bound).
+  std::optional<std::uint64_t> shell_lines_;
 };
 
 /// The policy one task runs with: `base` with the task's limit overrides.

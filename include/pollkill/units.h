@@ -16,7 +16,8 @@ inline constexpr std::uint64_t kSizeMax = UINT64_MAX;
 /// Parses a size: integer bytes ("1048576"), binary suffixes K M G T and KiB MiB GiB TiB
 /// (powers of 1024), decimal suffixes KB MB GB TB (powers of 1000), or "max" (kSizeMax).
 /// A fractional number is allowed with a suffix ("1.5GiB") and rounds down to whole bytes.
-/// Suffixes are case-sensitive except that "k"/"kb"/"kib" are accepted for kilo.
+/// Suffixes are case-insensitive: "2g", "2G" and "2GiB" are 2 * 1024^3, "2gb" and "2GB"
+/// 2 * 1000^3.
 /// Throws pollkill::Error quoting the text on anything else (negative, empty, overflow,
 /// unknown suffix).
 std::uint64_t parse_size(std::string_view text);

@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "policy_flags.h"
+#include "pollkill/arguments.h"
 #include "pollkill/batch.h"
 #include "pollkill/cgroup.h"
 #include "pollkill/cgroup_v1.h"
@@ -27,6 +28,7 @@
 #include "pollkill/slurm.h"
 #include "pollkill/supervisor.h"
 #include "pollkill/units.h"
+#include "usage.h"
 
 namespace {
 
@@ -45,6 +47,9 @@ auto with_flag(const std::string& flag, F parse) {
 
 // `--policy ARG`: a bare name is looked up in /etc/pollkill, then the shipped policies
 // (or POLLKILL_POLICY_PATH); anything else is a path.
+// The most tasks at once `--jobs` takes; the open-file limit usually allows far fewer.
+constexpr std::int64_t kMaxJobs = 100000;
+
 Policy load_policy(const std::string& arg) {
   return load_policy_file(
       resolve_policy(arg, policy_search_path(::getenv("POLLKILL_POLICY_PATH"))));
@@ -58,7 +63,8 @@ int main(int argc, char** argv) {
   // A cancel during start-up must not kill pollkill without a record (event_loop.h).
   hold_cancel_signals();
 
-  CLI::App app{"pollkill: run unreliable work in cgroups, watch it, and reap whole process trees"};
+  CLI::App app{"pollkill: run unreliable work in cgroups, watch it, and reap whole process trees",
+               "pollkill"};
   app.set_version_flag("--version", std::string("pollkill ") + POLLKILL_VERSION);
   app.require_subcommand(1);
 
@@ -69,16 +75,20 @@ int main(int argc, char** argv) {
   bool quiet = false, verbose = false;
   add_limit_flags(run, flags);
   run->add_option("--policy", policy_file,
-                  "policy file (TOML), or a policy name such as 'strict' (see pollkill-policy(5))");
+                  "policy file (TOML), or a policy name such as 'strict' (see pollkill-policy(5))")
+      ->type_name("FILE");
   run->add_option("--cgroup-root", cgroup_root, "cgroup under which to create task cgroups")
+      ->type_name("DIR")
       ->group("Runner");
-  run->add_option("--result", result_path, "write the JSON result to FILE ('-' for stdout)");
+  run->add_option("--result", result_path, "write the JSON result to FILE ('-' for stdout)")
+      ->type_name("FILE");
   run->add_option("--evidence-dir", evidence_dir,
-                  "write the evidence of a stuck task ([evidence] on) into this directory");
+                  "write the evidence of a stuck task ([evidence] on) into this directory")
+      ->type_name("DIR");
   run->add_flag("-q,--quiet", quiet, "print nothing about the outcome");
   run->add_flag("-v,--verbose", verbose, "print the outcome even when the task succeeded");
   std::vector<std::string> command;
-  run->add_option("COMMAND", command, "the command and its arguments (after --)");
+  run->add_option("COMMAND", command, "the command and its arguments (after --)")->type_name("");
   run->positionals_at_end();
   run->footer(
       "Usage: pollkill run [OPTIONS] -- COMMAND [ARG...]\n"
@@ -94,24 +104,47 @@ int main(int argc, char** argv) {
   int jobs = 0;
   bool progress_on = false, progress_off = false, batch_quiet = false, batch_verbose = false;
   add_limit_flags(batch, batch_flags);
-  batch->add_option("TASKFILE", batch_request.taskfile, "one task per line ('-': standard input)")
+  std::vector<std::string> batch_words;
+  batch
+      ->add_option("TASKFILE", batch_words,
+                   "one task per line ('-': standard input); or, after --, COMMAND {} ::: ARG... "
+                   "or :::: FILE, as GNU parallel takes them")
+      ->type_name("")
       ->required();
-  batch->add_option("-j,--jobs", jobs, "tasks at once (default: the CPUs this process may use)")
-      ->check(CLI::PositiveNumber);
-  batch->add_option("--policy", batch_policy, "policy file (TOML)");
+  batch->add_flag("--dry-run", batch_request.dry_run,
+                  "print each task's command and limits, and what --resume skips; run nothing");
+  batch
+      ->add_option("-j,--jobs", jobs,
+                   "tasks at once, 1 to " + std::to_string(kMaxJobs) +
+                       " (default: the CPUs this process may use)")
+      ->type_name("N")
+      ->check(integer_range(1, kMaxJobs));
+  batch->add_option("--policy", batch_policy, "policy file (TOML), or a policy name")
+      ->type_name("FILE");
   batch->add_option("--cgroup-root", batch_root, "cgroup under which to create task cgroups")
+      ->type_name("DIR")
       ->group("Runner");
-  batch->add_option(
-      "--results", batch_request.results,
-      "results file, JSON Lines (default pollkill-results.jsonl; '-': standard output)");
-  batch->add_option("--logs", batch_request.logs,
-                    "directory for per-attempt stdout/stderr logs (default: RESULTS.logs)");
-  batch->add_option("--joblog", batch_request.joblog, "also write a GNU parallel joblog");
-  batch->add_option("--retries", retries_text, "retry a task up to N times (retry.attempts = N+1)");
+  batch
+      ->add_option(
+          "--results", batch_request.results,
+          "results file, JSON Lines (default pollkill-results.jsonl; '-': standard output)")
+      ->type_name("FILE");
+  batch
+      ->add_option("--logs", batch_request.logs,
+                   "directory for per-attempt stdout/stderr logs (default: RESULTS.logs)")
+      ->type_name("DIR");
+  batch->add_option("--joblog", batch_request.joblog, "also write a GNU parallel joblog")
+      ->type_name("FILE");
+  batch
+      ->add_option("--retries", retries_text,
+                   "retry a task up to N times, 0 to 999 (retry.attempts = N+1)")
+      ->type_name("N");
   batch->add_flag("--resume", batch_request.resume,
                   "skip tasks with a final record in the results file");
-  batch->add_option("--sync-interval", sync_interval,
-                    "most time between a record and its fdatasync (default 100ms)");
+  batch
+      ->add_option("--sync-interval", sync_interval,
+                   "most time between a record and its fdatasync (default 100ms)")
+      ->type_name("DURATION");
   batch->add_flag("--progress", progress_on, "show a progress line even when not on a terminal");
   batch->add_flag("--no-progress", progress_off, "no progress line");
   batch->add_flag("-q,--quiet", batch_quiet, "print no summary");
@@ -127,12 +160,14 @@ int main(int argc, char** argv) {
   batch
       ->add_option("--launcher", launcher,
                    "local (default), or srun: each task as a job step of the current allocation")
-      ->check(CLI::IsMember({"local", "srun"}))
+      ->type_name("LAUNCHER")
+      ->check(one_of({"local", "srun"}))
       ->group("Slurm");
   batch
       ->add_option("--results-dir", results_dir,
                    "with --slurm (required) or --launcher srun: the directory, on storage every "
                    "node sees, for the task file copy, the policy, per-attempt records and logs")
+      ->type_name("DIR")
       ->group("Slurm");
   std::string chunk_arg;
   batch
@@ -141,9 +176,11 @@ int main(int argc, char** argv) {
                    "batch with -j from the element's CPUs")
       ->group("Slurm");
   batch->add_option("--sbatch-arg", sbatch_args, "an argument for sbatch (repeatable)")
+      ->type_name("ARG")
       ->allow_extra_args(false)
       ->group("Slurm");
   batch->add_option("--srun-arg", srun_args, "an argument for each srun (repeatable)")
+      ->type_name("ARG")
       ->allow_extra_args(false)
       ->group("Slurm");
   batch->footer(
@@ -155,9 +192,12 @@ int main(int argc, char** argv) {
       app.add_subcommand("collect", "merge the records of a Slurm submission into a results file");
   std::string collect_dir, collect_results = "pollkill-results.jsonl";
   collect->add_option("RESULTS_DIR", collect_dir, "the --results-dir of pollkill batch --slurm")
+      ->type_name("")
       ->required();
-  collect->add_option("--results", collect_results,
-                      "results file to append to, JSON Lines (default pollkill-results.jsonl)");
+  collect
+      ->add_option("--results", collect_results,
+                   "results file to append to, JSON Lines (default pollkill-results.jsonl)")
+      ->type_name("FILE");
   collect->footer("Exit status: 0 every task has a final record; 1 some have none yet; 2 errors.");
 
   // pollkill slurm-element (hidden): what each array element or job step runs.
@@ -176,27 +216,36 @@ int main(int argc, char** argv) {
   CLI::App* report = app.add_subcommand("report", "summarize a batch's results file");
   std::string report_file, report_html, report_trace, report_memory, report_wall_time;
   bool report_json = false;
-  report->add_option("RESULTS", report_file, "results file (JSON Lines)")->required();
+  report->add_option("RESULTS", report_file, "results file (JSON Lines)")
+      ->type_name("")
+      ->required();
   report->add_flag("--json", report_json, "print the summary as JSON");
   auto* html_option =
-      report->add_option("--html", report_html,
-                         "also write a self-contained HTML page of the batch (timeline, statuses, "
-                         "histograms, failures) to FILE");
-  report->add_option("--trace", report_trace,
-                     "also write the batch as Chrome/Perfetto trace-event JSON to FILE");
+      report
+          ->add_option("--html", report_html,
+                       "also write a self-contained HTML page of the batch (timeline, statuses, "
+                       "histograms, failures) to FILE")
+          ->type_name("FILE");
+  report
+      ->add_option("--trace", report_trace,
+                   "also write the batch as Chrome/Perfetto trace-event JSON to FILE")
+      ->type_name("FILE");
   report->add_option("--memory", report_memory, "the memory limit to draw on the HTML page")
+      ->type_name("SIZE")
       ->needs(html_option);
   report
       ->add_option("--wall-time", report_wall_time, "the wall-time limit to draw on the HTML page")
+      ->type_name("DURATION")
       ->needs(html_option);
 
   // pollkill gc
   CLI::App* gc = app.add_subcommand("gc", "remove run cgroups of pollkill processes that are gone");
   std::string gc_root;
-  gc->add_option("--cgroup-root", gc_root, "the run root to clean");
+  gc->add_option("--cgroup-root", gc_root, "the run root to clean")->type_name("DIR");
   std::string gc_v1;
   gc->add_option("--cgroup-v1", gc_v1,
                  "hybrid hosts: with auto, also clean pollkill's v1 cgroups beside its own")
+      ->type_name("MODE")
       ->check(enum_choice<CgroupV1>());
 
   // pollkill policy check
@@ -206,36 +255,48 @@ int main(int argc, char** argv) {
       policy->add_subcommand("check", "validate policy files (exit 0 valid, 1 invalid)");
   std::vector<std::string> check_files;
   bool print = false;
-  check->add_option("FILE", check_files, "policy files or policy names")->required();
+  check->add_option("FILE", check_files, "policy files or policy names")->type_name("")->required();
   check->add_flag("--print", print, "print the effective policy");
 
   // pollkill doctor
   CLI::App* doctor = app.add_subcommand("doctor", "check what this host offers pollkill");
   std::string doctor_policy, doctor_root;
-  doctor->add_option("--policy", doctor_policy,
-                     "also check whether this policy (file or name) can be enforced");
-  doctor->add_option("--cgroup-root", doctor_root, "the run root to check");
+  doctor
+      ->add_option("--policy", doctor_policy,
+                   "also check whether this policy (file or name) can be enforced")
+      ->type_name("FILE");
+  doctor->add_option("--cgroup-root", doctor_root, "the run root to check")->type_name("DIR");
   std::string doctor_v1;
   doctor
       ->add_option("--cgroup-v1", doctor_v1,
                    "hybrid hosts: check with runner.cgroup_v1 set to this (auto or off)")
+      ->type_name("MODE")
       ->check(enum_choice<CgroupV1>());
+  bool doctor_json_out = false;
+  doctor->add_flag("--json", doctor_json_out, "print the checks as JSON");
   std::string doctor_scope;
   doctor
       ->add_option("--systemd-scope", doctor_scope,
                    "on systemd: auto (ask for a delegated scope when needed), never, always")
+      ->type_name("MODE")
       ->check(enum_choice<SystemdScopeMode>());
 
+  // A command line pollkill cannot read: 125 for `run` (whose other codes are the
+  // command's) and when no command is known, 2 for the other commands.
+  const auto usage_exit = [&](const UsageError& e) {
+    diag::error(e);
+    if (e.command() == "pollkill slurm-element") return element_exit::kSetup;
+    return e.command() == "pollkill" || e.command() == "pollkill run" ? exit_code::kInternal : 2;
+  };
   try {
+    check_arguments(app, std::vector<std::string>(argv + 1, argv + argc));
     app.parse(argc, argv);
+  } catch (const UsageError& e) {
+    return usage_exit(e);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);  // --help, --version
   } catch (const CLI::ParseError& e) {
-    int code = app.exit(e);
-    if (code == 0) return 0;
-    if (element->parsed()) return element_exit::kSetup;
-    return (policy->parsed() || batch->parsed() || report->parsed() || gc->parsed() ||
-            collect->parsed())
-               ? 2
-               : exit_code::kInternal;
+    return usage_exit(usage_error(app, e));
   }
 
   // Only the commands that drive the event loop take cancels over; the others die of them.
@@ -277,6 +338,15 @@ int main(int argc, char** argv) {
 
   if (batch->parsed()) {
     try {
+      if (has_argument_sources(batch_words)) {
+        batch_request.taskfile = "::: arguments";
+        batch_request.generated_tasks = argument_task_lines(parse_argument_sources(batch_words));
+      } else if (batch_words.size() > 1) {
+        return usage_exit(
+            UsageError("unexpected argument '" + batch_words[1] + "'", "pollkill batch"));
+      } else {
+        batch_request.taskfile = batch_words.front();
+      }
       batch_request.policy = batch_policy.empty() ? default_policy() : load_policy(batch_policy);
       apply_flags(batch_flags, batch_request.policy);
       if (!retries_text.empty()) {
@@ -304,6 +374,11 @@ int main(int argc, char** argv) {
           throw Error("--cgroup-root, --logs, --joblog and --sync-interval are for local batches",
                       "records and logs go into --results-dir; set POLLKILL_CGROUP_ROOT in the "
                       "job's environment for the nodes' run root");
+        if (batch_request.generated_tasks)
+          throw Error("::: arguments are for local batches",
+                      "write the tasks to a file for --slurm and --launcher srun (--dry-run "
+                      "prints them)");
+        if (batch_request.dry_run) throw Error("--dry-run is for local batches");
         SlurmBatchRequest slurm;
         slurm.taskfile = batch_request.taskfile;
         slurm.policy = batch_request.policy;
@@ -376,7 +451,7 @@ int main(int argc, char** argv) {
       if (report_json) {
         std::printf("%s\n", summary.to_json().dump(2).c_str());
       } else {
-        std::fputs(summary.format_text().c_str(), stdout);
+        std::fputs(summary.format_text(file_summary_heading(report_file)).c_str(), stdout);
       }
       return summary.exit_code();
     } catch (const Error& e) {
@@ -467,7 +542,11 @@ int main(int argc, char** argv) {
     DoctorReport doctor_report = run_doctor(
         p, doctor_root.empty() ? std::nullopt : std::optional(doctor_root),
         doctor_scope.empty() ? std::nullopt : std::optional(parse_systemd_scope(doctor_scope)));
-    std::fputs(format_doctor(doctor_report).c_str(), stdout);
+    if (doctor_json_out) {
+      std::printf("%s\n", doctor_json(doctor_report).dump(2).c_str());
+    } else {
+      std::fputs(format_doctor(doctor_report).c_str(), stdout);
+    }
     return doctor_report.ready() ? 0 : 1;
   }
   return exit_code::kInternal;

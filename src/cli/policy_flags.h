@@ -10,6 +10,7 @@
 
 #include "pollkill/policy.h"
 #include "pollkill/policy_schema.h"
+#include "usage.h"
 
 namespace pollkill {
 
@@ -34,7 +35,7 @@ template <typename E>
 CLI::Validator enum_choice() {
   std::vector<std::string> words;
   for (const auto& entry : enum_names<E>()) words.emplace_back(entry.name);
-  return CLI::IsMember(words);
+  return one_of(std::move(words));
 }
 
 }  // namespace pollkill

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <unordered_map>
 
@@ -13,6 +14,7 @@
 #include "pollkill/error.h"
 #include "pollkill/fdlimit.h"
 #include "pollkill/hostcase.h"
+#include "pollkill/policy_schema.h"
 #include "pollkill/results.h"
 #include "pollkill/sandbox.h"
 #include "pollkill/task_queue.h"
@@ -35,10 +37,83 @@ void prepare_logs_dir(const std::string& logs) {
   check_logs_dir(logs);
 }
 
+namespace {
+
+// Checks that --resume's results came from this task file: the recorded tasks by task
+// number (seq). Throws Error on a command mismatch, before anything runs.
+std::unordered_map<std::uint64_t, RecordedTask> match_resumed(TaskFile& file,
+                                                              const BatchRequest& request,
+                                                              ResumeState state) {
+  std::unordered_map<std::uint64_t, RecordedTask> resumed;
+  for (const auto& w : state.warnings) diag::warning(w);
+  while (auto task = file.next(request.policy)) {
+    auto it = state.tasks.find(task->id);
+    if (it == state.tasks.end()) continue;
+    std::string now = command_json(task->command);
+    if (!it->second.command.empty() && it->second.command != now) {
+      throw Error(file.name() + ":" + std::to_string(task->line) + ": task '" + task->id +
+                      "' runs " + now + " but " + request.results + " recorded " +
+                      it->second.command + " for it",
+                  "resume with the task file the results came from, or write the results to a "
+                  "new file");
+    }
+    resumed.emplace(task->seq, std::move(it->second));
+    state.tasks.erase(it);
+  }
+  file.rewind();  // not reopened: standard input was spooled once
+  return resumed;
+}
+
+// "memory=2GiB wall_time=30s": the [limits] keys that are set for this task.
+std::string limits_text(const Policy& policy) {
+  std::string out;
+  for (const KeySpec& key : policy_keys()) {
+    if (key.section != "limits") continue;
+    std::optional<std::string> value = toml_value(key, policy);
+    if (!value) continue;
+    if (value->size() >= 2 && value->front() == '"') *value = value->substr(1, value->size() - 2);
+    out += (out.empty() ? "" : " ") + std::string(key.name) + "=" + *value;
+  }
+  return out.empty() ? "no limits" : out;
+}
+
+int dry_run(TaskFile& file, const BatchRequest& request) {
+  // A dry run reads the results without taking their lock: it writes nothing.
+  std::unordered_map<std::uint64_t, RecordedTask> resumed;
+  if (request.resume) resumed = match_resumed(file, request, read_results(request.results));
+  std::uint64_t tasks = 0, skipped = 0;
+  while (auto task = file.next(request.policy)) {
+    ++tasks;
+    std::string line = task->id + "\t" + shell_join(task->command) + "\t" +
+                       limits_text(task_policy(*task, request.policy));
+    if (auto it = resumed.find(task->seq); it != resumed.end()) {
+      if (it->second.final) {
+        ++skipped;
+        line += "\tskipped by --resume (final record: " +
+                std::string(to_string(it->second.final_status)) + ")";
+      } else {
+        line += "\tresumed at attempt " + std::to_string(it->second.attempts + 1);
+      }
+    }
+    std::printf("%s\n", line.c_str());
+  }
+  std::fflush(stdout);
+  diag::notice("dry run: " + std::to_string(tasks) + " tasks, " + std::to_string(tasks - skipped) +
+               " would run" +
+               (request.resume ? ", " + std::to_string(skipped) + " skipped by --resume" : "") +
+               "; nothing was run");
+  return 0;
+}
+
+}  // namespace
+
 int run_batch(const BatchRequest& request) {
   const Policy& policy = request.policy;
-  TaskFile file = TaskFile::open(request.taskfile);
+  TaskFile file = request.generated_tasks
+                      ? TaskFile::from_text(request.taskfile, *request.generated_tasks)
+                      : TaskFile::open(request.taskfile);
   TaskFile::Validation validation = file.validate(policy);
+  if (request.dry_run) return dry_run(file, request);
 
   EngineRequest engine;
   engine.policy = policy;
@@ -75,25 +150,7 @@ int run_batch(const BatchRequest& request) {
   // --resume: what the results file holds, by task number. Refused before anything runs when
   // the task file is not the one the results came from.
   std::unordered_map<std::uint64_t, RecordedTask> resumed;
-  if (request.resume) {
-    ResumeState state = read_results(*results.file());
-    for (const auto& w : state.warnings) diag::warning(w);
-    while (auto task = file.next(policy)) {
-      auto it = state.tasks.find(task->id);
-      if (it == state.tasks.end()) continue;
-      std::string now = command_json(task->command);
-      if (!it->second.command.empty() && it->second.command != now) {
-        throw Error(file.name() + ":" + std::to_string(task->line) + ": task '" + task->id +
-                        "' runs " + now + " but " + request.results + " recorded " +
-                        it->second.command + " for it",
-                    "resume with the task file the results came from, or write the results to a "
-                    "new file");
-      }
-      resumed.emplace(task->seq, std::move(it->second));
-      state.tasks.erase(it);
-    }
-    file.rewind();  // not reopened: standard input was spooled once
-  }
+  if (request.resume) resumed = match_resumed(file, request, read_results(*results.file()));
 
   std::string logs = request.logs;
   if (logs.empty()) {
@@ -118,7 +175,8 @@ int run_batch(const BatchRequest& request) {
   }
   TaskQueue queue(file, policy, std::move(resumed));
   EngineOutcome outcome = batch.run(queue, &results, joblog ? &*joblog : nullptr);
-  if (request.verbosity > 0) diag::text(outcome.summary.format_text());
+  if (request.verbosity > 0)
+    diag::text(outcome.summary.format_text(run_summary_heading(file.name())));
   if (outcome.cancel_signal) return 128 + *outcome.cancel_signal;
   return outcome.summary.exit_code();
 }

@@ -41,15 +41,14 @@ using AddCheck = std::function<void(std::string, bool, std::string, std::string,
 
 // The run root, its controllers and a real trial in it. Returns the controllers the run root
 // offers (empty when there is none); `v1_controllers` gets those whose limits would go through
-// cgroup v1 (runner.cgroup_v1 = "auto" on a hybrid host, hierarchy writable). `decided` is
+// cgroup v1 (runner.cgroup_v1 = "auto" on a hybrid host, hierarchy writable) and
+// `v1_usable` those whose v1 hierarchy could take them with "auto" set or not. `decided` is
 // the session's run root; without one (subreaper mode) the run root is still resolved, to
 // report the cgroup facts a run would meet in cgroup mode.
-std::vector<std::string> check_cgroups(const HostCgroups& host,
-                                       const std::optional<std::string>& cgroup_root,
-                                       const Policy& effective, bool needs_controllers,
-                                       const std::optional<RunRoot>& decided,
-                                       const AddCheck& add_check,
-                                       std::vector<std::string>& v1_controllers) {
+std::vector<std::string> check_cgroups(
+    const HostCgroups& host, const std::optional<std::string>& cgroup_root, const Policy& effective,
+    bool needs_controllers, const std::optional<RunRoot>& decided, const AddCheck& add_check,
+    std::vector<std::string>& v1_controllers, std::vector<std::string>& v1_usable) {
   auto add = [&](std::string name, bool ok, std::string detail, std::string fix = {},
                  bool required = true) {
     add_check(std::move(name), ok, std::move(detail), std::move(fix), required);
@@ -84,6 +83,7 @@ std::vector<std::string> check_cgroups(const HostCgroups& host,
     // A hybrid host: the v1 backend may take the controller's limits.
     V1Placement v1 = place_v1(c, host.mounts, host.own_v1_cgroups, effective.runner.cgroup_v1_root);
     std::string detail = "not available in " + root.path.string() + "; ";
+    if (v1.usable) v1_usable.push_back(c);
     if (v1.usable && v1_auto) {
       v1_controllers.push_back(c);
       add(std::string("controller ") + c, true,
@@ -247,7 +247,7 @@ DoctorReport run_doctor(const std::optional<Policy>& policy,
   Policy effective = policy.value_or(default_policy());
   if (systemd_scope) effective.runner.systemd_scope = *systemd_scope;
   std::vector<std::string> available;
-  std::vector<std::string> v1_controllers;
+  std::vector<std::string> v1_controllers, v1_usable;
   const bool needs_controllers = !controllers_for(plan_limits(effective.limits)).empty();
   // The mode a run would use here, decided by the session's own decision, as a dry run but
   // for the systemd scope, which is asked for for real (doctor then goes on inside it) and
@@ -300,7 +300,7 @@ DoctorReport run_doctor(const std::optional<Policy>& policy,
     check_host_case(host, cgroup_root, effective, needs_controllers, add);
     // The policy checks below still run when the cgroup part fails: a user learns both.
     available = check_cgroups(host, cgroup_root, effective, needs_controllers, mode.root, add,
-                              v1_controllers);
+                              v1_controllers, v1_usable);
   }
   cgroup_facts_optional = false;
   const unsigned seccomp_mode = static_cast<unsigned>(::prctl(PR_GET_SECCOMP));
@@ -327,14 +327,25 @@ DoctorReport run_doctor(const std::optional<Policy>& policy,
     bool allowed = ok || effective.runner.missing_controllers == MissingControllers::warn;
     std::string via_v1 =
         split.v1_keys.empty() ? "" : " (" + join(split.v1_keys, ", ") + " through cgroup v1)";
+    // On a hybrid host with runner.cgroup_v1 = "off", the v1 hierarchies may enforce what
+    // cgroup2 cannot: that is the first fix to name.
+    std::string fix;
+    if (effective.runner.cgroup_v1 == CgroupV1::off) {
+      LimitSplit with_v1 = split_limits(effective.limits, available, v1_usable);
+      if (!with_v1.v1_keys.empty()) {
+        fix = "set runner.cgroup_v1 = \"auto\" (--cgroup-v1 auto) to enforce " +
+              join(with_v1.v1_keys, ", ") + " through this hybrid host's cgroup v1; or ";
+      }
+    }
+    fix +=
+        "run on a pure cgroup v2 host with the controllers delegated, or set "
+        "runner.missing_controllers = \"warn\"";
     add("policy", ok,
         ok ? "every limit can be enforced here" + via_v1
            : "cannot enforce: " + join(missing, ", ") +
                  (allowed ? " (runner.missing_controllers = \"warn\": runs without them)" : "") +
                  via_v1,
-        "run on a pure cgroup v2 host with the controllers delegated, or set "
-        "runner.missing_controllers = \"warn\"",
-        !allowed);
+        fix, !allowed);
   }
   if (policy) {
     // The same preparation `run` does before anything is created, in either mode: users,
@@ -358,6 +369,21 @@ std::string format_doctor(const DoctorReport& report) {
   out += report.ready() ? "ready: pollkill can run tasks here\n"
                         : "not ready: fix the [!!] lines above\n";
   return out;
+}
+
+nlohmann::json doctor_json(const DoctorReport& report) {
+  nlohmann::json checks = nlohmann::json::array();
+  for (const auto& c : report.checks) {
+    nlohmann::json check = {
+        {"name", c.name},
+        {"status", c.ok ? "ok" : (c.required ? "fail" : "unavailable")},
+        {"required", c.required},
+        {"detail", c.detail},
+    };
+    check["fix"] = !c.ok && !c.fix.empty() ? nlohmann::json(c.fix) : nlohmann::json(nullptr);
+    checks.push_back(std::move(check));
+  }
+  return {{"ready", report.ready()}, {"checks", std::move(checks)}};
 }
 
 }  // namespace pollkill

@@ -176,9 +176,9 @@ void Engine::start(Place& place, QueuedAttempt what) {
   }
   spec.evidence_dir = !request_.logs_dir.empty() ? request_.logs_dir : request_.evidence_dir;
   spec.evidence_stem = !request_.evidence_stem.empty() ? request_.evidence_stem : stem;
-  spec.cgroup_name = !request_.cgroup_name.empty()
-                         ? request_.cgroup_name
-                         : "task-" + std::to_string(task.seq) + "-" + std::to_string(what.attempt);
+  spec.cgroup_name = !request_.cgroup_name.empty() ? request_.cgroup_name
+                                                   : "task-" + std::to_string(task.number()) + "-" +
+                                                         std::to_string(what.attempt);
   place.what = std::move(what);
   place.slot.occupant() =
       launch(session_, *loop_, place.slot, std::move(spec), request_.setup_errors_fatal);
@@ -214,7 +214,7 @@ void Engine::record(Result& result, const QueuedAttempt& what) {
     arm_sync();
   }
   if (result.final && joblog_) {
-    joblog_->append(format_joblog_line(joblog_entry(result, what.task.seq)));
+    joblog_->append(format_joblog_line(joblog_entry(result, what.task.number())));
   }
   summary_.add(SummaryRecord::from(result));
   if (request_.verbosity > 1) {

@@ -323,9 +323,11 @@ std::string did_you_mean(std::string_view word, const std::vector<std::string_vi
   const std::size_t allowed = word.size() <= 4 ? 1 : 2;
   std::string best;
   std::size_t best_distance = allowed + 1;
-  std::vector<std::size_t> previous, current;
+  std::vector<std::size_t> before, previous, current;
   for (std::string_view candidate : candidates) {
-    // Levenshtein distance, one row at a time.
+    // Levenshtein distance with a swap of two neighbours counting as one edit (optimal string
+    // alignment: "rnu" is one edit from "run"), one row at a time.
+    before.assign(candidate.size() + 1, 0);
     previous.resize(candidate.size() + 1);
     current.resize(candidate.size() + 1);
     for (std::size_t j = 0; j <= candidate.size(); ++j) previous[j] = j;
@@ -335,7 +337,10 @@ std::string did_you_mean(std::string_view word, const std::vector<std::string_vi
         const std::size_t substitution =
             previous[j - 1] + (word[i - 1] == candidate[j - 1] ? 0 : 1);
         current[j] = std::min({previous[j] + 1, current[j - 1] + 1, substitution});
+        if (i > 1 && j > 1 && word[i - 1] == candidate[j - 2] && word[i - 2] == candidate[j - 1])
+          current[j] = std::min(current[j], before[j - 2] + 1);
       }
+      std::swap(before, previous);
       std::swap(previous, current);
     }
     if (previous[candidate.size()] < best_distance) {

@@ -149,8 +149,9 @@ std::vector<SignatureGroup> Summary::signature_groups() const {
   return out;
 }
 
-std::string Summary::format_text() const {
+std::string Summary::format_text(std::string_view heading) const {
   std::string out;
+  if (!heading.empty()) out += std::string(heading) + "\n";
   char line[512];
   std::snprintf(line, sizeof line, "%llu tasks: ", static_cast<unsigned long long>(finals()));
   out += line;
@@ -299,6 +300,17 @@ void for_each_record(
     }
     each(json, *record, number);
   }
+}
+
+std::string run_summary_heading(std::string_view taskfile) {
+  return "this run of " + std::string(taskfile) +
+         ": each task's final status; retries and processes reaped in this run";
+}
+
+std::string file_summary_heading(std::string_view results) {
+  return std::string(results) +
+         ": each task's last final record, from every run written to this file; retries and "
+         "processes reaped in all its records";
 }
 
 Summary summarize_results_file(const std::string& path) {

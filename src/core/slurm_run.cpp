@@ -783,7 +783,8 @@ int SrunBatch::run() {
   loop_.emplace([this](int sig) { on_signal(sig); });
   for (start_ready(); !running_.empty(); start_ready()) loop_->wait();
   loop_.reset();
-  if (request_.verbosity > 0) diag::text(summary_.format_text());
+  if (request_.verbosity > 0)
+    diag::text(summary_.format_text(run_summary_heading(request_.taskfile)));
   if (cancel_signal_) return 128 + *cancel_signal_;
   return summary_.exit_code();
 }

@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <unordered_set>
 
+#include "pollkill/diag.h"
+
 namespace pollkill {
 namespace {
 
@@ -180,6 +182,66 @@ std::vector<std::string> split_words(std::string_view line) {
   return words;
 }
 
+std::string shell_syntax(std::string_view line) {
+  bool word_start = true;
+  for (std::size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    switch (c) {
+      case ' ':
+      case '\t': word_start = true; continue;
+      case '#':
+        if (word_start) return {};
+        break;
+      case '\\': ++i; break;
+      case '\'': {
+        const std::size_t end = line.find('\'', i + 1);
+        if (end == std::string_view::npos) return {};
+        i = end;
+        break;
+      }
+      case '"':
+        for (++i; i < line.size() && line[i] != '"'; ++i) {
+          if (line[i] == '\\') {
+            ++i;
+          } else if (line[i] == '$' || line[i] == '`') {
+            return std::string(1, line[i]);
+          }
+        }
+        break;
+      case '&':
+      case '|':
+        if (i + 1 < line.size() && line[i + 1] == c) return std::string(2, c);
+        return std::string(1, c);
+      case '>':
+      case '<':
+      case ';':
+      case '$':
+      case '`':
+      case '*':
+      case '?':
+      case '[': return std::string(1, c);
+      default: break;
+    }
+    word_start = false;
+  }
+  return {};
+}
+
+std::string sh_c_rewrite(std::string_view line) {
+  const std::size_t first = line.find_first_not_of(" \t");
+  const std::size_t last = line.find_last_not_of(" \t\r");
+  if (first == std::string_view::npos) return "sh -c ''";
+  std::string out = "sh -c '";
+  for (char c : line.substr(first, last - first + 1)) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
 std::optional<TaskSpec> parse_task_line(std::string_view text, std::uint64_t line_number,
                                         const Policy& base) {
   size_t first = text.find_first_not_of(" \t\r");
@@ -238,6 +300,18 @@ TaskFile TaskFile::open(const std::string& path) {
   return file;
 }
 
+TaskFile TaskFile::from_text(const std::string& name, std::string_view text) {
+  TaskFile file;
+  file.name_ = name;
+  std::FILE* spool = std::tmpfile();
+  if (!spool) throw_errno("create a temporary file for the tasks of " + name);
+  file.file_.reset(spool);
+  if (std::fwrite(text.data(), 1, text.size(), spool) != text.size() || std::fflush(spool) != 0)
+    throw_errno("spool the tasks of " + name);
+  std::rewind(spool);
+  return file;
+}
+
 bool TaskFile::read_line(std::string& line) {
   line.clear();
   if (end_ && offset_ >= *end_) return false;  // past the snapshot validate() read
@@ -269,6 +343,7 @@ TaskFile::Validation TaskFile::validate(const Policy& base) {
     }
   };
   add_plan(base.limits);
+  shell_lines_ = 0;
   while (std::optional<TaskSpec> task = read_task(base)) {
     if (!ids.insert(task->id).second) {
       throw Error(name_ + ":" + std::to_string(line_) + ": duplicate task id '" + task->id + "'");
@@ -278,6 +353,11 @@ TaskFile::Validation TaskFile::validate(const Policy& base) {
   }
   if (std::ferror(file_.get())) throw_errno("read the task file '" + name_ + "'");
   end_ = offset_;
+  if (*shell_lines_ > kShellWarnings) {
+    diag::warning(name_ + ": " + std::to_string(*shell_lines_ - kShellWarnings) +
+                  " more lines with shell syntax run as words");
+  }
+  shell_lines_.reset();
   rewind();
   return result;
 }
@@ -297,6 +377,14 @@ std::optional<TaskSpec> TaskFile::read_task(const Policy& base) {
       task = parse_task_line(line, line_, base);
     } catch (const Error& e) {
       throw Error(name_ + ":" + std::to_string(line_) + ": " + e.what());
+    }
+    if (task && shell_lines_ && line.find_first_not_of(" \t") != line.find('{')) {
+      if (std::string op = shell_syntax(line); !op.empty() && ++*shell_lines_ <= kShellWarnings) {
+        diag::warning(name_ + ":" + std::to_string(line_) + ": '" + op +
+                      "' is passed to the command as text, not acted on by a shell (pollkill "
+                      "runs a task line as words); for a shell, write the line as: " +
+                      sh_c_rewrite(line));
+      }
     }
     if (task) return task;
   }

@@ -76,30 +76,32 @@ struct Unit {
 };
 
 constexpr std::uint64_t kKi = 1024;
-constexpr std::array<Unit, 18> kSizeUnits{{
+// Compared without regard to case: a bare letter and the IEC "iB" forms are powers of 1024
+// (what docker, systemd and ulimit users mean by "2g"), the SI "B" forms powers of 1000.
+constexpr std::array<Unit, 14> kSizeUnits{{
     {"", 1},
-    {"B", 1},
-    {"K", kKi},
+    {"b", 1},
     {"k", kKi},
-    {"KiB", kKi},
     {"kib", kKi},
-    {"KB", 1000},
-    {"kB", 1000},
     {"kb", 1000},
-    {"M", kKi* kKi},
-    {"MiB", kKi* kKi},
-    {"MB", 1000 * 1000},
-    {"G", kKi* kKi* kKi},
-    {"GiB", kKi* kKi* kKi},
-    {"GB", 1000 * 1000 * 1000},
-    {"T", kKi* kKi* kKi* kKi},
-    {"TiB", kKi* kKi* kKi* kKi},
-    {"TB", 1000ull * 1000 * 1000 * 1000},
+    {"m", kKi* kKi},
+    {"mib", kKi* kKi},
+    {"mb", 1000 * 1000},
+    {"g", kKi* kKi* kKi},
+    {"gib", kKi* kKi* kKi},
+    {"gb", 1000 * 1000 * 1000},
+    {"t", kKi* kKi* kKi* kKi},
+    {"tib", kKi* kKi* kKi* kKi},
+    {"tb", 1000ull * 1000 * 1000 * 1000},
 }};
 
 std::optional<std::uint64_t> size_multiplier(std::string_view suffix) {
+  std::string lower(suffix);
+  for (char& c : lower) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
   for (const Unit& unit : kSizeUnits) {
-    if (unit.suffix == suffix) return unit.multiplier;
+    if (unit.suffix == lower) return unit.multiplier;
   }
   return std::nullopt;
 }
@@ -127,7 +129,8 @@ std::uint64_t parse_size(std::string_view text) {
   const std::optional<std::uint64_t> multiplier = size_multiplier(rest);
   if (!multiplier) {
     fail("unknown unit '" + std::string(rest) +
-         "' (use bytes, K/M/G/T, KiB/MiB/GiB/TiB or KB/MB/GB/TB, or max)");
+         "' (use bytes, K/M/G/T or KiB/MiB/GiB/TiB for powers of 1024, KB/MB/GB/TB for powers of "
+         "1000, or max)");
   }
   if (number->has_point && *multiplier == 1) fail("a fractional size needs a unit, such as 1.5GiB");
   const std::optional<std::uint64_t> bytes = scale(*number, *multiplier, kSizeMax);

@@ -1,5 +1,6 @@
 // `pollkill batch` against the real kernel: outcomes, retries, resume, cancellation, joblog,
 // adaptive limits, output limits, gc and a 10,000-task leak check.
+#include <linux/capability.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -480,20 +481,189 @@ TEST(Batch, ManyTasksUnderALowSoftOpenFileLimitAllRun) {
   }
 }
 
+// Whether this process may raise its hard limits (CAP_SYS_RESOURCE in its effective set).
+bool has_cap_sys_resource() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("CapEff:", 0) != 0) continue;
+    const unsigned long long caps = std::stoull(line.substr(7), nullptr, 16);
+    return (caps >> CAP_SYS_RESOURCE) & 1;
+  }
+  return false;
+}
+
 TEST(Batch, JobsBeyondTheHardOpenFileLimitAreRefusedBeforeAnythingRuns) {
   PK_REQUIRE_CGROUP2();
   TempDir dir;
   write_file(dir / "tasks", "touch " + (dir / "ran").string() + "\n");
+  // pollkill raises the hard limit where it may: without CAP_SYS_RESOURCE (dropped from the
+  // bounding and inheritable sets, so that exec cannot give it back to root) it must refuse.
   LaunchOptions shell;
-  shell.program = "/bin/sh";
-  RunOutput r =
-      run_pollkill({"-c", "ulimit -n 256 && exec \"$0\" \"$@\"", POLLKILL_BINARY, "batch", "-j",
-                    "100", "--results", (dir / "r.jsonl").string(), (dir / "tasks").string()},
-                   Seconds(30), shell);
+  shell.program = ::geteuid() == 0 ? "/usr/bin/setpriv" : "/bin/sh";
+  std::vector<std::string> args = {"-c",
+                                   "ulimit -n 256 && exec \"$0\" \"$@\"",
+                                   POLLKILL_BINARY,
+                                   "batch",
+                                   "-j",
+                                   "100",
+                                   "--results",
+                                   (dir / "r.jsonl").string(),
+                                   (dir / "tasks").string()};
+  if (::geteuid() == 0) {
+    args.insert(args.begin(),
+                {"--bounding-set=-sys_resource", "--inh-caps=-sys_resource", "/bin/sh"});
+  }
+  RunOutput r = run_pollkill(args, Seconds(30), shell);
   EXPECT_EQ(r.exit_code, 2) << r.describe();
   EXPECT_NE(r.err.find("--jobs 100 needs up to 2464 open files"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("use --jobs 8 or less"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("pollkill could not raise it itself: Operation not permitted (EPERM, "
+                       "needs CAP_SYS_RESOURCE)"),
+            std::string::npos)
+      << r.err;
   EXPECT_FALSE(fs::exists(dir / "ran"));
+}
+
+// As root with CAP_SYS_RESOURCE (the VM), the hard limit is raised instead, and the tasks get
+// the limits pollkill started with.
+TEST(Batch, JobsBeyondTheHardOpenFileLimitRaiseItWherePermitted) {
+  PK_REQUIRE_CGROUP2();
+  if (!has_cap_sys_resource()) {
+    GTEST_SKIP() << "no CAP_SYS_RESOURCE here (the VM has it: tests/vm/run)";
+  }
+  TempDir dir;
+  write_file(dir / "tasks", "sh -c 'ulimit -Sn; ulimit -Hn'\n");
+  LaunchOptions shell;
+  shell.program = "/bin/sh";
+  const std::string results = (dir / "r.jsonl").string();
+  RunOutput r = run_pollkill({"-c", "ulimit -n 256 && exec \"$0\" \"$@\"", POLLKILL_BINARY, "batch",
+                              "-v", "-j", "100", "--results", results, (dir / "tasks").string()},
+                             Seconds(60), shell);
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_NE(r.err.find("raised the hard open-file limit (RLIMIT_NOFILE) from 256 to 2464 for "
+                       "--jobs 100"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(slurp(dir / "r.logs" / "1.1.out"), "256\n256\n");
+}
+
+// A task line with shell syntax runs as words, as always, but says so at validation with the
+// rewrite that a shell would run.
+TEST(Batch, ShellSyntaxInATaskLineIsWarnedAboutWithTheRewrite) {
+  PK_REQUIRE_CGROUP2();
+  TempDir dir;
+  const std::string tasks = (dir / "tasks").string();
+  write_file(dir / "tasks", "echo plain\necho a > out\necho 'quoted > fine'\n");
+  RunOutput r = run_pollkill({"batch", "--results", (dir / "r.jsonl").string(), tasks});
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_NE(r.err.find("pollkill: warning: " + tasks +
+                       ":2: '>' is passed to the command as text, not acted on by a shell "
+                       "(pollkill runs a task line as words); for a shell, write the line as: "
+                       "sh -c 'echo a > out'\n"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find(":1: "), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find(":3: "), std::string::npos) << r.err;
+  EXPECT_EQ(slurp(dir / "r.logs" / "2.1.out"), "a > out\n");
+  EXPECT_FALSE(fs::exists(dir / "out"));
+}
+
+// GNU parallel's way of giving the tasks: the same tasks, ids and records as a task file, and
+// --resume knows them again.
+TEST(Batch, ParallelStyleArgumentsMakeTheTasks) {
+  PK_REQUIRE_CGROUP2();
+  TempDir dir;
+  const std::string results = (dir / "r.jsonl").string();
+  const std::vector<std::string> args = {"batch", "--results", results, "--",      "echo",
+                                         "{/.}",  "{#}",       ":::",   "a/x.txt", "b/y.txt"};
+  RunOutput r = run_pollkill(args);
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  std::set<std::string> ids;
+  for (const auto& record : read_records(results)) ids.insert(record["id"].get<std::string>());
+  EXPECT_EQ(ids, (std::set<std::string>{"1", "2"}));
+  EXPECT_EQ(slurp(dir / "r.logs" / "1.1.out"), "x 1\n");
+  EXPECT_EQ(slurp(dir / "r.logs" / "2.1.out"), "y 2\n");
+  std::vector<std::string> resume = args;
+  resume.insert(resume.begin() + 1, "--resume");
+  RunOutput again = run_pollkill(resume);
+  EXPECT_EQ(again.exit_code, 0) << again.describe();
+  EXPECT_NE(again.err.find("already done (resumed): 2"), std::string::npos) << again.err;
+  EXPECT_EQ(read_records(results).size(), 2u);
+}
+
+// --dry-run runs nothing and says what would: commands, limits, what --resume skips.
+TEST(Batch, DryRunPrintsTheTasksAndRunsNothing) {
+  PK_REQUIRE_CGROUP2();
+  TempDir dir;
+  const std::string results = (dir / "r.jsonl").string();
+  const std::string tasks = (dir / "tasks").string();
+  write_file(dir / "tasks", "true\nfalse\n");
+  ASSERT_EQ(run_pollkill({"batch", "--results", results, tasks}).exit_code, 1);
+  write_file(dir / "tasks", "true\nfalse\n{\"id\": \"big\", \"cmd\": [\"touch\", \"" +
+                                (dir / "ran").string() + "\"], \"memory\": \"64MiB\"}\n");
+  const std::string before = slurp(results);
+  RunOutput r = run_pollkill(
+      {"batch", "--dry-run", "--resume", "--wall-time", "30s", "--results", results, tasks});
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_EQ(r.out,
+            "1\ttrue\twall_time=30s\tskipped by --resume (final record: ok)\n"
+            "2\tfalse\twall_time=30s\tskipped by --resume (final record: failed)\n"
+            "big\ttouch " +
+                (dir / "ran").string() + "\tmemory=64MiB wall_time=30s\n")
+      << r.describe();
+  EXPECT_NE(r.err.find("dry run: 3 tasks, 1 would run, 2 skipped by --resume; nothing was run"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(dir / "ran"));
+  EXPECT_EQ(slurp(results), before);
+}
+
+// One task, one number: with comments and blank lines before it, a task's id, its joblog Seq
+// and its task cgroup's name all carry its line number.
+TEST(Batch, IdJoblogSeqAndCgroupNameAgree) {
+  PK_REQUIRE_CGROUP2();
+  TempDir dir;
+  write_file(dir / "tasks", "# a comment\n\ncat /proc/self/cgroup\n");
+  const std::string results = (dir / "r.jsonl").string();
+  const std::string joblog = (dir / "jobs.log").string();
+  RunOutput r =
+      run_pollkill({"batch", "--joblog", joblog, "--results", results, (dir / "tasks").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  auto records = read_records(results);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0]["id"], "3");
+  std::string log = slurp(joblog);
+  const std::string second = log.substr(log.find('\n') + 1);
+  EXPECT_EQ(second.substr(0, second.find('\t')), "3") << log;
+  const std::string cgroup = slurp(dir / "r.logs" / "3.1.out");
+  EXPECT_NE(cgroup.find("/task-3-1\n"), std::string::npos) << cgroup;
+}
+
+// The end of a batch and `report` say what they count: this run, or the whole file.
+TEST(Batch, SummaryAndReportSayWhatTheyCount) {
+  PK_REQUIRE_CGROUP2();
+  TempDir dir;
+  write_file(dir / "tasks", "true\nfalse\n");
+  const std::string results = (dir / "r.jsonl").string();
+  const std::string tasks = (dir / "tasks").string();
+  RunOutput first = run_pollkill({"batch", "--results", results, tasks});
+  ASSERT_EQ(first.exit_code, 1) << first.describe();
+  EXPECT_NE(first.err.find("this run of " + tasks +
+                           ": each task's final status; retries and processes reaped in this "
+                           "run\n2 tasks: 1 ok, 1 failed\n"),
+            std::string::npos)
+      << first.err;
+  // A second run appended to the same file: report counts each id once.
+  RunOutput second = run_pollkill({"batch", "--results", results, tasks});
+  ASSERT_EQ(second.exit_code, 1) << second.describe();
+  RunOutput text = run_pollkill({"report", results});
+  EXPECT_NE(
+      text.out.find(results + ": each task's last final record, from every run written to this "
+                              "file; retries and processes reaped in all its records\n2 tasks: 1 "
+                              "ok, 1 failed\n"),
+      std::string::npos)
+      << text.out;
 }
 
 TEST(Batch, ReportPrintsTheSummaryFromAResultsFile) {

@@ -10,6 +10,8 @@
 namespace pollkill::testing {
 namespace {
 
+using nlohmann::json;
+
 bool cgroup2_root_offers(const std::string& controller) {
   auto mount = cgroup2_mount();
   if (!mount) return false;
@@ -281,6 +283,71 @@ TEST(RunDoctor, ReadyHereAndNamesTheLayout) {
   }
   // doctor tries a real spawn in a cgroup of its own; it must not leave it behind.
   expect_nothing_left(r, "");
+}
+
+// --json carries the same checks as the text, for programs.
+TEST(RunDoctor, JsonHasTheChecksOfTheText) {
+  RunOutput text = run_pollkill({"doctor", "--systemd-scope", "never"});
+  RunOutput j = run_pollkill({"doctor", "--json", "--systemd-scope", "never"});
+  ASSERT_FALSE(j.timed_out) << j.describe();
+  EXPECT_EQ(j.exit_code, text.exit_code) << j.describe();
+  const auto report = json::parse(j.out);
+  EXPECT_EQ(report["ready"], text.exit_code == 0);
+  std::size_t lines = 0;
+  std::istringstream in(text.out);
+  for (std::string line; std::getline(in, line);) lines += line.rfind("[", 0) == 0;
+  ASSERT_EQ(report["checks"].size(), lines) << j.out;
+  for (const auto& check : report["checks"]) {
+    const std::string status = check["status"];
+    const std::string marker = status == "ok" ? "[ok] " : status == "fail" ? "[!!] " : "[--] ";
+    // The detail may differ between two runs (the trial cgroup's name): the name and the mark.
+    EXPECT_NE(text.out.find(marker + check["name"].get<std::string>() + ": "), std::string::npos)
+        << check.dump();
+    if (!check["fix"].is_null()) {
+      EXPECT_NE(status, "ok") << check.dump();
+      EXPECT_NE(text.out.find("     fix: " + check["fix"].get<std::string>() + "\n"),
+                std::string::npos)
+          << check.dump();
+    }
+  }
+}
+
+// A hybrid host whose cgroup v1 could enforce a policy's memory limit: the policy line's first
+// fix is --cgroup-v1 auto.
+TEST(RunDoctor, HybridHostNamesCgroupV1AutoAsTheFix) {
+  TempDir dir;
+  { std::ofstream(dir / "memory.toml") << "version = 1\n[limits]\nmemory = \"1GiB\"\n"; }
+  RunOutput r = run_pollkill(
+      {"doctor", "--json", "--systemd-scope", "never", "--policy", (dir / "memory.toml").string()});
+  const auto report = json::parse(r.out);
+  bool v1_could = false;
+  for (const auto& check : report["checks"]) {
+    if (check["name"] == "controller memory" &&
+        check["detail"].get<std::string>().find("could enforce its limits") != std::string::npos)
+      v1_could = true;
+  }
+  if (!v1_could) GTEST_SKIP() << "not a hybrid host whose cgroup v1 memory is usable";
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  bool found = false;
+  for (const auto& check : report["checks"]) {
+    if (check["name"] != "policy") continue;
+    found = true;
+    EXPECT_EQ(check["status"], "fail");
+    EXPECT_EQ(check["fix"].get<std::string>().rfind(
+                  "set runner.cgroup_v1 = \"auto\" (--cgroup-v1 auto) to enforce memory through "
+                  "this hybrid host's cgroup v1; or ",
+                  0),
+              0u)
+        << check.dump();
+  }
+  EXPECT_TRUE(found) << r.out;
+  // With --cgroup-v1 auto the same policy can be enforced.
+  RunOutput fixed = run_pollkill({"doctor", "--cgroup-v1", "auto", "--systemd-scope", "never",
+                                  "--policy", (dir / "memory.toml").string()});
+  EXPECT_NE(fixed.out.find("[ok] policy: every limit can be enforced here (memory through cgroup "
+                           "v1)"),
+            std::string::npos)
+      << fixed.out;
 }
 
 TEST(RunDoctor, NamesTheModeAndWhy) {

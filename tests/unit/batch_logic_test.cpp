@@ -360,6 +360,8 @@ TEST(NofilePlan, AHardLimitBelowTheNeedSaysHowManyJobsFit) {
   NofilePlan plan = plan_nofile(1024, 4096, nofile_needed(1000));
   EXPECT_FALSE(plan.enough);
   EXPECT_EQ(plan.max_jobs, (4096u - 64) / 24);
+  EXPECT_EQ(plan.raise_hard_to, rlim_t{nofile_needed(1000)});
+  EXPECT_EQ(plan.raise_soft_to, rlim_t{4096});
   plan = plan_nofile(16, 32, nofile_needed(1));
   EXPECT_FALSE(plan.enough);
   EXPECT_EQ(plan.max_jobs, 0u);

@@ -38,6 +38,7 @@ const std::map<std::string, int>& layers() {
                                                      {"retry", 1},
                                                      {"watchdog", 1},
                                                      {"slurm", 1},
+                                                     {"arguments", 1},
                                                      // 2: the kernel edge, one concern each
                                                      {"cgroupfs", 2},
                                                      {"proctree", 2},

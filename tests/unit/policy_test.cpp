@@ -119,7 +119,9 @@ struct ErrorCase {
 
 // Every way a policy can be wrong, with where the error must point.
 TEST(Policy, RejectsBadPoliciesAtTheOffendingKeyOrValue) {
-  const std::string use_sizes = "(use bytes, K/M/G/T, KiB/MiB/GiB/TiB or KB/MB/GB/TB, or max)";
+  const std::string use_sizes =
+      "(use bytes, K/M/G/T or KiB/MiB/GiB/TiB for powers of 1024, KB/MB/GB/TB for powers of 1000, "
+      "or max)";
   const std::string want_size =
       "expected a size (a string such as \"2GiB\" or \"max\", or an integer number of bytes), got ";
   const std::string want_duration =
@@ -603,15 +605,12 @@ TEST(DidYouMean, SuggestsOnlyCloseCandidates) {
   };
   const std::vector<std::string_view> keys{"memory", "memory_high", "cpus", "pids", "swap"};
   const Case cases[] = {
-      {"memroy", "memory"},
-      {"memory_hgih", "memory_high"},
-      {"cpu", "cpus"},
-      {"pid", "pids"},
-      {"mem", ""},
-      {"sawp", ""},  // two edits on a four-letter word is too far
-      {"swp", "swap"},
-      {"network", ""},
-      {"", ""},
+      {"memroy", "memory"}, {"memory_hgih", "memory_high"},
+      {"cpu", "cpus"},      {"pid", "pids"},
+      {"mem", ""},          {"sawp", "swap"},  // two letters swapped: one edit
+      {"sxqp", ""},                            // two edits on a four-letter word is too far
+      {"mmeory", "memory"}, {"swp", "swap"},
+      {"network", ""},      {"", ""},
   };
   for (const auto& c : cases) {
     EXPECT_EQ(did_you_mean(c.word, keys), c.want) << c.word;

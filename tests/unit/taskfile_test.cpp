@@ -42,6 +42,40 @@ TEST(SplitWords, RefusesUnterminatedQuotes) {
   }
 }
 
+TEST(ShellSyntax, FindsWhatAShellWouldActOnOutsideQuotes) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"echo a > out", ">"},
+      {"sort < in", "<"},
+      {"cat x | wc -l", "|"},
+      {"make && make install", "&&"},
+      {"a || b", "||"},
+      {"sleep 1 &", "&"},
+      {"cd /tmp; ls", ";"},
+      {"echo $HOME", "$"},
+      {"echo \"$HOME\"", "$"},
+      {"echo `date`", "`"},
+      {"rm *.o", "*"},
+      {"ls file?.txt", "?"},
+      {"ls [ab].txt", "["},
+      {"gmsh -3 mesh.geo", ""},
+      {"echo 'a > b | c $d *'", ""},
+      {"echo \"a > b | c *\"", ""},
+      {"echo a\\>b", ""},
+      {"echo a # > comment", ""},
+      {"echo a#b>c", ">"},
+      {"echo 'unterminated > x", ""},
+  };
+  for (const auto& [line, op] : cases) EXPECT_EQ(shell_syntax(line), op) << line;
+}
+
+TEST(ShellSyntax, RewriteRunsTheLineInAShell) {
+  EXPECT_EQ(sh_c_rewrite("  echo a > out  "), "sh -c 'echo a > out'");
+  EXPECT_EQ(sh_c_rewrite("echo 'x y' | wc"), "sh -c 'echo '\\''x y'\\'' | wc'");
+  // The rewrite, split as a task line, is sh -c with the original line as its script.
+  EXPECT_EQ(split_words(sh_c_rewrite("echo 'x y' | wc")),
+            (std::vector<std::string>{"sh", "-c", "echo 'x y' | wc"}));
+}
+
 TEST(ParseTaskLine, PlainLineIdIsTheLineNumber) {
   auto task = parse_task_line("sleep 1", 7, default_policy());
   ASSERT_TRUE(task);

@@ -40,6 +40,18 @@ TEST(ParseSize, AcceptsBytesUnitsAndMax) {
       {"3T", 3 * kTiB},
       {"3TiB", 3 * kTiB},
       {"3TB", 3'000'000'000'000},
+      // What docker and systemd users type: case does not matter, "i" or a bare letter is
+      // binary, a "B" after the letter decimal.
+      {"2g", 2 * kGiB},
+      {"2gib", 2 * kGiB},
+      {"2GIB", 2 * kGiB},
+      {"2gb", 2'000'000'000},
+      {"2Gb", 2'000'000'000},
+      {"512m", 512 * kMiB},
+      {"512mb", 512'000'000},
+      {"1t", kTiB},
+      {"1tb", 1'000'000'000'000},
+      {"100b", 100},
       {"1.5GiB", kGiB + kGiB / 2},
       {"1.5K", 1536},
       {"0.5MB", 500'000},
@@ -63,9 +75,8 @@ struct BadCase {
 TEST(ParseSize, RejectsBadValuesQuotingThem) {
   const BadCase cases[] = {
       {"12XB",
-       "invalid size '12XB': unknown unit 'XB' (use bytes, K/M/G/T, KiB/MiB/GiB/TiB or "
-       "KB/MB/GB/TB, "
-       "or max)"},
+       "invalid size '12XB': unknown unit 'XB' (use bytes, K/M/G/T or KiB/MiB/GiB/TiB for "
+       "powers of 1024, KB/MB/GB/TB for powers of 1000, or max)"},
       {"", "invalid size '': empty (use a number of bytes such as 1048576, 512MiB, or max)"},
       {"-1", "invalid size '-1': must not be negative"},
       {"-1K", "invalid size '-1K': must not be negative"},
@@ -74,12 +85,14 @@ TEST(ParseSize, RejectsBadValuesQuotingThem) {
       {"1.5", "invalid size '1.5': a fractional size needs a unit, such as 1.5GiB"},
       {"1.5B", "invalid size '1.5B': a fractional size needs a unit, such as 1.5GiB"},
       {"1 GiB",
-       "invalid size '1 GiB': unknown unit ' GiB' (use bytes, K/M/G/T, KiB/MiB/GiB/TiB or "
-       "KB/MB/GB/TB, or max)"},
-      {"1gib",
-       "invalid size '1gib': unknown unit 'gib' (use bytes, K/M/G/T, KiB/MiB/GiB/TiB or "
-       "KB/MB/GB/TB, "
-       "or max)"},
+       "invalid size '1 GiB': unknown unit ' GiB' (use bytes, K/M/G/T or KiB/MiB/GiB/TiB for "
+       "powers of 1024, KB/MB/GB/TB for powers of 1000, or max)"},
+      {"1gig",
+       "invalid size '1gig': unknown unit 'gig' (use bytes, K/M/G/T or KiB/MiB/GiB/TiB for "
+       "powers of 1024, KB/MB/GB/TB for powers of 1000, or max)"},
+      {"1kibb",
+       "invalid size '1kibb': unknown unit 'kibb' (use bytes, K/M/G/T or KiB/MiB/GiB/TiB for "
+       "powers of 1024, KB/MB/GB/TB for powers of 1000, or max)"},
       {"MAX", "invalid size 'MAX': expected a number followed by an optional unit, such as 512MiB"},
       {"18446744073709551616", "invalid size '18446744073709551616': too large"},
       {"16777216TiB", "invalid size '16777216TiB': too large"},
