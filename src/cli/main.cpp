@@ -174,6 +174,7 @@ int main(int argc, char** argv) {
       ->add_option("--chunk", chunk_arg,
                    "with --slurm: N tasks per array element (or auto), run there as a local "
                    "batch with -j from the element's CPUs")
+      ->type_name("N|auto")
       ->group("Slurm");
   batch->add_option("--sbatch-arg", sbatch_args, "an argument for sbatch (repeatable)")
       ->type_name("ARG")
