@@ -301,7 +301,9 @@ int main(int argc, char** argv) {
   }
 
   // Only the commands that drive the event loop take cancels over; the others die of them.
-  if (!run->parsed() && !batch->parsed() && !element->parsed()) release_cancel_signals();
+  // A dry run of batch starts no loop either.
+  if (!run->parsed() && !(batch->parsed() && !batch_request.dry_run) && !element->parsed())
+    release_cancel_signals();
 
   if (run->parsed()) {
     if (command.empty()) {

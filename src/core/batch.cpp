@@ -112,6 +112,8 @@ int run_batch(const BatchRequest& request) {
   TaskFile file = request.generated_tasks
                       ? TaskFile::from_text(request.taskfile, *request.generated_tasks)
                       : TaskFile::open(request.taskfile);
+  if (request.resume && request.results == "-")
+    throw Error("--resume reads the results file: it cannot be standard output ('-')");
   TaskFile::Validation validation = file.validate(policy);
   if (request.dry_run) return dry_run(file, request);
 
@@ -143,8 +145,6 @@ int run_batch(const BatchRequest& request) {
 
   // The results file is opened (and locked: one batch per results file) before the resume
   // state is read from it, so that no other batch can append in between.
-  if (request.resume && request.results == "-")
-    throw Error("--resume reads the results file: it cannot be standard output ('-')");
   RecordWriter results = RecordWriter::append_to(request.results);
 
   // --resume: what the results file holds, by task number. Refused before anything runs when

@@ -165,5 +165,33 @@ TEST(Files, SigtermDuringStartUpStillWritesACancelledRecord) {
   EXPECT_FALSE(fs::exists(ran));
 }
 
+// A dry run starts no event loop: a Ctrl-C or SIGTERM while it reads its task file (here a FIFO
+// nobody writes yet) ends it, as it ends any command that is not running tasks.
+TEST(Files, ADryRunCanBeInterrupted) {
+  TempDir dir;
+  const fs::path fifo = dir / "tasks";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  Pollkill p({"batch", "--dry-run", "--results", (dir / "r.jsonl").string(), fifo.string()});
+  const std::string wchan = "/proc/" + std::to_string(p.pid()) + "/wchan";
+  ASSERT_TRUE(wait_until([&] { return slurp(wchan) == "wait_for_partner"; }, Seconds(10)))
+      << "pollkill never opened the FIFO";
+  EXPECT_FALSE(sigterm_blocked(p.pid())) << "a dry run holds SIGTERM";
+  p.signal(SIGTERM);
+  RunOutput r = p.wait(Seconds(10));
+  EXPECT_FALSE(r.timed_out) << r.describe();
+  EXPECT_EQ(r.term_signal, SIGTERM) << r.describe();
+}
+
+// --resume reads the results file, so "-" is refused, by a dry run as by the real one (the dry
+// run used to read a file named "-" instead).
+TEST(Files, ADryRunRefusesResumeFromStandardOutput) {
+  TempDir dir;
+  write_file(dir / "tasks", "true\n");
+  RunOutput r =
+      run_pollkill({"batch", "--dry-run", "--resume", "--results", "-", (dir / "tasks").string()});
+  EXPECT_EQ(r.exit_code, 2) << r.describe();
+  EXPECT_NE(r.err.find("cannot be standard output"), std::string::npos) << r.err;
+}
+
 }  // namespace
 }  // namespace pollkill::testing
