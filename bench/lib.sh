@@ -80,11 +80,12 @@ machine_description() {
   echo "load      $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min, before this benchmark)"
 }
 
-# The run cgroup directory of the pollkill process $1 (empty until it exists).
+# The run cgroup directory of the pollkill process $1 (empty until it exists). Its sibling
+# "pollkill-PID-HEX.alive" holds the guard's liveness process, not tasks.
 run_cgroup_of() {
   local mount
   mount=$(awk '$9 == "cgroup2" { print $5 }' /proc/self/mountinfo | head -1)
-  find "$mount" -maxdepth 4 -type d -name "pollkill-$1-*" -print -quit 2>/dev/null
+  find "$mount" -maxdepth 4 -type d -name "pollkill-$1-*" ! -name '*.alive' -print -quit 2>/dev/null
 }
 
 # Processes in the task cgroups of run cgroup $1.
