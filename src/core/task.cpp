@@ -2,6 +2,8 @@
 
 #include <signal.h>
 
+#include <algorithm>
+
 namespace pollkill {
 
 TaskWatch::TaskWatch(const Policy& policy, Child child, const ContainerFactory& make_container,
@@ -15,7 +17,15 @@ TaskWatch::TaskWatch(const Policy& policy, Child child, const ContainerFactory& 
       watch_progress_(policy.watchdog.hang_after || policy.watchdog.spin_after),
       // Without a CPU rule the watchdog only checks the wall time, which needs no reading;
       // a container that scans for its members samples anyway (it keeps the tree current).
-      sample_cpu_(watch_progress_ || policy.limits.cpu_time || container_->scans()) {}
+      sample_cpu_(watch_progress_ || policy.limits.cpu_time || container_->scans()) {
+  const auto& rules = policy.watchdog;
+  if (watch_progress_ && !policy.limits.cpu_time && !rules.heartbeat && !container_->scans()) {
+    const Duration shortest = std::min(rules.hang_after.value_or(Duration::max()),
+                                       rules.spin_after.value_or(Duration::max()));
+    const auto stride = (shortest / 16) / std::max(rules.poll_interval, Duration(1));
+    if (stride >= 2) quiet_stride_ = static_cast<int>(std::min<decltype(stride)>(stride, 1 << 30));
+  }
+}
 
 void TaskWatch::on_main_exit() {
   auto exit = child_.try_reap();
@@ -39,9 +49,11 @@ void TaskWatch::on_events() {
 
 void TaskWatch::on_sample(Clock::time_point now) {
   if (phase_ != Phase::running) return;
-  auto cpu = sample_cpu_ ? container_->cpu_usage_usec() : 0;
+  const bool read = ++skipped_ >= stride_;  // a quiet task is read every stride_ samples
+  if (read) skipped_ = 0;
+  auto cpu = sample_cpu_ && read ? container_->cpu_usage_usec() : 0;
   Sample sample{now, cpu, false};
-  if (watch_progress_) sample.progress = probe_.observe(container_->pids());
+  if (watch_progress_ && read) sample.progress = probe_.observe(container_->pids());
   container_->sample();
   if (container_->partial_oom_kill()) {
     // cgroup v1 has no memory.oom.group: the OOM killer took one process. End the whole task
@@ -50,6 +62,19 @@ void TaskWatch::on_sample(Clock::time_point now) {
     container_->kill_all();
     enter_killed();
     return;
+  }
+  if (!read) return;
+  if (quiet_stride_ > 1) {
+    // Quiet: nothing the rules measure grew since the last reading (a figure no one fills
+    // stays 0), and no progress.
+    const bool quiet = last_reading_ && !sample.progress &&
+                       sample.cpu_usage_usec == last_reading_->cpu_usage_usec &&
+                       sample.cpu_wait_usec == last_reading_->cpu_wait_usec &&
+                       sample.memory_full_usec == last_reading_->memory_full_usec;
+    // Growth somewhere in a stretch of several intervals: no streak may run through it.
+    if (stride_ > 1 && !quiet) sample.progress = true;
+    stride_ = quiet ? quiet_stride_ : 1;
+    last_reading_ = sample;
   }
   if (auto verdict = watchdog_.observe(sample)) {
     verdict_ = *verdict;
