@@ -24,6 +24,10 @@
 #include "pollkill/error.h"
 #include "pollkill/sandbox.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+
 #if defined(__x86_64__)
 // clone3 for a child that shares the caller's memory: the child cannot return from the system
 // call into C++ code (it would run on, and overwrite, the frames of the suspended parent), so
@@ -744,6 +748,10 @@ Spawned spawn(const SpawnRequest& request) {
     alignas(16) std::byte stack[kVforkStackSize];
     plan.shared_report = &shared_report;
     pid = clone3_vfork_into_cgroup(request.cgroup_fd, &pidfd, namespaces, plan, stack);
+#if defined(__SANITIZE_ADDRESS__)
+    // The child's instrumented frames poisoned parts of it and never returned to clear them.
+    ASAN_UNPOISON_MEMORY_REGION(stack, sizeof stack);
+#endif
     if (pid < 0) method = clone3_failed(errno);
   }
 #endif
