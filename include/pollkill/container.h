@@ -30,6 +30,10 @@ class TaskContainer {
   virtual std::vector<int> pids() = 0;
   /// Whether any process of the task is left.
   virtual bool populated() = 0;
+  /// A descriptor for EventLoop::add_kernfs_notify that reports a possible change of
+  /// populated(), and that populated() reads (which re-arms it); -1 where the end is seen
+  /// otherwise (subreaper mode: the init's pidfd). Throws SystemError.
+  virtual int populated_notify_fd() { return -1; }
   /// Sends `sig` to every process; returns the pids signalled.
   virtual std::vector<int> signal_all(int sig) = 0;
   /// Kills every process (nothing can fork away); returns the pids killed. Does not wait.
@@ -71,6 +75,8 @@ class CgroupContainer final : public TaskContainer {
   std::uint64_t cpu_usage_usec() override;
   std::vector<int> pids() override;
   bool populated() override;
+  /// cgroup.events, the file populated() reads.
+  int populated_notify_fd() override;
   std::vector<int> signal_all(int sig) override;
   std::vector<int> kill_all() override;
   void sample() override;
@@ -85,7 +91,7 @@ class CgroupContainer final : public TaskContainer {
   CgroupDir dir_;
   KillMethod kill_method_;
   UniqueFd cpu_stat_;       ///< kept open: one pread per sample instead of open/read/close
-  UniqueFd cgroup_events_;  ///< likewise, for "populated"
+  UniqueFd cgroup_events_;  ///< likewise, for "populated"; also the end's notification
   UniqueFd cgroup_procs_;   ///< likewise, for the processes whose progress is watched
   // Opened at their first read (only tasks whose policy has a rule that reads them), then
   // pread at each sample.

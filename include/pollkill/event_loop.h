@@ -1,7 +1,7 @@
 // The one event loop every mode drives: epoll over descriptors with their handlers, the
-// signals pollkill reacts to read through a signalfd, timerfds, and one inotify instance for
-// every watched file. `run` (a batch of one), `batch`, the Slurm element and `--launcher srun`
-// all wait here, and nowhere else.
+// signals pollkill reacts to read through a signalfd, timerfds, and the task cgroups'
+// cgroup.events (EPOLLPRI). `run` (a batch of one), `batch`, the Slurm element and `--launcher
+// srun` all wait here, and nowhere else.
 #pragma once
 
 #include <signal.h>
@@ -97,14 +97,13 @@ class EventLoop {
   /// Stops calling the handler (EPOLL_CTL_DEL). Unknown ids are ignored.
   void remove(Id id);
 
-  /// Calls `on_modify` whenever `path` is modified (IN_MODIFY; a cgroup's cgroup.events).
-  /// Every file shares one inotify instance: closing an inotify descriptor waits for an RCU
-  /// grace period (about 10 ms here, most of a short task's cost when each had its own).
-  /// After a queue overflow (IN_Q_OVERFLOW) every handler is called, since a lost
-  /// notification must not be. Returns the watch descriptor. Throws SystemError.
-  int watch_file(const std::filesystem::path& path, Handler on_modify);
-  /// Forgets the handler; the kernel drops the watch itself when the file goes (rmdir).
-  void unwatch_file(int wd);
+  /// Calls `on_change` whenever the kernfs file open as `fd` (a cgroup's cgroup.events) has
+  /// changed since it was last read through `fd` (EPOLLPRI; a file just opened counts as
+  /// changed). The handler must read the file through `fd`, which re-arms it; otherwise it is
+  /// called again at every wait. No inotify: closing an inotify instance waits for an RCU
+  /// grace period (5 to 35 ms measured here), more than a whole short task costs. Like add(),
+  /// the descriptor stays the caller's. Throws SystemError.
+  Id add_kernfs_notify(int fd, Handler on_change);
 
   /// Calls the signal handler for every signal already pending (one that arrived before the
   /// loop existed included), without waiting.
@@ -117,7 +116,6 @@ class EventLoop {
  private:
   Id add_for(int fd, std::uint32_t events, Handler handler);
   void read_signals();
-  void read_inotify();
 
   BlockedSignals blocked_;
   UniqueFd epfd_;
@@ -131,8 +129,6 @@ class EventLoop {
   std::unordered_map<int, int> fd_users_;  ///< live registrations per descriptor number
   Id next_id_ = 1;
   Id signal_id_ = 0;
-  UniqueFd inotify_;  ///< made at the first watch_file
-  std::unordered_map<int, Handler> file_handlers_;
 };
 
 }  // namespace pollkill

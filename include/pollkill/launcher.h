@@ -126,7 +126,6 @@ class RunningAttempt {
   bool cancelled_ = false;               ///< pollkill was asked to stop
   std::unique_ptr<TaskWatch> watch_;
   pid_t init_pid_ = -1;  ///< subreaper mode: the task's lingering init, known to the guard
-  int events_wd_ = -1;
   std::vector<EventLoop::Id> registrations_;
   std::optional<EventLoop::Id> pidfd_id_;
 };

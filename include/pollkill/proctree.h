@@ -58,6 +58,27 @@ class ProcDir {
   std::filesystem::path root_;
 };
 
+/// One sample round of every task (Engine::on_sample): while one is alive, the sampling scans
+/// of every task's tree (ProcTree::scan_for_sample, subreaper mode) share one snapshot of a
+/// /proc directory, taken at the first of them, instead of one full read of /proc per task
+/// and tick. Kills and every other scan read /proc afresh. One round at a time, one thread.
+class SharedProcSnapshot {
+ public:
+  SharedProcSnapshot();
+  ~SharedProcSnapshot();
+  SharedProcSnapshot(const SharedProcSnapshot&) = delete;
+  SharedProcSnapshot& operator=(const SharedProcSnapshot&) = delete;
+
+  /// This round's snapshot of `proc` (taken now if it is the round's first); null when no
+  /// round is open.
+  static const std::vector<ProcStat>* of(const ProcDir& proc);
+
+ private:
+  std::filesystem::path root_;
+  bool taken_ = false;
+  std::vector<ProcStat> snapshot_;
+};
+
 /// A process that would not die, as the result reports it: its state letter and name
 /// ("D (disk sleep)") and its command name, from /proc/PID/stat; both empty when it is gone.
 UnkillableProcess describe_process(pid_t pid, const ProcDir& proc = ProcDir());
@@ -71,6 +92,9 @@ class ProcTree {
   /// Scans /proc: the members now (root included). The last scan is kept (pids with their
   /// start times) so that processes reparented away from a dead root can still be found.
   std::vector<ProcStat> scan();
+  /// scan() for a sample: from the round's shared snapshot when a SharedProcSnapshot is
+  /// open, else from a fresh one.
+  void scan_for_sample();
   /// CPU of the tree at the last scan, in microseconds; never decreases.
   std::uint64_t cpu_usage_usec() const { return cpu_usec_; }
   /// The same split into user and system time (utime + cutime, stime + cstime).
@@ -99,6 +123,7 @@ class ProcTree {
   pid_t root() const { return root_; }
 
  private:
+  std::vector<ProcStat> scan_in(const std::vector<ProcStat>& all);
   /// One stop_members pass; `is_stopped` carries the pids already stopped across passes.
   std::vector<ProcStat> stop_round(std::unordered_map<pid_t, bool>& is_stopped);
 

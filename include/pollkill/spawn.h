@@ -13,9 +13,22 @@
 
 namespace pollkill {
 
-/// clone3(CLONE_INTO_CGROUP) needs Linux 5.7; before that (or when forced with
-/// POLLKILL_SPAWN_METHOD=fork) pollkill forks, the child joins the cgroup, then execs.
-enum class SpawnMethod { clone3, fork };
+/// How the task's main process is created.
+/// - vfork: clone3(CLONE_VM | CLONE_VFORK | CLONE_INTO_CGROUP) on a stack of the child's own
+///   (what posix_spawn does, plus the cgroup): nothing of pollkill's address space is copied;
+///   pollkill's thread waits until the child has exec'd or exited, and the child reports a
+///   failure through the memory they share. Linux 5.7, x86-64 (the trampoline that starts the
+///   child on its stack is a few lines of assembly); elsewhere clone3 is the default.
+/// - clone3: clone3(CLONE_INTO_CGROUP) with a copy of the address space. Used wherever the
+///   child becomes pollkill's init (a pid namespace, subreaper mode), which outlives the exec
+///   of the task and so cannot borrow pollkill's memory.
+/// - fork: kernels before 5.7: fork, the child joins the cgroup, then execs.
+/// POLLKILL_SPAWN_METHOD=fork|clone3|vfork forces one (the tests use it); vfork still gives
+/// way to clone3 where an init is needed.
+enum class SpawnMethod { vfork, clone3, fork };
+
+/// "vfork", "clone3", "fork".
+const char* spawn_method_name(SpawnMethod method);
 
 /// The main process of a task: pid plus pidfd. If still owned at destruction (not reaped),
 /// it is killed with SIGKILL and reaped, so no process outlives its handle.
@@ -92,7 +105,7 @@ struct SpawnRequest {
   std::vector<std::string> argv;  ///< argv[0] is looked up in PATH when it has no '/'
   std::vector<std::string> env;   ///< "NAME=value"; the environment of the new program
   int cgroup_fd = -1;             ///< the task's cgroup directory; -1: none (subreaper mode)
-  SpawnMethod method = SpawnMethod::clone3;
+  SpawnMethod method = SpawnMethod::vfork;
   /// Descriptors to become the child's stdin, stdout and stderr (-1: inherit pollkill's).
   int stdio[3] = {-1, -1, -1};
   /// Subreaper mode: the child becomes a lingering init (see Child) that forks the task.
@@ -121,10 +134,14 @@ struct SpawnFailure {
 struct Spawned {
   Child child;
   std::optional<SpawnFailure> failure;  ///< set when exec failed (the child exits 127)
+  /// The method used: the one asked for, or the one it gave way to (vfork -> clone3 for an
+  /// init, clone3 -> fork on a kernel without CLONE_INTO_CGROUP).
+  SpawnMethod method = SpawnMethod::vfork;
 };
 
-/// The spawn method to use: clone3 unless POLLKILL_SPAWN_METHOD=fork forces the fallback,
-/// or the kernel lacks clone3/CLONE_INTO_CGROUP (detected on first use, then remembered).
+/// The spawn method to use: vfork where the architecture has the trampoline, else clone3,
+/// unless POLLKILL_SPAWN_METHOD names another, or the kernel lacks clone3/CLONE_INTO_CGROUP
+/// (detected on first use, then remembered: fork).
 SpawnMethod default_spawn_method();
 
 /// Starts the program in its cgroup. Returns once the program is running (exec succeeded)

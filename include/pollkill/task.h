@@ -75,15 +75,26 @@ using ContainerFactory = std::function<std::unique_ptr<TaskContainer>(Child& mai
 /// its container is empty (or the survivors were given up on after kKillWait).
 ///
 /// The owner registers: pidfd() (call on_main_exit when readable, then stop watching it), the
-/// container's end (cgroup.events through inotify, or tree_fd(): call on_events), a sampling
-/// timer (on_sample) and the clock's deadline (on_deadline). `policy` and `clock` must outlive
-/// the watch.
+/// container's end (its populated_notify_fd() through EventLoop::add_kernfs_notify, or
+/// tree_fd(): call on_events), a sampling timer (on_sample) and the clock's deadline
+/// (on_deadline). `policy` and `clock` must outlive the watch.
 ///
 /// A sample reads only what a decision needs: the CPU when a CPU rule (cpu_time, hang_after,
 /// spin_after) is set or the container tracks its members by scanning, the processes'
 /// progress when hang or spin detection is on, and what the container keeps for its final
 /// figures. With none of these a sample of a cgroup costs nothing; the task's end is seen
 /// through cgroup.events, never by polling it.
+///
+/// Hang and spin rules read a quiet task only as often as their thresholds need: once a
+/// reading finds that the task's cgroup used no CPU and made no progress since the previous
+/// one, the next reading comes after a sixteenth of the shorter of hang_after and spin_after
+/// (whole poll intervals; every interval when that is shorter than two). No CPU at all over
+/// such a stretch means no CPU and no progress in each of its intervals, so the rules decide
+/// as if every interval had been read, a verdict at most that sixteenth late. A stretch in
+/// which the CPU did grow cannot be split into intervals: it counts as progress (no streak
+/// runs through it) and the task is read at every interval again. Not with cpu_time (its
+/// overrun would be seen late), a heartbeat file (written from outside the task) or a
+/// container that must scan for its members.
 class TaskWatch {
  public:
   TaskWatch(const Policy& policy, Child child, const ContainerFactory& make_container,
@@ -151,6 +162,14 @@ class TaskWatch {
   EvidenceTarget capture_target_;  ///< what the capture froze, as it was before: what to thaw
   std::optional<EvidenceOutcome> evidence_;
   Duration grace_after_capture_{0};
+  /// While the task is quiet (nothing the rules measure grew and nothing progressed since the
+  /// last reading), the rules read the task only every `quiet_stride_` samples (1: every
+  /// sample); see on_sample. `stride_` is the one in force, `skipped_` counts the samples
+  /// since the last reading, `last_reading_` is that reading.
+  int quiet_stride_ = 1;
+  int stride_ = 1;
+  int skipped_ = 0;
+  std::optional<Sample> last_reading_;
   Phase phase_ = Phase::running;
   bool populated_ = true;
   bool done_ = false;

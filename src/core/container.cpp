@@ -61,8 +61,17 @@ std::vector<int> CgroupContainer::pids() {
   return parse_pids(text);
 }
 
+int CgroupContainer::populated_notify_fd() {
+  if (!cgroup_events_) {
+    cgroup_events_.reset(::openat(dir_.fd(), "cgroup.events", O_RDONLY | O_CLOEXEC));
+    if (!cgroup_events_) throw_errno("open cgroup.events of the task cgroup");
+  }
+  return cgroup_events_.get();
+}
+
 bool CgroupContainer::populated() {
-  // Read after every cgroup.events notification and sample: kept open, pread at offset 0.
+  // Read after every cgroup.events notification, through the descriptor the event loop
+  // watches (the read re-arms it): kept open, pread at offset 0.
   if (!cgroup_events_) {
     cgroup_events_.reset(::openat(dir_.fd(), "cgroup.events", O_RDONLY | O_CLOEXEC));
     if (!cgroup_events_) return false;
@@ -177,7 +186,7 @@ ProcTreeContainer::ProcTreeContainer(Child& init, ProcDir proc)
     : init_(init), tree_(init.pid(), std::move(proc)) {}
 
 std::uint64_t ProcTreeContainer::cpu_usage_usec() {
-  if (init_.process_running()) tree_.scan();
+  if (init_.process_running()) tree_.scan_for_sample();
   return tree_.cpu_usage_usec();
 }
 

@@ -136,7 +136,7 @@ std::vector<std::string> check_cgroups(
     Spawned spawned = spawn({{"/bin/true"}, {}, task.fd(), method});
     auto exit = spawned.child.reap();
     bool ok = !spawned.failure && exit.exit_code == 0;
-    add(method == SpawnMethod::clone3 ? "clone3 into a cgroup" : "fork + join cgroup", ok,
+    add(method == SpawnMethod::fork ? "fork + join cgroup" : "clone3 into a cgroup", ok,
         ok ? "ran /bin/true in " + (run.relative_path() + "/doctor")
            : "could not run /bin/true in a task cgroup",
         "Linux 5.7 or newer provides clone3(CLONE_INTO_CGROUP)");

@@ -6,6 +6,7 @@
 
 #include "pollkill/diag.h"
 #include "pollkill/error.h"
+#include "pollkill/proctree.h"
 #include "pollkill/taskfile.h"
 
 namespace pollkill {
@@ -250,6 +251,7 @@ void Engine::on_signal(int sig) {
 
 void Engine::on_sample() {
   const auto now = Clock::now();
+  SharedProcSnapshot round;  // subreaper mode: one read of /proc for every task's tree
   for (auto& place : places_) {
     if (RunningAttempt* attempt = place->slot.current()) attempt->on_sample(now);
   }

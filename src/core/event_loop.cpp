@@ -1,7 +1,6 @@
 #include "pollkill/event_loop.h"
 
 #include <sys/epoll.h>
-#include <sys/inotify.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -99,6 +98,12 @@ EventLoop::Id EventLoop::add_writable(int fd, Handler handler) {
   return add_for(fd, EPOLLOUT, std::move(handler));
 }
 
+EventLoop::Id EventLoop::add_kernfs_notify(int fd, Handler on_change) {
+  // kernfs reports EPOLLIN and EPOLLOUT always, and EPOLLPRI (with EPOLLERR) while the file
+  // changed since this open file last read it.
+  return add_for(fd, EPOLLPRI, std::move(on_change));
+}
+
 EventLoop::Id EventLoop::add_for(int fd, std::uint32_t events, Handler handler) {
   const Id id = next_id_++;
   epoll_event ev{};
@@ -134,48 +139,10 @@ void EventLoop::remove(Id id) {
   }
 }
 
-int EventLoop::watch_file(const std::filesystem::path& path, Handler on_modify) {
-  if (!inotify_) {
-    inotify_.reset(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
-    if (!inotify_) throw_errno("inotify_init1");
-    add(inotify_.get(), [this] { read_inotify(); });
-  }
-  int wd = ::inotify_add_watch(inotify_.get(), path.c_str(), IN_MODIFY);
-  if (wd < 0) throw_errno("watch '" + path.string() + "'");
-  file_handlers_[wd] = std::move(on_modify);
-  return wd;
-}
-
-void EventLoop::unwatch_file(int wd) {
-  file_handlers_.erase(wd);
-}
-
 void EventLoop::read_signals() {
   signalfd_siginfo info;
   while (::read(sigfd_.get(), &info, sizeof info) == sizeof info) {
     on_signal_(static_cast<int>(info.ssi_signo));
-  }
-}
-
-void EventLoop::read_inotify() {
-  alignas(inotify_event) char buffer[4096];
-  for (;;) {
-    ssize_t n = ::read(inotify_.get(), buffer, sizeof buffer);
-    if (n <= 0) return;
-    for (ssize_t at = 0; at < n;) {
-      const auto* event = reinterpret_cast<const inotify_event*>(buffer + at);
-      at += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
-      if (event->mask & IN_Q_OVERFLOW) {
-        // Handlers may unwatch while called: call a copy of the list.
-        std::vector<int> all;
-        for (const auto& [wd, handler] : file_handlers_) all.push_back(wd);
-        for (int wd : all) {
-          if (auto it = file_handlers_.find(wd); it != file_handlers_.end()) it->second();
-        }
-      } else if (auto it = file_handlers_.find(event->wd); it != file_handlers_.end()) {
-        it->second();
-      }
-    }
   }
 }
 

@@ -92,8 +92,6 @@ void RunningAttempt::unregister() noexcept {
   }
   if (pidfd_id_) loop_.remove(*pidfd_id_);
   pidfd_id_.reset();
-  if (events_wd_ >= 0) loop_.unwatch_file(events_wd_);
-  events_wd_ = -1;
   slot_.watch_capture(-1);  // a capture still running ends with the watch
 }
 
@@ -130,10 +128,6 @@ void RunningAttempt::start() {
   v1_ = V1TaskCgroups::create(session_.run_cgroup(), spec_.cgroup_name);
   apply_limits(*task_dir_, v1_, limits, policy.runner.missing_controllers,
                result_.limits_not_enforced, result_.limits_cgroup_v1);
-  // cgroup.events is the only way the task's end is seen: samples never poll it.
-  events_wd_ = loop_.watch_file(cgroup_path_ / "cgroup.events", [this] {
-    if (watch_) watch_->on_events();
-  });
 }
 
 void RunningAttempt::spawn_task() {
@@ -202,6 +196,11 @@ void RunningAttempt::spawn_task() {
     pidfd_id_.reset();
     watch_->on_main_exit();
   });
+  if (int fd = watch_->container().populated_notify_fd(); fd >= 0) {
+    // cgroup.events is the only way the task's end is seen: samples never poll it. on_events
+    // reads it through this descriptor (populated()), which re-arms the notification.
+    registrations_.push_back(loop_.add_kernfs_notify(fd, [this] { watch_->on_events(); }));
+  }
   if (watch_->tree_fd() >= 0) {
     // The task's lingering init exited: its tree is empty (reaped in on_events).
     registrations_.push_back(loop_.add(watch_->tree_fd(), [this] { watch_->on_events(); }));

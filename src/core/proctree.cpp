@@ -179,8 +179,41 @@ bool signal_process(const ProcDir& proc, pid_t pid, std::uint64_t starttime, int
 
 ProcTree::ProcTree(pid_t root, ProcDir proc) : root_(root), proc_(std::move(proc)) {}
 
+namespace {
+SharedProcSnapshot* g_round = nullptr;  // the open round, if any (one thread: the engine's)
+}  // namespace
+
+SharedProcSnapshot::SharedProcSnapshot() {
+  g_round = this;
+}
+
+SharedProcSnapshot::~SharedProcSnapshot() {
+  g_round = nullptr;
+}
+
+const std::vector<ProcStat>* SharedProcSnapshot::of(const ProcDir& proc) {
+  if (!g_round) return nullptr;
+  if (!g_round->taken_ || g_round->root_ != proc.root()) {
+    g_round->root_ = proc.root();
+    g_round->snapshot_ = proc.snapshot();
+    g_round->taken_ = true;
+  }
+  return &g_round->snapshot_;
+}
+
 std::vector<ProcStat> ProcTree::scan() {
-  std::vector<ProcStat> all = proc_.snapshot();
+  return scan_in(proc_.snapshot());
+}
+
+void ProcTree::scan_for_sample() {
+  if (const std::vector<ProcStat>* shared = SharedProcSnapshot::of(proc_)) {
+    scan_in(*shared);
+  } else {
+    scan();
+  }
+}
+
+std::vector<ProcStat> ProcTree::scan_in(const std::vector<ProcStat>& all) {
   std::vector<pid_t> members = descendants_of(all, root_);
   std::vector<ProcStat> now;
   now.reserve(members.size());

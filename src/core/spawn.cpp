@@ -16,11 +16,54 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 #include "pollkill/error.h"
 #include "pollkill/sandbox.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+
+#if defined(__x86_64__)
+// clone3 for a child that shares the caller's memory: the child cannot return from the system
+// call into C++ code (it would run on, and overwrite, the frames of the suspended parent), so
+// it starts on the stack given in the arguments and calls `entry(argument)` there, which never
+// returns. The parent gets clone3's result (the child's pid, or -errno). x86-64 System V:
+// clone_args in rdi, size in rsi, entry in rdx, argument in rcx; the syscall keeps r8 and r9.
+extern "C" long pollkill_clone3_on_stack(clone_args* args, size_t size, void (*entry)(void*),
+                                         void* argument);
+asm(R"(
+  .pushsection .text
+  .globl pollkill_clone3_on_stack
+  .hidden pollkill_clone3_on_stack
+  .p2align 4
+  .type pollkill_clone3_on_stack, @function
+pollkill_clone3_on_stack:
+  .cfi_startproc
+  endbr64
+  movq %rdx, %r8
+  movq %rcx, %r9
+  movl $435, %eax
+  syscall
+  testq %rax, %rax
+  jz 1f
+  ret
+1:
+  .cfi_undefined rip
+  xorl %ebp, %ebp
+  movq %r9, %rdi
+  call *%r8
+  ud2
+  .cfi_endproc
+  .size pollkill_clone3_on_stack, .-pollkill_clone3_on_stack
+  .popsection
+)");
+static_assert(SYS_clone3 == 435);
+#endif
 
 namespace pollkill {
 namespace {
@@ -76,7 +119,7 @@ struct ChildPlan {
   char* const* envp;
   const char* const* candidates;
   size_t candidate_count;
-  int report_fd;
+  int report_fd;  // -1 with shared_report
   // SpawnRequest::before_start: the child reads one byte from go_fd before it goes on (EOF:
   // pollkill died first) after closing its copy of the write end, go_write_fd. -1: no wait.
   int go_fd = -1;
@@ -110,13 +153,34 @@ struct ChildPlan {
   const sock_fprog* seccomp = nullptr;
   const int* join_v1 = nullptr;  // cgroup.procs of the v1 task cgroups (hybrid hosts)
   size_t join_v1_count = 0;
+  // The vfork spawn: the child runs in pollkill's memory, writes a failure here (the parent
+  // reads it once the child has exited) and must not run any of pollkill's signal handlers.
+  ChildReport* shared_report = nullptr;
 };
 
-[[noreturn]] void report_and_exit(int fd, int step, int err, int index = 0) {
+[[noreturn]] void report_and_exit(const ChildPlan& plan, int step, int err, int index = 0) {
   ChildReport report{step, err, index};
-  ssize_t ignored = ::write(fd, &report, sizeof report);
-  (void)ignored;
+  if (plan.shared_report) {
+    *plan.shared_report = report;
+  } else {
+    ssize_t ignored = ::write(plan.report_fd, &report, sizeof report);
+    (void)ignored;
+  }
   ::_exit(127);
+}
+
+// A vfork child shares pollkill's memory: a handler of pollkill's running in it could corrupt
+// the parent's state, so every caught signal goes back to its default action before the child
+// unblocks signals (posix_spawn does the same). Ignored signals stay ignored, as exec keeps them.
+void reset_caught_signals() {
+  for (int sig = 1; sig < NSIG; ++sig) {
+    struct sigaction current {};
+    if (::sigaction(sig, nullptr, &current) != 0) continue;  // glibc's own (32, 33), SIGKILL
+    if (current.sa_handler == SIG_DFL || current.sa_handler == SIG_IGN) continue;
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    ::sigaction(sig, &dfl, nullptr);
+  }
 }
 
 // Brings up "lo" in a fresh network namespace (it starts down), so that the task can still
@@ -213,6 +277,7 @@ void become_pollkill_init(const ChildPlan& plan) {
 
 // Runs in the child between clone and exec: syscalls only, no allocation, no locks.
 [[noreturn]] void child_main(const ChildPlan& plan) {
+  if (plan.shared_report) reset_caught_signals();  // all blocked until here (spawn)
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);  // pollkill blocks signals for its signalfd
@@ -221,7 +286,7 @@ void become_pollkill_init(const ChildPlan& plan) {
   ::sigaction(SIGPIPE, &dfl, nullptr);  // pollkill ignores SIGPIPE; the task must not
   // A lingering init must survive pollkill long enough for the guard to find its tree.
   if (::prctl(PR_SET_PDEATHSIG, plan.linger ? kInitParentDeathSignal : SIGKILL) != 0)
-    report_and_exit(plan.report_fd, kStepPdeathsig, errno);
+    report_and_exit(plan, kStepPdeathsig, errno);
   // In a new pid namespace the parent is outside it, so getppid() reads 0.
   if (::getppid() != (plan.new_pid_ns ? 0 : plan.parent)) ::_exit(127);  // pollkill died
   if (plan.go_fd >= 0) {
@@ -237,23 +302,23 @@ void become_pollkill_init(const ChildPlan& plan) {
     ::close(plan.go_fd);
   }
   if (plan.join_fd >= 0 && ::write(plan.join_fd, "0", 1) != 1) {
-    report_and_exit(plan.report_fd, kStepJoinCgroup, errno);
+    report_and_exit(plan, kStepJoinCgroup, errno);
   }
   // "0" is the writer itself, in v1 as in v2; children forked later inherit the cgroups.
   for (size_t i = 0; i < plan.join_v1_count; ++i) {
     if (::write(plan.join_v1[i], "0", 1) != 1) {
-      report_and_exit(plan.report_fd, kStepJoinCgroupV1, errno, static_cast<int>(i));
+      report_and_exit(plan, kStepJoinCgroupV1, errno, static_cast<int>(i));
     }
   }
   for (int target = 0; target < 3; ++target) {
     // dup2 clears close-on-exec on the copy, so the program keeps it.
     if (plan.stdio[target] >= 0 && ::dup2(plan.stdio[target], target) < 0) {
-      report_and_exit(plan.report_fd, kStepStdio, errno);
+      report_and_exit(plan, kStepStdio, errno);
     }
   }
   // Now inside the task cgroup: that cgroup becomes the root of the new cgroup namespace.
   if (plan.unshare_cgroup && ::unshare(CLONE_NEWCGROUP) != 0) {
-    report_and_exit(plan.report_fd, kStepCgroupNs, errno);
+    report_and_exit(plan, kStepCgroupNs, errno);
   }
   for (size_t i = 0; i < plan.mount_count; ++i) {
     const ChildMount& m = plan.mounts[i];
@@ -263,22 +328,22 @@ void become_pollkill_init(const ChildPlan& plan) {
                                                  AT_RECURSIVE, &read_only, sizeof read_only)
                                      : ::mount(m.source, m.target, m.fstype, m.flags, m.data);
     if (rc != 0 && !(m.skip_missing && errno == ENOENT)) {
-      report_and_exit(plan.report_fd, kStepMount, errno, static_cast<int>(i));
+      report_and_exit(plan, kStepMount, errno, static_cast<int>(i));
     }
   }
   for (size_t i = 0; plan.set_ids && i < plan.owned_count; ++i) {
     if (::chown(plan.owned[i], plan.uid, plan.gid) != 0) {
-      report_and_exit(plan.report_fd, kStepChown, errno, static_cast<int>(i));
+      report_and_exit(plan, kStepChown, errno, static_cast<int>(i));
     }
   }
   if (plan.hostname && ::sethostname(plan.hostname, plan.hostname_length) != 0) {
-    report_and_exit(plan.report_fd, kStepHostname, errno);
+    report_and_exit(plan, kStepHostname, errno);
   }
   if (plan.loopback_up) {
-    if (int err = loopback_up(); err != 0) report_and_exit(plan.report_fd, kStepLoopback, err);
+    if (int err = loopback_up(); err != 0) report_and_exit(plan, kStepLoopback, err);
   }
   if (plan.linger && ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) {
-    report_and_exit(plan.report_fd, kStepSubreaper, errno);
+    report_and_exit(plan, kStepSubreaper, errno);
   }
   if (plan.new_pid_ns || plan.linger) {
     sigset_t all;
@@ -288,36 +353,35 @@ void become_pollkill_init(const ChildPlan& plan) {
     if (plan.new_pid_ns) become_pollkill_init(plan);
     // The raw system call: glibc's fork() would run atfork handlers, which take locks.
     pid_t task = static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0));
-    if (task < 0) report_and_exit(plan.report_fd, kStepForkTask, errno);
+    if (task < 0) report_and_exit(plan, kStepForkTask, errno);
     if (task > 0) init_main(plan, task);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     ::close(plan.init_status_fd);
     if (plan.linger && ::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)  // init's death ends the task
-      report_and_exit(plan.report_fd, kStepPdeathsig, errno);
+      report_and_exit(plan, kStepPdeathsig, errno);
   }
   for (size_t i = 0; i < plan.rlimit_count; ++i) {
     if (::setrlimit(plan.rlimits[i].first, &plan.rlimits[i].second) != 0) {
-      report_and_exit(plan.report_fd, kStepRlimit, errno, static_cast<int>(i));
+      report_and_exit(plan, kStepRlimit, errno, static_cast<int>(i));
     }
   }
   if (plan.umask >= 0) ::umask(static_cast<mode_t>(plan.umask));
   if (plan.set_ids) {
     // Raw system calls: glibc's wrappers may try to synchronise ids across threads.
-    if (::syscall(SYS_setgroups, 0, nullptr) != 0)
-      report_and_exit(plan.report_fd, kStepGroups, errno);
+    if (::syscall(SYS_setgroups, 0, nullptr) != 0) report_and_exit(plan, kStepGroups, errno);
     if (::syscall(SYS_setresgid, plan.gid, plan.gid, plan.gid) != 0)
-      report_and_exit(plan.report_fd, kStepGid, errno);
+      report_and_exit(plan, kStepGid, errno);
     if (::syscall(SYS_setresuid, plan.uid, plan.uid, plan.uid) != 0)
-      report_and_exit(plan.report_fd, kStepUid, errno);
+      report_and_exit(plan, kStepUid, errno);
   }
   // After the user change, so that the task's own user must be able to enter the directory.
-  if (plan.cwd && ::chdir(plan.cwd) != 0) report_and_exit(plan.report_fd, kStepCwd, errno);
+  if (plan.cwd && ::chdir(plan.cwd) != 0) report_and_exit(plan, kStepCwd, errno);
   if (plan.no_new_privs && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
-    report_and_exit(plan.report_fd, kStepNoNewPrivs, errno);
+    report_and_exit(plan, kStepNoNewPrivs, errno);
   }
   // Last: from here on every call the child makes passes the filter, execve included.
   if (plan.seccomp && ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, plan.seccomp) != 0) {
-    report_and_exit(plan.report_fd, kStepSeccomp, errno);
+    report_and_exit(plan, kStepSeccomp, errno);
   }
   // Like execvp: EACCES from any candidate wins over ENOENT; other errors stop the search.
   int result = ENOENT;
@@ -327,10 +391,10 @@ void become_pollkill_init(const ChildPlan& plan) {
     if (err == EACCES) {
       result = EACCES;
     } else if (err != ENOENT && err != ENOTDIR) {
-      report_and_exit(plan.report_fd, kStepExecve, err);
+      report_and_exit(plan, kStepExecve, err);
     }
   }
-  report_and_exit(plan.report_fd, kStepExecve, result);
+  report_and_exit(plan, kStepExecve, result);
 }
 
 std::string step_name(const ChildReport& report, const SandboxPlan* sandbox) {
@@ -381,6 +445,46 @@ pid_t clone3_into_cgroup(int cgroup_fd, int* pidfd, std::uint64_t namespaces) {
   args.cgroup = static_cast<std::uint64_t>(cgroup_fd);
   return static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof args));
 }
+
+#if defined(__x86_64__)
+constexpr bool kHaveVforkSpawn = true;
+
+void vfork_child_entry(void* plan) {
+  child_main(*static_cast<const ChildPlan*>(plan));
+}
+
+// The child's stack, in the parent's frame: the parent is suspended until the child has
+// exec'd or exited (musl's posix_spawn does the same). The child makes only syscalls through
+// glibc's thin wrappers and needs a few hundred bytes; the rest is margin (sanitizers).
+constexpr size_t kVforkStackSize = 32 * 1024;
+
+pid_t clone3_vfork_into_cgroup(int cgroup_fd, int* pidfd, std::uint64_t namespaces,
+                               const ChildPlan& plan, std::byte* stack) {
+  struct clone_args args {};
+  args.flags =
+      (cgroup_fd >= 0 ? CLONE_INTO_CGROUP : 0) | CLONE_PIDFD | CLONE_VM | CLONE_VFORK | namespaces;
+  args.pidfd = reinterpret_cast<std::uint64_t>(pidfd);
+  args.exit_signal = SIGCHLD;
+  args.cgroup = static_cast<std::uint64_t>(cgroup_fd);
+  args.stack = reinterpret_cast<std::uint64_t>(stack);
+  args.stack_size = kVforkStackSize;  // the kernel starts the child at stack + stack_size
+  // Nothing may run a handler of pollkill's in the child before it has reset them: every
+  // signal stays blocked from before the clone until child_main has done so.
+  sigset_t all, old;
+  sigfillset(&all);
+  ::sigprocmask(SIG_SETMASK, &all, &old);
+  const long rc = pollkill_clone3_on_stack(&args, sizeof args, vfork_child_entry,
+                                           const_cast<ChildPlan*>(&plan));
+  ::sigprocmask(SIG_SETMASK, &old, nullptr);
+  if (rc < 0) {
+    errno = static_cast<int>(-rc);
+    return -1;
+  }
+  return static_cast<pid_t>(rc);
+}
+#else
+constexpr bool kHaveVforkSpawn = false;
+#endif
 
 std::vector<char*> to_c_array(const std::vector<std::string>& strings) {
   std::vector<char*> out;
@@ -514,10 +618,23 @@ Child::Exit Child::reap() {
   return finish(status);
 }
 
+const char* spawn_method_name(SpawnMethod method) {
+  switch (method) {
+    case SpawnMethod::vfork: return "vfork";
+    case SpawnMethod::clone3: return "clone3";
+    case SpawnMethod::fork: return "fork";
+  }
+  return "clone3";
+}
+
 SpawnMethod default_spawn_method() {
+  if (clone3_unsupported) return SpawnMethod::fork;
   const char* forced = ::getenv("POLLKILL_SPAWN_METHOD");
-  if (forced && std::strcmp(forced, "fork") == 0) return SpawnMethod::fork;
-  return clone3_unsupported ? SpawnMethod::fork : SpawnMethod::clone3;
+  const std::string_view name = forced ? forced : "";
+  if (name == spawn_method_name(SpawnMethod::fork)) return SpawnMethod::fork;
+  if (name == spawn_method_name(SpawnMethod::clone3) || !kHaveVforkSpawn)
+    return SpawnMethod::clone3;
+  return SpawnMethod::vfork;
 }
 
 std::vector<std::string> exec_candidates(const std::string& program, const std::string& path_env) {
@@ -548,19 +665,8 @@ Spawned spawn(const SpawnRequest& request) {
   std::vector<const char*> cand;
   for (const auto& c : candidates) cand.push_back(c.c_str());
 
-  int pipe_fds[2];
-  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw_errno("create the exec-status pipe");
-  UniqueFd report_read(pipe_fds[0]);
-  UniqueFd report_write(pipe_fds[1]);
-  UniqueFd go_read, go_write;
-  if (request.before_start) {
-    if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw_errno("create the start pipe");
-    go_read.reset(pipe_fds[0]);
-    go_write.reset(pipe_fds[1]);
-  }
-
-  ChildPlan plan{argv.data(),   envp.data(),    cand.data(), cand.size(), report_write.get(),
-                 go_read.get(), go_write.get(), -1,          ::getpid(),  request.stdio};
+  ChildPlan plan{argv.data(), envp.data(), cand.data(), cand.size(), -1,
+                 -1,          -1,          -1,          ::getpid(),  request.stdio};
   const SandboxPlan* sandbox = request.sandbox;
   std::vector<ChildMount> mounts;
   std::vector<const char*> owned;
@@ -628,22 +734,63 @@ Spawned spawn(const SpawnRequest& request) {
         "run uses the fork fallback",
         "unset POLLKILL_SPAWN_METHOD, or remove sandbox.namespaces from the policy");
   }
+  // An init (pid namespace, subreaper mode) lives on after the task's exec, so it cannot
+  // borrow pollkill's memory and suspend pollkill until then.
+  // Nor can a child that waits for a start signal (the parent would wait for the child).
+  if (method == SpawnMethod::vfork &&
+      (!kHaveVforkSpawn || plan.init_status_fd >= 0 || request.before_start)) {
+    method = SpawnMethod::clone3;
+  }
+  UniqueFd go_read, go_write;
+  if (request.before_start) {
+    int go_fds[2];
+    if (::pipe2(go_fds, O_CLOEXEC) != 0) throw_errno("create the start pipe");
+    go_read.reset(go_fds[0]);
+    go_write.reset(go_fds[1]);
+    plan.go_fd = go_read.get();
+    plan.go_write_fd = go_write.get();
+  }
+  // The child's failure comes back through shared memory (vfork) or a close-on-exec pipe.
+  ChildReport shared_report{};
+  UniqueFd report_read, report_write;
+  const auto use_report_pipe = [&] {
+    int pipe_fds[2];
+    if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw_errno("create the exec-status pipe");
+    report_read.reset(pipe_fds[0]);
+    report_write.reset(pipe_fds[1]);
+    plan.report_fd = report_write.get();
+    plan.shared_report = nullptr;
+  };
+  const auto clone3_failed = [&](int err) {
+    if (namespaces != 0) throw_errno("clone3 into the task cgroup with new namespaces");
+    if (err != ENOSYS && err != E2BIG) throw_errno("clone3 into the task cgroup");
+    // Kernel before 5.7: no clone3 or no cgroup field in clone_args.
+    clone3_unsupported = true;
+    return SpawnMethod::fork;
+  };
   pid_t pid = -1;
   int pidfd = -1;
+#if defined(__x86_64__)
+  if (method == SpawnMethod::vfork) {
+    alignas(16) std::byte stack[kVforkStackSize];
+    plan.shared_report = &shared_report;
+    pid = clone3_vfork_into_cgroup(request.cgroup_fd, &pidfd, namespaces, plan, stack);
+#if defined(__SANITIZE_ADDRESS__)
+    // The child's instrumented frames poisoned parts of it and never returned to clear them.
+    ASAN_UNPOISON_MEMORY_REGION(stack, sizeof stack);
+#endif
+    if (pid < 0) method = clone3_failed(errno);
+  }
+#endif
   if (method == SpawnMethod::clone3) {
+    use_report_pipe();
     pid = clone3_into_cgroup(request.cgroup_fd, &pidfd, namespaces);
     if (pid == 0) child_main(plan);
-    if (pid < 0 && namespaces != 0) throw_errno("clone3 into the task cgroup with new namespaces");
-    if (pid < 0 && (errno == ENOSYS || errno == E2BIG)) {
-      // Kernel before 5.7: no clone3 or no cgroup field in clone_args.
-      clone3_unsupported = true;
-      method = SpawnMethod::fork;
-    } else if (pid < 0) {
-      throw_errno("clone3 into the task cgroup");
-    }
+    if (pid < 0) method = clone3_failed(errno);
   }
   UniqueFd join_fd;
   if (method == SpawnMethod::fork) {
+    use_report_pipe();
     if (request.cgroup_fd >= 0) {
       join_fd.reset(::openat(request.cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC));
       if (!join_fd) throw_errno("open cgroup.procs of the task cgroup");
@@ -660,7 +807,8 @@ Spawned spawn(const SpawnRequest& request) {
       throw SystemError(err, "pidfd_open for the task's main process (needs Linux 5.3)");
     }
   }
-  Spawned spawned{Child(pid, UniqueFd(pidfd), std::move(status_read), plan.linger), std::nullopt};
+  Spawned spawned{Child(pid, UniqueFd(pidfd), std::move(status_read), plan.linger), std::nullopt,
+                  method};
   spawned.child.hold_until_reaped(std::move(dynamic_uid.lock));
   report_write.reset();
   status_write.reset();
@@ -675,6 +823,13 @@ Spawned spawn(const SpawnRequest& request) {
     ssize_t ignored = ::write(go_write.get(), "g", 1);
     (void)ignored;
     go_write.reset();
+  }
+  if (method == SpawnMethod::vfork) {
+    // The child has exec'd (the report untouched) or exited (and may have filled it in).
+    if (shared_report.step != 0) {
+      spawned.failure = SpawnFailure{step_name(shared_report, sandbox), shared_report.error};
+    }
+    return spawned;
   }
   ChildReport report{};
   ssize_t n;

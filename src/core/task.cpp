@@ -32,7 +32,15 @@ TaskWatch::TaskWatch(const Policy& policy, Child child, const ContainerFactory& 
       reads_(SampleReads::for_policy(policy, container_->scans())),
       watchdog_(WatchdogConfig::from(policy), start_sample(start)),
       probe_(policy.watchdog.heartbeat),
-      evidence_dest_(std::move(evidence)) {}
+      evidence_dest_(std::move(evidence)) {
+  const auto& rules = policy.watchdog;
+  if (reads_.progress && !policy.limits.cpu_time && !rules.heartbeat && !container_->scans()) {
+    const Duration shortest = std::min(rules.hang_after.value_or(Duration::max()),
+                                       rules.spin_after.value_or(Duration::max()));
+    const auto stride = (shortest / 16) / std::max(rules.poll_interval, Duration(1));
+    if (stride >= 2) quiet_stride_ = static_cast<int>(std::min<decltype(stride)>(stride, 1 << 30));
+  }
+}
 
 // The counters at the start: the CPU wait meter's baseline, and the first thrash checkpoint.
 // The CPU starts at 0 (the cgroup is new; the tree is just the init).
@@ -68,14 +76,18 @@ void TaskWatch::on_events() {
 
 void TaskWatch::on_sample(Clock::time_point now) {
   if (phase_ != Phase::running || done_) return;
-  auto cpu = reads_.cpu ? container_->cpu_usage_usec() : 0;
+  const bool read = ++skipped_ >= stride_;  // a quiet task is read every stride_ samples
+  if (read) skipped_ = 0;
+  auto cpu = reads_.cpu && read ? container_->cpu_usage_usec() : 0;
   Sample sample{now, cpu, false};
-  if (reads_.progress) sample.progress = probe_.observe(container_->pids());
-  if (reads_.cpu_wait) {
-    sample.cpu_wait_usec = wait_meter_.observe(now, container_->cpu_pressure_some_usec(),
-                                               read_schedstats(container_->threads()));
+  if (read) {
+    if (reads_.progress) sample.progress = probe_.observe(container_->pids());
+    if (reads_.cpu_wait) {
+      sample.cpu_wait_usec = wait_meter_.observe(now, container_->cpu_pressure_some_usec(),
+                                                 read_schedstats(container_->threads()));
+    }
+    if (reads_.memory_full) sample.memory_full_usec = container_->memory_full_usec();
   }
-  if (reads_.memory_full) sample.memory_full_usec = container_->memory_full_usec();
   container_->sample();
   if (container_->partial_oom_kill()) {
     // cgroup v1 has no memory.oom.group: the OOM killer took one process. End the whole task
@@ -84,6 +96,19 @@ void TaskWatch::on_sample(Clock::time_point now) {
     container_->kill_all();
     enter_killed();
     return;
+  }
+  if (!read) return;
+  if (quiet_stride_ > 1) {
+    // Quiet: nothing the rules measure grew since the last reading (a figure no one fills
+    // stays 0), and no progress.
+    const bool quiet = last_reading_ && !sample.progress &&
+                       sample.cpu_usage_usec == last_reading_->cpu_usage_usec &&
+                       sample.cpu_wait_usec == last_reading_->cpu_wait_usec &&
+                       sample.memory_full_usec == last_reading_->memory_full_usec;
+    // Growth somewhere in a stretch of several intervals: no streak may run through it.
+    if (stride_ > 1 && !quiet) sample.progress = true;
+    stride_ = quiet ? quiet_stride_ : 1;
+    last_reading_ = sample;
   }
   if (auto verdict = watchdog_.observe(sample)) {
     if (ended_already()) return;

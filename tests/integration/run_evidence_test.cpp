@@ -138,8 +138,10 @@ TEST_P(RunEvidence, ABudgetTooShortToUnwindStillEndsInAKilledTaskAndSaysWhatIsMi
               std::string::npos)
         << j["reason"];
   } else {
+    // Out of time while unwinding ("the capture budget ran out") or, on a loaded machine,
+    // before a thread even stopped for the unwinder ("did not stop within the capture budget").
     const ordered_json evidence = evidence_of(j, false);
-    EXPECT_NE(evidence["missing"].dump().find("the capture budget ran out"), std::string::npos)
+    EXPECT_NE(evidence["missing"].dump().find("capture budget"), std::string::npos)
         << evidence["missing"];
   }
   expect_nothing_left(r, "");

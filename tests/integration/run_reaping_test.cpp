@@ -1,8 +1,8 @@
 // Reaping whole process trees, hang detection and cgroup placement, under each kill and spawn
-// path: the fast ones (cgroup.kill, clone3 into the cgroup) and the fallbacks forced through
-// POLLKILL_KILL_METHOD=freeze and POLLKILL_SPAWN_METHOD=fork; each through `pollkill run`
-// (RunVia/...) and through `pollkill batch` with one task (BatchVia/...), which share one
-// engine and must give the same guarantees.
+// path: the fast ones (cgroup.kill, a vfork-like clone3 into the cgroup) and the fallbacks forced
+// through POLLKILL_KILL_METHOD=freeze and POLLKILL_SPAWN_METHOD=clone3 or fork; each through
+// `pollkill run` (RunVia/...) and through `pollkill batch` with one task (BatchVia/...), which
+// share one engine and must give the same guarantees.
 #include <signal.h>
 
 #include <fstream>
@@ -344,8 +344,11 @@ TEST_P(SubreaperStart, KilledBeforeTheGuardKnowsTheInitLeavesNothing) {
 }
 INSTANTIATE_TEST_SUITE_P(Both, SubreaperStart, both_vias(), via_name);
 
+// fast_paths: the vfork spawn (clone3 with CLONE_VM | CLONE_VFORK into the cgroup) and
+// cgroup.kill; clone3_spawn: clone3 with a copy of pollkill's memory, what an init needs.
 const auto kMethods = ::testing::Values(
     Method{"fast_paths", {}}, Method{"freeze_kill", {{"POLLKILL_KILL_METHOD", "freeze"}}},
+    Method{"clone3_spawn", {{"POLLKILL_SPAWN_METHOD", "clone3"}}},
     Method{"fork_spawn", {{"POLLKILL_SPAWN_METHOD", "fork"}}},
     Method{"both_fallbacks",
            {{"POLLKILL_KILL_METHOD", "freeze"}, {"POLLKILL_SPAWN_METHOD", "fork"}}},

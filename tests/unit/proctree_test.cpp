@@ -106,6 +106,29 @@ TEST_F(FakeProc, ScanFindsTheTreeAndItsCpu) {
   EXPECT_EQ(tree.live_members(), (std::vector<pid_t>{11, 13}));
 }
 
+// One sample round reads /proc once for every tree: a change after the round's snapshot is
+// seen at the next round; scan() (kills) always reads afresh.
+TEST_F(FakeProc, TreesShareOneSnapshotPerSampleRound) {
+  add(10, "pk-init", 'S', 1);
+  add(11, "task", 'R', 10, 100, 0);
+  add(20, "pk-init", 'S', 1);
+  add(21, "task", 'R', 20, 100, 0);
+  ProcTree first(10, ProcDir(root_)), second(20, ProcDir(root_));
+  {
+    SharedProcSnapshot round;
+    first.scan_for_sample();
+    add(21, "task", 'R', 20, 300, 0);  // after the round's snapshot
+    second.scan_for_sample();
+    EXPECT_EQ(second.cpu_usage_usec(), first.cpu_usage_usec()) << "the round's snapshot";
+    EXPECT_EQ(second.scan().size(), 2u);
+    EXPECT_GT(second.cpu_usage_usec(), first.cpu_usage_usec()) << "scan() reads afresh";
+  }
+  add(11, "task", 'R', 10, 500, 0);
+  const auto before = first.cpu_usage_usec();
+  first.scan_for_sample();  // no round open: a fresh read
+  EXPECT_GT(first.cpu_usage_usec(), before);
+}
+
 TEST_F(FakeProc, CpuNeverDecreasesWhenAProcessVanishesUnwaited) {
   add(10, "pk-init", 'S', 1);
   add(11, "task", 'R', 10, 500, 0);

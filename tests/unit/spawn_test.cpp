@@ -5,6 +5,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "pollkill/container.h"
@@ -80,6 +83,132 @@ TEST(LingeringInit, ExecFailureIsReportedAndTheInitExits) {
   auto exit = spawned.child.reap();
   EXPECT_EQ(exit.exit_code, 127);
 }
+
+// Every spawn method against the real kernel (no cgroup: RunReaping covers the task cgroup).
+class SpawnVia : public ::testing::TestWithParam<SpawnMethod> {
+ protected:
+  SpawnRequest request(std::vector<std::string> argv) const {
+    return SpawnRequest{std::move(argv), {"PATH=/usr/bin:/bin"}, -1, GetParam()};
+  }
+  /// The method a plain task gets: what was asked for, except vfork where there is no
+  /// trampoline for this architecture.
+  SpawnMethod expected() const {
+#if defined(__x86_64__)
+    return GetParam();
+#else
+    return GetParam() == SpawnMethod::vfork ? SpawnMethod::clone3 : GetParam();
+#endif
+  }
+};
+
+TEST_P(SpawnVia, RunsTheProgramAndReturnsItsExit) {
+  Spawned spawned = spawn(request({"sh", "-c", "exit 7"}));
+  ASSERT_FALSE(spawned.failure) << spawned.failure->step;
+  EXPECT_EQ(spawned.method, expected());
+  EXPECT_EQ(spawned.child.reap().exit_code, 7);
+}
+
+TEST_P(SpawnVia, ExecFailureComesBackWithItsErrno) {
+  Spawned missing = spawn(request({"/nonexistent/pollkill-x"}));
+  ASSERT_TRUE(missing.failure);
+  EXPECT_EQ(missing.failure->step, "execve");
+  EXPECT_EQ(missing.failure->error, ENOENT);
+  EXPECT_EQ(missing.child.reap().exit_code, 127);
+  // Found in PATH but not executable: EACCES wins over the ENOENT of the other candidates.
+  char dir_template[] = "/tmp/pollkill-spawn-XXXXXX";
+  ASSERT_TRUE(::mkdtemp(dir_template));
+  const std::string dir = dir_template;
+  std::ofstream(dir + "/pk-not-exec") << "#!/bin/sh\n";
+  SpawnRequest not_exec = request({"pk-not-exec"});
+  not_exec.env = {"PATH=/nonexistent:" + dir};
+  Spawned denied = spawn(not_exec);
+  ::unlink((dir + "/pk-not-exec").c_str());
+  ::rmdir(dir.c_str());
+  ASSERT_TRUE(denied.failure);
+  EXPECT_EQ(denied.failure->error, EACCES);
+  EXPECT_EQ(denied.child.reap().exit_code, 127);
+}
+
+TEST_P(SpawnVia, AFailedStepBeforeExecIsNamed) {
+  SpawnRequest r = request({"/bin/true"});
+  r.cwd = "/nonexistent/pollkill-dir";
+  Spawned spawned = spawn(r);
+  ASSERT_TRUE(spawned.failure);
+  EXPECT_EQ(spawned.failure->step, "change to the working directory");
+  EXPECT_EQ(spawned.failure->error, ENOENT);
+  EXPECT_EQ(spawned.child.reap().exit_code, 127);
+}
+
+// The task starts with no signal blocked and SIGPIPE at its default, whatever pollkill blocks
+// or ignores (the vfork path blocks everything around the clone); pollkill's own mask is
+// back as it was afterwards.
+TEST_P(SpawnVia, TheTaskStartsWithAnEmptySignalMask) {
+  sigset_t blocked, before, after;
+  sigemptyset(&blocked);
+  sigaddset(&blocked, SIGUSR1);
+  sigaddset(&blocked, SIGTERM);
+  ASSERT_EQ(::pthread_sigmask(SIG_BLOCK, &blocked, &before), 0);
+  struct sigaction ignore {
+  }, old_pipe{};
+  ignore.sa_handler = SIG_IGN;
+  ::sigaction(SIGPIPE, &ignore, &old_pipe);
+  char path[] = "/tmp/pollkill-sigmask-XXXXXX";
+  UniqueFd out(::mkstemp(path));
+  ASSERT_TRUE(out);
+  SpawnRequest r = request({"grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"});
+  r.stdio[1] = out.get();
+  Spawned spawned = spawn(r);
+  ::pthread_sigmask(SIG_SETMASK, nullptr, &after);
+  ::sigaction(SIGPIPE, &old_pipe, nullptr);
+  ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
+  ASSERT_FALSE(spawned.failure) << spawned.failure->step;
+  EXPECT_EQ(spawned.child.reap().exit_code, 0);
+  std::stringstream text;
+  text << std::ifstream(path).rdbuf();
+  ::unlink(path);
+  EXPECT_NE(text.str().find("SigBlk:\t0000000000000000"), std::string::npos) << text.str();
+  // Only SIGPIPE: what pollkill was started with ignored stays ignored (as exec keeps it).
+  const size_t ign = text.str().find("SigIgn:\t");
+  ASSERT_NE(ign, std::string::npos) << text.str();
+  const unsigned long long ignored = std::stoull(text.str().substr(ign + 8, 16), nullptr, 16);
+  EXPECT_EQ(ignored & (1ULL << (SIGPIPE - 1)), 0u) << text.str();
+  EXPECT_TRUE(sigismember(&after, SIGUSR1) && sigismember(&after, SIGTERM));
+  EXPECT_FALSE(sigismember(&after, SIGHUP)) << "pollkill's mask is restored after the spawn";
+}
+
+// An init outlives the exec of the task, so it never runs in pollkill's memory.
+TEST(SpawnInit, GivesVforkWayToClone3) {
+  SubreaperScope scope;
+  SpawnRequest request{{"/bin/true"}, {}, -1, SpawnMethod::vfork};
+  request.subreaper_init = true;
+  Spawned spawned = spawn(request);
+  ASSERT_FALSE(spawned.failure) << spawned.failure->step;
+  EXPECT_EQ(spawned.method, SpawnMethod::clone3);
+  EXPECT_EQ(spawned.child.reap().exit_code, 0);
+}
+
+TEST(SpawnMethodChoice, FollowsPollkillSpawnMethod) {
+  const char* saved = ::getenv("POLLKILL_SPAWN_METHOD");
+  const std::string saved_value = saved ? saved : "";
+  ::setenv("POLLKILL_SPAWN_METHOD", "fork", 1);
+  EXPECT_EQ(default_spawn_method(), SpawnMethod::fork);
+  ::setenv("POLLKILL_SPAWN_METHOD", "clone3", 1);
+  EXPECT_EQ(default_spawn_method(), SpawnMethod::clone3);
+  ::unsetenv("POLLKILL_SPAWN_METHOD");
+#if defined(__x86_64__)
+  EXPECT_EQ(default_spawn_method(), SpawnMethod::vfork);
+#else
+  EXPECT_EQ(default_spawn_method(), SpawnMethod::clone3);
+#endif
+  if (saved) ::setenv("POLLKILL_SPAWN_METHOD", saved_value.c_str(), 1);
+}
+
+INSTANTIATE_TEST_SUITE_P(Methods, SpawnVia,
+                         ::testing::Values(SpawnMethod::vfork, SpawnMethod::clone3,
+                                           SpawnMethod::fork),
+                         [](const ::testing::TestParamInfo<SpawnMethod>& method) {
+                           return std::string(spawn_method_name(method.param));
+                         });
 
 }  // namespace
 }  // namespace pollkill

@@ -390,7 +390,7 @@ TEST_F(TaskWatchTest, PressureAndThreadsAreReadOnlyForTheRulesThatUseThem) {
 
   state_ = std::make_shared<FakeState>();
   policy_.limits.cpu_time.reset();
-  policy_.watchdog.hang_after = Duration(60000);
+  policy_.watchdog.hang_after = Duration(7000);  // short enough that no sample is skipped
   start(-1);
   run_for(Duration(1000));
   EXPECT_EQ(state_->thread_reads, 5) << "the start's baseline and 4 samples";
@@ -436,6 +436,50 @@ TEST_F(TaskWatchTest, MemoryFullStallOverThrashAfterIsThrashing) {
   ASSERT_EQ(state_->kills, 1);
   main_exited_and_emptied();
   EXPECT_EQ(result().status, Status::thrashing);
+}
+
+// hang_after 16 s at 250 ms: once a reading finds the task quiet, the next comes a sixteenth
+// of hang_after later (1 s, every 4th sample), and the verdict is at most that late.
+TEST_F(TaskWatchTest, AQuietTaskIsReadOnlyAsOftenAsItsThresholdNeeds) {
+  policy_.watchdog.hang_after = Duration(16000);
+  start(-1);
+  run_for(Duration(15750));
+  EXPECT_TRUE(state_->signals.empty()) << "no verdict before hang_after";
+  EXPECT_EQ(state_->cpu_reads, 2 + 15) << "0.25 s, 0.5 s, then every second: 1.5 ... 15.5 s";
+  run_for(Duration(1000));
+  EXPECT_EQ(state_->signals, (std::vector<int>{SIGTERM})) << "due at 16 s, seen at 16.5 s";
+}
+
+// CPU used somewhere in a stretch that was not read interval by interval: which intervals is
+// not known, so the streak starts again after it; the verdict comes later than reading every
+// interval would give (at most a sixteenth of hang_after), never earlier.
+TEST_F(TaskWatchTest, CpuUsedBetweenReadingsRestartsTheStreak) {
+  policy_.watchdog.hang_after = Duration(16000);
+  start(-1);
+  run_for(Duration(3000));
+  state_->cpu_usec += 5000;  // a burst at 3 s, found by the reading at 3.5 s
+  run_for(Duration(16250));
+  EXPECT_TRUE(state_->signals.empty())
+      << "every interval read would hang at 19 s; the streak restarts at 3.5 s: not at 19.25 s";
+  run_for(Duration(1000));
+  EXPECT_EQ(state_->signals, (std::vector<int>{SIGTERM}));
+}
+
+// What would see a rule late or miss progress keeps every sample read: cpu_time's overrun,
+// a heartbeat file written from outside the task, thresholds shorter than 32 intervals.
+TEST_F(TaskWatchTest, EverySampleReadsWhereAStrideWouldMissSomething) {
+  policy_.watchdog.hang_after = Duration(16000);
+  policy_.limits.cpu_time = Duration(60000);
+  start(-1);
+  run_for(Duration(2000));
+  EXPECT_EQ(state_->cpu_reads, 8);
+  watch_.reset();
+  policy_.limits.cpu_time.reset();
+  policy_.watchdog.hang_after = Duration(7750);  // a sixteenth is under two intervals
+  state_ = std::make_shared<FakeState>();
+  start(-1);
+  run_for(Duration(2000));
+  EXPECT_EQ(state_->cpu_reads, 8);
 }
 
 }  // namespace
