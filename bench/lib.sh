@@ -104,6 +104,19 @@ wait_for_processes() {
   return 1
 }
 
+# wait_for_command PID WANT LIMIT COMMAND_LINE: like wait_for_processes, for a run without task
+# cgroups (subreaper mode): counts the processes whose whole command line is COMMAND_LINE.
+wait_for_command() {
+  local pid=$1 want=$2 limit=$3 line=$4 start=$SECONDS
+  while [ $((SECONDS - start)) -lt "$limit" ]; do
+    kill -0 "$pid" 2>/dev/null || { echo "$(basename "$0"): pollkill $pid exited early" >&2; return 1; }
+    if [ "$(pgrep -c -x -f "$line" || true)" -ge "$want" ]; then return 0; fi
+    sleep 0.2
+  done
+  echo "$(basename "$0"): $want processes '$line' did not start within ${limit}s" >&2
+  return 1
+}
+
 # Starts pollkill batch with $1 concurrent `sleep 600` tasks at poll interval $2, waits until all
 # run, then measures pollkill's own CPU over $3 seconds. Prints one line:
 #   TASKS INTERVAL CPU_PERCENT_OF_ONE_CORE VMHWM_KIB VMRSS_KIB STARTUP_S CPU_PERCENT_SCHEDSTAT
@@ -113,14 +126,19 @@ wait_for_processes() {
 # measure_watching TASKS INTERVAL WINDOW [EXTRA_ARG...]: EXTRA_ARGs go to `pollkill batch`.
 measure_watching() {
   local tasks=$1 interval=$2 window=$3 pid t0 t1 c0 c1 s0 s1 hwm rss start_ns ready_ns
-  repeat_line "sleep 600" "$tasks" >"$work/sleep-tasks"
+  # A duration of this benchmark's own, for wait_for_command in subreaper mode.
+  local sleep_line="sleep 600.$$"
+  repeat_line "$sleep_line" "$tasks" >"$work/sleep-tasks"
   rm -rf "$work/w.jsonl" "$work/w.jsonl.logs"
   start_ns=$(now_ns)
   "$PK" batch -j "$tasks" -q --no-progress --poll-interval "$interval" --kill-grace 0 \
     "${@:4}" --results "$work/w.jsonl" "$work/sleep-tasks" >/dev/null 2>"$work/batch.err" &
   pid=$!
   bench_pids+=("$pid")
-  wait_for_processes "$pid" "$tasks" 120
+  case " ${*:4} " in
+    *" subreaper "*) wait_for_command "$pid" "$tasks" 120 "$sleep_line" ;;
+    *) wait_for_processes "$pid" "$tasks" 120 ;;
+  esac
   ready_ns=$(now_ns)
   sleep 1  # let the last spawns' bookkeeping settle
   c0=$(cpu_ticks "$pid"); s0=$(run_ns "$pid"); t0=$(now_ns)
