@@ -452,7 +452,12 @@ int main(int argc, char** argv) {
         diag::notice("wrote " + report_trace);
       }
       if (report_json) {
-        std::printf("%s\n", summary.to_json().dump(2).c_str());
+        // What the counts count comes first, as the text's heading says it.
+        nlohmann::ordered_json out;
+        out["scope"] = file_summary_heading(report_file);
+        const nlohmann::ordered_json counts = summary.to_json();
+        for (const auto& [key, value] : counts.items()) out[key] = value;
+        std::printf("%s\n", out.dump(2).c_str());
       } else {
         std::fputs(summary.format_text(file_summary_heading(report_file)).c_str(), stdout);
       }

@@ -678,6 +678,10 @@ TEST(Batch, ReportPrintsTheSummaryFromAResultsFile) {
   EXPECT_NE(text.out.find("2 tasks: 1 ok, 1 failed"), std::string::npos) << text.out;
   RunOutput j = run_pollkill({"report", "--json", results});
   auto summary = json::parse(j.out);
+  EXPECT_NE(summary["scope"].get<std::string>().find("each task's last final record, from every "
+                                                     "run written to this file"),
+            std::string::npos)
+      << j.out;
   EXPECT_EQ(summary["tasks"], 2);
   EXPECT_EQ(summary["counts"]["failed"], 1);
   EXPECT_EQ(summary["failed"][0]["id"], "2");
