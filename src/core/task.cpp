@@ -61,6 +61,11 @@ void TaskWatch::on_main_exit() {
   check_done();
 }
 
+std::uint64_t TaskWatch::cpu_usage_usec() {
+  if (sampled_cpu_usec_ && phase_ == Phase::running) return *sampled_cpu_usec_;
+  return container_->cpu_usage_usec();
+}
+
 void TaskWatch::on_events() {
   refresh_populated();
   check_done();
@@ -69,6 +74,7 @@ void TaskWatch::on_events() {
 void TaskWatch::on_sample(Clock::time_point now) {
   if (phase_ != Phase::running || done_) return;
   auto cpu = reads_.cpu ? container_->cpu_usage_usec() : 0;
+  if (reads_.cpu) sampled_cpu_usec_ = cpu;
   Sample sample{now, cpu, false};
   if (reads_.progress) sample.progress = probe_.observe(container_->pids());
   if (reads_.cpu_wait) {
