@@ -103,6 +103,11 @@ std::string show(const std::vector<std::string>& lines) {
   return out + "------------";
 }
 
+bool contains(const std::vector<std::string>& lines, const std::string& what) {
+  return std::any_of(lines.begin(), lines.end(),
+                     [&](const auto& l) { return l.find(what) != std::string::npos; });
+}
+
 // Every line within the width, no escape sequence left on the screen as text.
 void expect_clean(const std::vector<std::string>& lines, std::size_t width) {
   for (const auto& line : lines) {
@@ -142,6 +147,19 @@ class LiveViewInTmux : public ::testing::Test {
     return pid;
   }
 
+  // After Ctrl-C: exit 130, the three sleeps cancelled in the summary below one final progress
+  // line, the screen clean, and nothing of the batch left.
+  void expect_cancelled(const TmuxPane& pane, const std::vector<std::string>& lines,
+                        std::size_t width, pid_t pid) {
+    EXPECT_EQ(pane.exit_status(), 130) << show(lines);
+    EXPECT_TRUE(contains(lines, "3 cancelled")) << show(lines);
+    EXPECT_EQ(progress_lines(lines), 1u) << show(lines);
+    expect_clean(lines, width);
+    RunOutput run;
+    run.pid = pid;
+    expect_nothing_left(run, marker_);
+  }
+
   TempDir dir_;
   const std::string marker_ = unique_marker();
 };
@@ -158,11 +176,6 @@ std::vector<std::string> capture_until(const TmuxPane& pane, Pred pred,
       },
       timeout, Seconds(0.1));
   return lines;
-}
-
-bool contains(const std::vector<std::string>& lines, const std::string& what) {
-  return std::any_of(lines.begin(), lines.end(),
-                     [&](const auto& l) { return l.find(what) != std::string::npos; });
 }
 
 TEST_F(LiveViewInTmux, TheProgressLineFitsStaysOneLineThroughAResizeAndCtrlCLeavesItClean) {
@@ -198,14 +211,8 @@ TEST_F(LiveViewInTmux, TheProgressLineFitsStaysOneLineThroughAResizeAndCtrlCLeav
   pane.keys("C-c");
   ASSERT_TRUE(wait_until([&] { return pane.dead(); }, Seconds(30))) << show(pane.capture());
   lines = pane.capture();
-  EXPECT_EQ(pane.exit_status(), 130) << show(lines);
   EXPECT_TRUE(contains(lines, "interrupted: stopping")) << show(lines);
-  EXPECT_TRUE(contains(lines, "3 cancelled")) << show(lines);
-  EXPECT_EQ(progress_lines(lines), 1u) << show(lines);
-  expect_clean(lines, 40);
-  RunOutput run;
-  run.pid = pid;
-  expect_nothing_left(run, marker_);
+  expect_cancelled(pane, lines, 40, pid);
 }
 
 TEST_F(LiveViewInTmux, FullShowsTheRunningTasksInPlaceAndCtrlCEndsWithTheSummary) {
@@ -226,13 +233,15 @@ TEST_F(LiveViewInTmux, FullShowsTheRunningTasksInPlaceAndCtrlCEndsWithTheSummary
               R"({"id": "stubborn", "sh": "trap '' INT TERM; sleep )" + arg +
               R"(; :"})"
               "\n");
-  TmuxPane pane(200, 20, batch_command({"-j", "5", "--progress=full", "--kill-grace", "3s"}));
+  TmuxPane pane(200, 20, batch_command({"-j", "5", "--progress=full", "--kill-grace", "5s"}));
   ASSERT_TRUE(pane.ok());
   const pid_t pid = pollkill_pid();
 
   auto lines = capture_until(pane, [&](const auto& l) {
-    return contains(l, "slow-a") && contains(l, "slow-b") && contains(l, "stubborn") &&
-           contains(l, "fails failed") && contains(l, "exits-3 failed");
+    // Three sleeps: the stubborn one's shell has set its traps before it started its sleep.
+    return processes_matching(marker_, "sleep").size() == 3 && contains(l, "slow-a") &&
+           contains(l, "slow-b") && contains(l, "stubborn") && contains(l, "fails failed") &&
+           contains(l, "exits-3 failed");
   });
   EXPECT_EQ(progress_lines(lines), 1u) << show(lines);
   EXPECT_TRUE(contains(lines, "STATE")) << show(lines);
@@ -263,17 +272,11 @@ TEST_F(LiveViewInTmux, FullShowsTheRunningTasksInPlaceAndCtrlCEndsWithTheSummary
   EXPECT_TRUE(contains(lines, "in grace")) << show(lines);
   ASSERT_TRUE(wait_until([&] { return pane.dead(); }, Seconds(30))) << show(pane.capture());
   lines = pane.capture();
-  EXPECT_EQ(pane.exit_status(), 130) << show(lines);
   // The view gave way to the summary: no heading, no rows, no verdicts left on the screen.
   EXPECT_FALSE(contains(lines, "STATE")) << show(lines);
   EXPECT_FALSE(contains(lines, "in grace")) << show(lines);
   EXPECT_FALSE(contains(lines, "last:")) << show(lines);
-  EXPECT_TRUE(contains(lines, "3 cancelled")) << show(lines);
-  EXPECT_EQ(progress_lines(lines), 1u) << show(lines);
-  expect_clean(lines, 60);
-  RunOutput run;
-  run.pid = pid;
-  expect_nothing_left(run, marker_);
+  expect_cancelled(pane, lines, 60, pid);
 }
 
 }  // namespace
