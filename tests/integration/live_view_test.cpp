@@ -18,7 +18,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string quoted(const std::string& word) {
+std::string shell_quoted(const std::string& word) {
   std::string out = "'";
   for (char c : word) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return out + "'";
@@ -35,11 +35,12 @@ std::pair<std::string, int> shell(const std::string& command) {
   return {out, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
 }
 
-// One tmux server on a private socket with one pane of a fixed size, killed at the end.
+// One tmux server on a private socket with one pane of a fixed size, killed at the end. The
+// socket is a file in the test's directory (tmux leaves it behind), removed with it.
 class TmuxPane {
  public:
-  TmuxPane(std::size_t width, std::size_t height, const std::string& command) {
-    socket_ = "pollkill-test-" + std::to_string(::getpid()) + "-" + unique_marker();
+  TmuxPane(const fs::path& dir, std::size_t width, std::size_t height, const std::string& command) {
+    socket_ = shell_quoted((dir / "tmux.socket").string());
     // The pane stays after its command ended (remain-on-exit), so that its last screen and
     // its exit status can be read: set on an idle pane first, then the command respawned in it.
     ok_ = tmux("-f /dev/null new-session -d -s pk -x " + std::to_string(width) + " -y " +
@@ -49,13 +50,13 @@ class TmuxPane {
           // tmux 3.3 keeps a whole screen's clear in its history: the capture would show the
           // erased frame when it started on the first line.
           tmux("set-option -g scroll-on-clear off").second >= 0 &&
-          tmux("respawn-pane -k -t pk " + quoted(command)).second == 0;
+          tmux("respawn-pane -k -t pk " + shell_quoted(command)).second == 0;
   }
   ~TmuxPane() { tmux("kill-server"); }
   bool ok() const { return ok_; }
 
   std::pair<std::string, int> tmux(const std::string& args) const {
-    return shell("tmux -L " + socket_ + " " + args);
+    return shell("tmux -S " + socket_ + " " + args);
   }
   std::vector<std::string> capture() const {
     std::vector<std::string> lines;
@@ -70,14 +71,6 @@ class TmuxPane {
     }
     while (!lines.empty() && lines.back().empty()) lines.pop_back();
     return lines;
-  }
-  /// Dead, with its exit status known.
-  bool dead() const { return exit_status().has_value(); }
-  std::optional<int> exit_status() const {
-    auto [out, rc] = tmux("display-message -p -t pk '#{pane_dead}:#{pane_dead_status}'");
-    if (rc != 0 || out.rfind("1:", 0) != 0 || out.size() < 4) return std::nullopt;
-    out.erase(0, 2);
-    return std::stoi(out);
   }
   void keys(const std::string& keys) const { tmux("send-keys -t pk " + keys); }
   void resize(std::size_t width) const { tmux("resize-window -t pk -x " + std::to_string(width)); }
@@ -131,14 +124,24 @@ void expect_clean(const std::vector<std::string>& lines, std::size_t width) {
 class LiveViewInTmux : public ::testing::Test {
  protected:
   // `pollkill batch FLAGS tasks` in a pane, its pid written where the test finds it.
+  // `pollkill batch FLAGS tasks` in a pane: its pid written where the test finds it, and when
+  // it ended, its exit status as the shell's $? says it (128+N for signal N). The shell
+  // around it catches SIGINT (and so runs on after Ctrl-C); pollkill gets its default back.
   std::string batch_command(const std::vector<std::string>& flags) {
-    std::string command = "echo live view; echo $$ > " + quoted((dir_.path() / "pid").string()) +
-                          "; exec " + quoted(POLLKILL_BINARY) + " batch";
-    for (const auto& f : flags) command += " " + quoted(f);
-    command += " --results " + quoted((dir_.path() / "r.jsonl").string()) + " " +
-               quoted((dir_.path() / "tasks").string());
-    return command;
+    std::string command = "echo $$ > " + shell_quoted((dir_.path() / "pid").string()) + "; exec " +
+                          shell_quoted(POLLKILL_BINARY) + " batch";
+    for (const auto& f : flags) command += " " + shell_quoted(f);
+    command += " --results " + shell_quoted((dir_.path() / "r.jsonl").string()) + " " +
+               shell_quoted((dir_.path() / "tasks").string());
+    return "trap : INT; echo live view; sh -c " + shell_quoted(command) + "; echo $? > " +
+           shell_quoted((dir_.path() / "status").string());
   }
+  std::optional<int> exit_status() {
+    const std::string status = slurp(dir_.path() / "status");
+    if (status.empty() || status.back() != '\n') return std::nullopt;
+    return std::atoi(status.c_str());
+  }
+  bool ended() { return exit_status().has_value(); }
   void write_tasks(const std::string& tasks) { write_file(dir_.path() / "tasks", tasks); }
   pid_t pollkill_pid() {
     pid_t pid = 0;
@@ -149,9 +152,8 @@ class LiveViewInTmux : public ::testing::Test {
 
   // After Ctrl-C: exit 130, the three sleeps cancelled in the summary below one final progress
   // line, the screen clean, and nothing of the batch left.
-  void expect_cancelled(const TmuxPane& pane, const std::vector<std::string>& lines,
-                        std::size_t width, pid_t pid) {
-    EXPECT_EQ(pane.exit_status(), 130) << show(lines);
+  void expect_cancelled(const std::vector<std::string>& lines, std::size_t width, pid_t pid) {
+    EXPECT_EQ(exit_status(), 130) << show(lines);
     EXPECT_TRUE(contains(lines, "3 cancelled")) << show(lines);
     EXPECT_EQ(progress_lines(lines), 1u) << show(lines);
     expect_clean(lines, width);
@@ -183,7 +185,7 @@ TEST_F(LiveViewInTmux, TheProgressLineFitsStaysOneLineThroughAResizeAndCtrlCLeav
   PK_REQUIRE_TMUX();
   const std::string sleep = "sleep " + long_sleep_arg(marker_);
   write_tasks(sleep + "\n" + sleep + "\nfalse\nsh -c 'exit 3'\n" + sleep + "\ntrue\n");
-  TmuxPane pane(60, 20, batch_command({"-j", "4"}));
+  TmuxPane pane(dir_.path(), 60, 20, batch_command({"-j", "4"}));
   ASSERT_TRUE(pane.ok());
   const pid_t pid = pollkill_pid();
 
@@ -209,10 +211,10 @@ TEST_F(LiveViewInTmux, TheProgressLineFitsStaysOneLineThroughAResizeAndCtrlCLeav
   // Ctrl-C: the batch cancels the sleeps, exits 130 and prints its summary below one final
   // progress line.
   pane.keys("C-c");
-  ASSERT_TRUE(wait_until([&] { return pane.dead(); }, Seconds(30))) << show(pane.capture());
+  ASSERT_TRUE(wait_until([&] { return ended(); }, Seconds(30))) << show(pane.capture());
   lines = pane.capture();
   EXPECT_TRUE(contains(lines, "interrupted: stopping")) << show(lines);
-  expect_cancelled(pane, lines, 40, pid);
+  expect_cancelled(lines, 40, pid);
 }
 
 TEST_F(LiveViewInTmux, FullShowsTheRunningTasksInPlaceAndCtrlCEndsWithTheSummary) {
@@ -233,7 +235,8 @@ TEST_F(LiveViewInTmux, FullShowsTheRunningTasksInPlaceAndCtrlCEndsWithTheSummary
               R"({"id": "stubborn", "sh": "trap '' INT TERM; sleep )" + arg +
               R"(; :"})"
               "\n");
-  TmuxPane pane(200, 20, batch_command({"-j", "5", "--progress=full", "--kill-grace", "5s"}));
+  TmuxPane pane(dir_.path(), 200, 20,
+                batch_command({"-j", "5", "--progress=full", "--kill-grace", "5s"}));
   ASSERT_TRUE(pane.ok());
   const pid_t pid = pollkill_pid();
 
@@ -270,13 +273,13 @@ TEST_F(LiveViewInTmux, FullShowsTheRunningTasksInPlaceAndCtrlCEndsWithTheSummary
   pane.keys("C-c");
   lines = capture_until(pane, [&](const auto& l) { return contains(l, "in grace"); });
   EXPECT_TRUE(contains(lines, "in grace")) << show(lines);
-  ASSERT_TRUE(wait_until([&] { return pane.dead(); }, Seconds(30))) << show(pane.capture());
+  ASSERT_TRUE(wait_until([&] { return ended(); }, Seconds(30))) << show(pane.capture());
   lines = pane.capture();
   // The view gave way to the summary: no heading, no rows, no verdicts left on the screen.
   EXPECT_FALSE(contains(lines, "STATE")) << show(lines);
   EXPECT_FALSE(contains(lines, "in grace")) << show(lines);
   EXPECT_FALSE(contains(lines, "last:")) << show(lines);
-  expect_cancelled(pane, lines, 60, pid);
+  expect_cancelled(lines, 60, pid);
 }
 
 }  // namespace
