@@ -11,7 +11,7 @@ _pollkill_policies() {
 }
 
 _pollkill() {
-  local cur prev words cword
+  local cur prev words cword split
   _init_completion -s || return
 
   local limits='--memory --memory-high --swap --cpus --pids --wall-time --wall-time-max --cpu-time
@@ -26,6 +26,13 @@ _pollkill() {
       *) if [[ -z $cmd ]]; then cmd=${words[i]}; elif [[ $cmd == policy && -z $sub ]]; then sub=${words[i]}; fi ;;
     esac
   done
+
+  # --progress takes its mode only after '=' (never the next word): _init_completion -s split
+  # "--progress=fu" into prev and cur.
+  if [[ $prev == --progress ]] && $split; then
+    COMPREPLY=($(compgen -W 'off line full' -- "$cur"))
+    return
+  fi
 
   case $prev in
     --policy)

@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 
+#include "pollkill/live_view.h"
 #include "pollkill/policy.h"
 #include "pollkill/units.h"
 
@@ -23,8 +24,9 @@ struct BatchRequest {
   std::string logs;    ///< empty: "<results without .jsonl>.logs" next to the results
   std::string joblog;  ///< empty: none
   bool resume = false;
-  std::optional<bool> progress;  ///< unset: on when stderr is a terminal
-  int verbosity = 1;             ///< 0 quiet, 1 normal (summary), 2 verbose (every attempt)
+  /// --progress=MODE; unset: `line` when stderr is a terminal, else off (EngineRequest).
+  std::optional<ProgressMode> progress;
+  int verbosity = 1;  ///< 0 quiet, 1 normal (summary), 2 verbose (every attempt)
   Duration sync_interval{100};
 };
 

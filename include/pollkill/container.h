@@ -59,6 +59,9 @@ class TaskContainer {
   virtual std::optional<std::uint64_t> cpu_pressure_some_usec() { return std::nullopt; }
   /// The memory.pressure `full` total (usec); nullopt where there is none.
   virtual std::optional<std::uint64_t> memory_full_usec() { return std::nullopt; }
+  /// The memory the task uses now (memory.current, or v1's memory.usage_in_bytes), for the
+  /// live view; nullopt without a memory controller (or a cgroup).
+  virtual std::optional<std::uint64_t> memory_current() { return std::nullopt; }
   /// Where an evidence capture finds the task's processes (`main_pid`: the watch's main
   /// process; in subreaper mode that is pollkill's init, and the task's is its first child).
   /// The container must outlive the capture.
@@ -85,6 +88,7 @@ class CgroupContainer final : public TaskContainer {
   std::vector<pid_t> threads() override;
   std::optional<std::uint64_t> cpu_pressure_some_usec() override;
   std::optional<std::uint64_t> memory_full_usec() override;
+  std::optional<std::uint64_t> memory_current() override;
   EvidenceTarget evidence_target(pid_t main_pid) override;
 
  private:

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <string>
 #include <string_view>
 
 #include "pollkill/error.h"
@@ -34,6 +35,13 @@ void error(const Error& e);
 void error(std::string_view message);
 /// Text written as it is (the progress line, the summary block). Not when quiet.
 void text(std::string_view text);
+
+/// A display drawn in place on the terminal (the batch's progress line or live view) that a
+/// message must not be written into: `erase` gives the bytes that take it off the screen (or
+/// end its line), written before each message line in the same write; the display draws
+/// itself again below the message. An empty function: no such display.
+using Eraser = std::function<std::string()>;
+void set_eraser(Eraser erase);
 
 /// Where the messages go: stderr by default. Tests capture them with their own writer;
 /// an empty function restores stderr.

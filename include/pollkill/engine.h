@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -13,6 +14,7 @@
 #include "pollkill/event_loop.h"
 #include "pollkill/launcher.h"
 #include "pollkill/limits.h"
+#include "pollkill/live_view.h"
 #include "pollkill/policy.h"
 #include "pollkill/report.h"
 #include "pollkill/result.h"
@@ -21,6 +23,7 @@
 #include "pollkill/sandbox.h"
 #include "pollkill/session.h"
 #include "pollkill/task_queue.h"
+#include "pollkill/terminal.h"
 
 namespace pollkill {
 
@@ -53,7 +56,13 @@ struct EngineRequest {
   bool record_unstarted = false;
   /// Batch messages: 0 none (`run`, -q), 1 the cancellation notice, 2 also every attempt.
   int verbosity = 0;
-  bool progress = false;        ///< a progress line on stderr, four times a second
+  /// What is shown on stderr while the tasks run (docs/ARCHITECTURE.md, "The live view"). On
+  /// a terminal: the progress line, four times a second, or the view of the running tasks
+  /// twice a second, both fitted to its size and redrawn in place (again at once on SIGWINCH),
+  /// erased for any message and replaced by the final progress line at the end. Not on a
+  /// terminal, no escape sequences: `line` rewrites one line with carriage returns; `full`
+  /// writes a line per ended attempt and the progress line every 10 seconds.
+  ProgressMode progress = ProgressMode::off;
   std::uint64_t total = 0;      ///< tasks in all, for the progress line
   Duration sync_interval{100};  ///< most time between a record and its fdatasync
 };
@@ -89,7 +98,10 @@ class Engine {
   void on_signal(int sig);
   void on_sample();
   void arm_sync();
-  void draw_progress(bool force);
+  void draw_progress();
+  void draw_view(Clock::time_point now, const ProgressCounts& counts);
+  void end_progress();
+  void on_resize();
   std::size_t running() const;
 
   EngineRequest request_;
@@ -109,7 +121,13 @@ class Engine {
   std::optional<int> cancel_signal_;
   std::optional<Result> last_;
   Clock::time_point started_ = Clock::now();
-  Clock::time_point last_draw_{};
+  /// The progress display: the terminal's size (none: stderr is not a terminal), the frame
+  /// drawn on it, the newest verdicts (full view), what was last written elsewhere.
+  std::optional<TerminalSize> terminal_;
+  InPlace in_place_;
+  std::deque<LiveVerdict> verdicts_;
+  Clock::time_point last_status_{};
+  std::size_t plain_line_ = 0;  ///< not a terminal, `line`: the length of the line shown
 };
 
 }  // namespace pollkill

@@ -12,6 +12,7 @@
 #include <initializer_list>
 #include <memory>
 #include <unordered_map>
+#include <vector>
 
 #include "pollkill/fd.h"
 #include "pollkill/units.h"
@@ -105,6 +106,12 @@ class EventLoop {
   /// the descriptor stays the caller's. Throws SystemError.
   Id add_kernfs_notify(int fd, Handler on_change);
 
+  /// Also reads `sig` through the signalfd, blocked for the loop's lifetime, and calls
+  /// `handler` (not the cancel handler) when it arrives: a signal that asks for work, such as
+  /// SIGWINCH (the terminal was resized), is handled in the loop like any event, never in an
+  /// asynchronous handler. Throws SystemError.
+  void add_signal(int sig, Handler handler);
+
   /// Calls the signal handler for every signal already pending (one that arrived before the
   /// loop existed included), without waiting.
   void poll_signals() { read_signals(); }
@@ -121,6 +128,8 @@ class EventLoop {
   UniqueFd epfd_;
   UniqueFd sigfd_;
   std::function<void(int)> on_signal_;
+  std::vector<std::unique_ptr<BlockedSignals>> more_blocked_;  ///< add_signal's
+  std::unordered_map<int, Handler> signal_handlers_;
   struct Entry {
     int fd;
     std::shared_ptr<Handler> handler;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "pollkill/event_loop.h"
+#include "pollkill/live_view.h"
 #include "pollkill/output.h"
 #include "pollkill/policy.h"
 #include "pollkill/result.h"
@@ -86,6 +87,13 @@ class RunningAttempt {
   ~RunningAttempt();
 
   const AttemptSpec& spec() const { return spec_; }
+  /// When it was launched.
+  Clock::time_point started() const { return start_; }
+  /// The attempt as the live view shows it (`--progress=full`): id, elapsed and state, and
+  /// with `figures` its CPU (the watch's last sample, else one read of the container) and its
+  /// memory now (where a memory controller counts it). Never throws: a figure that cannot be
+  /// read is not known.
+  LiveTask live(Clock::time_point now, bool figures);
   /// Over: the task is gone (or given up on) and what it wrote through the relay was
   /// delivered (or dropped: pollkill was asked to stop, or the destination went away), or it
   /// never started (its result is set). Delivering what a task left waits for a slow reader

@@ -63,6 +63,7 @@ class Summary {
   void add(const SummaryRecord& record);
   /// Tasks counted as done without a record in this run (skipped by --resume).
   void add_skipped(Status final_status);
+  std::uint64_t skipped() const { return skipped_; }
 
   std::uint64_t finals() const;
   std::uint64_t count(Status status) const;
@@ -73,9 +74,6 @@ class Summary {
   /// The text summary. `heading`, when given, is its first line: what the counts cover,
   /// which differs between the end of a batch (this run) and `report` (the whole file).
   std::string format_text(std::string_view heading = {}) const;
-  /// A batch's progress line for a terminal: "\r3/10 done, 2 running, 2 ok, 1 hung, 4s
-  /// elapsed, ETA 9s" (every final so far counts as done), ending with a clear-to-end-of-line.
-  std::string progress_line(std::uint64_t total, std::size_t running, double elapsed_s) const;
   nlohmann::ordered_json to_json() const;
 
   /// The signature groups, largest first (ties: status, then signature).

@@ -110,6 +110,15 @@ class TaskWatch {
   int tree_fd() const { return child_.lingering() ? child_.pidfd() : -1; }
   TaskContainer& container() { return *container_; }
 
+  /// Where the watch is: the task runs; a verdict's evidence is being captured; SIGTERM was
+  /// sent and the kill grace runs (a verdict or a cancel); the task was killed and its
+  /// container is emptying.
+  enum class Phase { running, capturing, terminating, killed };
+  Phase phase() const { return phase_; }
+  /// The CPU the task has used, for the live view: the last sample's when samples read the
+  /// CPU (nothing read again), else read now from the container. Microseconds.
+  std::uint64_t cpu_usage_usec();
+
   void on_main_exit();
   void on_events();
   /// A verdict (watchdog, output limit, stop_with) is taken only from a task still running:
@@ -133,8 +142,6 @@ class TaskWatch {
   void fill(Result& result, const Outcome& base, Clock::time_point started);
 
  private:
-  enum class Phase { running, capturing, terminating, killed };
-
   /// Before a verdict: reaps a main process that already ended (and kills its orphans, or
   /// sees the container empty). True when the task is over or stopping without a verdict.
   bool ended_already();
@@ -176,7 +183,8 @@ class TaskWatch {
   bool gave_up_ = false;
   std::optional<Child::Exit> main_exit_;
   std::optional<Verdict> verdict_;
-  std::optional<Clock::time_point> ended_at_;  ///< when done_ became true
+  std::optional<std::uint64_t> sampled_cpu_usec_;  ///< the last sample's, when it read the CPU
+  std::optional<Clock::time_point> ended_at_;      ///< when done_ became true
   std::optional<int> cancel_signal_;
   std::set<int> reaped_;
   std::vector<UnkillableProcess> unkillable_;

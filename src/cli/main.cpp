@@ -18,6 +18,7 @@
 #include "pollkill/error.h"
 #include "pollkill/event_loop.h"
 #include "pollkill/gc.h"
+#include "pollkill/live_view.h"
 #include "pollkill/policy.h"
 #include "pollkill/policy_path.h"
 #include "pollkill/policy_schema.h"
@@ -102,7 +103,8 @@ int main(int argc, char** argv) {
   BatchRequest batch_request;
   std::string batch_policy, batch_root, sync_interval, retries_text;
   int jobs = 0;
-  bool progress_on = false, progress_off = false, batch_quiet = false, batch_verbose = false;
+  std::string progress_mode;
+  bool progress_off = false, batch_quiet = false, batch_verbose = false;
   add_limit_flags(batch, batch_flags);
   std::vector<std::string> batch_words;
   batch
@@ -145,8 +147,22 @@ int main(int argc, char** argv) {
       ->add_option("--sync-interval", sync_interval,
                    "most time between a record and its fdatasync (default 100ms)")
       ->type_name("DURATION");
-  batch->add_flag("--progress", progress_on, "show a progress line even when not on a terminal");
-  batch->add_flag("--no-progress", progress_off, "no progress line");
+  // A flag with an optional `=MODE`, never the next word: `--progress tasks.txt` keeps its
+  // task file. CLI11 gives a bare flag the value "true".
+  batch
+      ->add_flag("--progress", progress_mode,
+                 "show progress even when not on a terminal: --progress or --progress=line the "
+                 "progress line, --progress=full the running tasks (top-like), "
+                 "--progress=off none (default: line on a terminal)")
+      ->type_name("[=MODE]")
+      ->transform(CLI::Validator(
+          [](std::string& value) {
+            if (value == "true") value = "line";
+            return std::string();
+          },
+          "", "bare flag"))
+      ->check(one_of(progress_mode_words()));
+  batch->add_flag("--no-progress", progress_off, "no progress (--progress=off)");
   batch->add_flag("-q,--quiet", batch_quiet, "print no summary");
   batch->add_flag("-v,--verbose", batch_verbose, "print every attempt as it ends");
   bool batch_slurm = false;
@@ -361,8 +377,8 @@ int main(int argc, char** argv) {
             with_flag("--sync-interval", [&] { return parse_duration(sync_interval); });
       if (!batch_root.empty()) batch_request.cgroup_root = batch_root;
       batch_request.jobs = jobs;
-      if (progress_on) batch_request.progress = true;
-      if (progress_off) batch_request.progress = false;
+      if (!progress_mode.empty()) batch_request.progress = progress_mode_from_string(progress_mode);
+      if (progress_off) batch_request.progress = ProgressMode::off;
       batch_request.verbosity = batch_quiet ? 0 : batch_verbose ? 2 : 1;
       diag::set_level(batch_quiet     ? diag::Level::quiet
                       : batch_verbose ? diag::Level::verbose

@@ -19,6 +19,7 @@
 #include "pollkill/sandbox.h"
 #include "pollkill/task_queue.h"
 #include "pollkill/taskfile.h"
+#include "pollkill/terminal.h"
 
 namespace pollkill {
 
@@ -138,8 +139,10 @@ int run_batch(const BatchRequest& request) {
   engine.retries = true;
   engine.gc_dead_runs = true;
   engine.verbosity = request.verbosity;
-  engine.progress =
-      request.progress.value_or(::isatty(STDERR_FILENO) == 1) && request.verbosity > 0;
+  engine.progress = request.verbosity == 0       ? ProgressMode::off
+                    : request.progress           ? *request.progress
+                    : is_terminal(STDERR_FILENO) ? ProgressMode::line
+                                                 : ProgressMode::off;
   engine.total = validation.tasks;
   engine.sync_interval = request.sync_interval;
 

@@ -42,6 +42,13 @@ std::uint64_t CgroupContainer::cpu_usage_usec() {
   return it == stat.end() ? 0 : it->second;
 }
 
+std::optional<std::uint64_t> CgroupContainer::memory_current() {
+  if (auto current = dir_.read_u64("memory.current")) return current;
+  if (const CgroupDir* v1_memory = v1_.dir_for("memory"))
+    return v1_memory->read_u64("memory.usage_in_bytes");
+  return std::nullopt;
+}
+
 std::vector<int> CgroupContainer::pids() {
   // Read at every sample when hang or spin detection is on: kept open, pread from offset 0.
   if (!cgroup_procs_) {

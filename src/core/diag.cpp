@@ -10,6 +10,7 @@ namespace {
 
 Level g_level = Level::normal;
 Writer g_writer;
+Eraser g_eraser;
 
 // One write(2) per message, so lines from pollkill and its guard or tasks do not interleave
 // within a line, and nothing is held in a stdio buffer when the process is killed.
@@ -31,7 +32,8 @@ void emit(std::string_view text) {
 }
 
 void line(std::string_view kind, std::string_view message) {
-  std::string out = "pollkill: ";
+  std::string out = g_eraser ? g_eraser() : std::string();
+  out += "pollkill: ";
   out += kind;
   out += message;
   out += '\n';
@@ -71,6 +73,9 @@ void error(std::string_view message) {
 }
 void text(std::string_view text) {
   if (enabled(Level::normal)) emit(text);
+}
+void set_eraser(Eraser erase) {
+  g_eraser = std::move(erase);
 }
 void set_writer(Writer writer) {
   g_writer = std::move(writer);

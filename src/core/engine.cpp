@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
+#include <utility>
 
 #include "pollkill/diag.h"
 #include "pollkill/error.h"
@@ -10,6 +12,12 @@
 #include "pollkill/taskfile.h"
 
 namespace pollkill {
+namespace {
+
+constexpr std::size_t kLiveVerdicts = 3;      ///< the newest verdicts the full view keeps
+constexpr Duration kPlainStatusEvery{10000};  ///< not a terminal, `full`: the progress line
+
+}  // namespace
 
 // One slot and what runs in it.
 struct Engine::Place {
@@ -28,7 +36,8 @@ Engine::Engine(EngineRequest request)
                request_.sandbox) {}
 
 Engine::~Engine() {
-  places_.clear();  // the attempts (and their descriptors) before the session and the loop
+  diag::set_eraser({});  // the display's, when run() left by an exception
+  places_.clear();       // the attempts (and their descriptors) before the session and the loop
 }
 
 std::size_t Engine::running() const {
@@ -59,10 +68,20 @@ EngineOutcome Engine::run(TaskQueue& queue, RecordWriter* records, AppendFile* j
       if (joblog_) joblog_->sync();
     });
   }
-  if (request_.progress) {
+  if (request_.progress != ProgressMode::off) {
+    terminal_ = terminal_size(STDERR_FILENO);
+    if (terminal_) loop.add_signal(SIGWINCH, [this] { on_resize(); });
+    // Messages go above the display: it is erased first (a line not on a terminal ended).
+    diag::set_eraser([this] {
+      if (terminal_) return in_place_.erase();
+      return std::string(std::exchange(plain_line_, 0) > 0 ? "\n" : "");
+    });
+    const bool view = terminal_ && request_.progress == ProgressMode::full;
+    const Duration every(view ? 500 : 250);
     progress_timer_.emplace();
-    loop.add_timer(*progress_timer_, [this] { draw_progress(false); });
-    progress_timer_->arm(Duration(250), Duration(250));
+    loop.add_timer(*progress_timer_, [this] { draw_progress(); });
+    progress_timer_->arm(every, every);
+    last_status_ = Clock::now();
   }
 
   // A cancel that arrived before the loop (pollkill's start-up, the session's setup) is
@@ -97,10 +116,7 @@ EngineOutcome Engine::run(TaskQueue& queue, RecordWriter* records, AppendFile* j
       record(result, *next);
     }
   }
-  if (request_.progress) {
-    draw_progress(true);
-    diag::text("\n");
-  }
+  if (request_.progress != ProgressMode::off) end_progress();
   if (records_) records_->sync();
   if (joblog_) joblog_->sync();
   places_.clear();
@@ -218,10 +234,15 @@ void Engine::record(Result& result, const QueuedAttempt& what) {
     joblog_->append(format_joblog_line(joblog_entry(result, what.task.number())));
   }
   summary_.add(SummaryRecord::from(result));
-  if (request_.verbosity > 1) {
+  // Every attempt as it ends: -v, and the full view's plain form (not on a terminal).
+  if (request_.verbosity > 1 || (request_.progress == ProgressMode::full && !terminal_)) {
     diag::notice(result.id + " (attempt " + std::to_string(result.attempt) +
                  "): " + std::string(to_string(result.status)) + ": " + result.reason +
                  (result.evidence ? " (evidence: " + *result.evidence + ")" : ""));
+  }
+  if (request_.progress == ProgressMode::full && terminal_) {
+    verdicts_.push_back(LiveVerdict{result.id, result.attempt, result.status, result.reason});
+    if (verdicts_.size() > kLiveVerdicts) verdicts_.pop_front();
   }
   if (result.status == Status::ok) ok_walls_.add(result.wall_s);
   if (retry) {
@@ -237,7 +258,8 @@ void Engine::on_signal(int sig) {
   if (!cancel_signal_) {
     cancel_signal_ = sig;
     if (request_.verbosity > 0) {
-      diag::text("\n");
+      // After the terminal's "^C". A progress display is erased (or its line ended) instead.
+      if (request_.progress == ProgressMode::off) diag::text("\n");
       diag::notice(std::string(sig == SIGINT ? "interrupted" : "terminated") +
                    ": stopping; running tasks are being reaped");
     }
@@ -263,12 +285,73 @@ void Engine::arm_sync() {
   sync_timer_->arm(request_.sync_interval);
 }
 
-void Engine::draw_progress(bool force) {
-  auto now = Clock::now();
-  if (!force && now - last_draw_ < Duration(250)) return;
-  last_draw_ = now;
-  diag::text(summary_.progress_line(request_.total, running(),
-                                    std::chrono::duration<double>(now - started_).count()));
+void Engine::draw_progress() {
+  const auto now = Clock::now();
+  const ProgressCounts counts = ProgressCounts::of(
+      summary_, request_.total, running(), std::chrono::duration<double>(now - started_).count());
+  if (terminal_) {
+    // One column short of the width: a line that reaches the last column leaves the cursor
+    // waiting to wrap, where a clear-to-end-of-line would take its last character.
+    const std::size_t width = std::max<std::size_t>(terminal_->width, 2) - 1;
+    if (request_.progress == ProgressMode::full) {
+      draw_view(now, counts);
+    } else {
+      diag::text(in_place_.redraw({format_progress_line(counts, width)}));
+    }
+  } else if (request_.progress == ProgressMode::line) {
+    // Not a terminal (--progress asked for it): no escape sequences; blanks clear the rest
+    // of a longer line before.
+    std::string line = format_progress_line(counts, std::string::npos);
+    const std::size_t length = line.size();
+    if (length < plain_line_) line.append(plain_line_ - length, ' ');
+    plain_line_ = length;
+    diag::text("\r" + line);
+  } else if (now - last_status_ >= kPlainStatusEvery) {
+    last_status_ = now;
+    diag::text(format_progress_line(counts, std::string::npos) + "\n");
+  }
+}
+
+void Engine::draw_view(Clock::time_point now, const ProgressCounts& counts) {
+  const std::size_t width = std::max<std::size_t>(terminal_->width, 2) - 1;
+  // A line left for the cursor below the frame's last: the frame never scrolls itself away.
+  const std::size_t height = terminal_->height > 1 ? terminal_->height - 1 : 1;
+  std::vector<RunningAttempt*> attempts;
+  for (auto& place : places_)
+    if (RunningAttempt* attempt = place->slot.current()) attempts.push_back(attempt);
+  // The longest running first; figures (a read or two each) only for the rows shown.
+  std::sort(attempts.begin(), attempts.end(),
+            [](const auto* a, const auto* b) { return a->started() < b->started(); });
+  const std::size_t rows = live_view_rows(height, attempts.size(), verdicts_.size());
+  std::vector<LiveTask> tasks;
+  for (std::size_t i = 0; i < rows && i < attempts.size(); ++i)
+    tasks.push_back(attempts[i]->live(now, true));
+  diag::text(in_place_.redraw(format_live_view(counts, tasks, verdicts_, width, height)));
+}
+
+// The display gives way to the end-of-batch summary: the final progress line stays.
+void Engine::end_progress() {
+  diag::set_eraser({});
+  const ProgressCounts counts =
+      ProgressCounts::of(summary_, request_.total, running(),
+                         std::chrono::duration<double>(Clock::now() - started_).count());
+  if (terminal_) {
+    const std::size_t width = std::max<std::size_t>(terminal_->width, 2) - 1;
+    std::string out = in_place_.erase();  // the cursor at the start of the frame's first line
+    if (out.empty()) out = "\r";
+    diag::text(out + format_progress_line(counts, width) + "\x1b[K\n");
+  } else if (request_.progress == ProgressMode::line) {
+    draw_progress();
+    diag::text("\n");
+  } else {
+    diag::text(format_progress_line(counts, std::string::npos) + "\n");
+  }
+}
+
+void Engine::on_resize() {
+  if (auto size = terminal_size(STDERR_FILENO)) terminal_ = size;
+  in_place_.resized(terminal_->width);
+  draw_progress();
 }
 
 }  // namespace pollkill

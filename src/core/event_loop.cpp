@@ -139,10 +139,25 @@ void EventLoop::remove(Id id) {
   }
 }
 
+void EventLoop::add_signal(int sig, Handler handler) {
+  more_blocked_.push_back(std::make_unique<BlockedSignals>(std::initializer_list<int>{sig}));
+  // The signalfd reads the cancel signals and every signal added so far.
+  sigset_t set = blocked_.set();
+  sigaddset(&set, sig);
+  for (const auto& [other, unused] : signal_handlers_) sigaddset(&set, other);
+  if (::signalfd(sigfd_.get(), &set, SFD_CLOEXEC | SFD_NONBLOCK) < 0) throw_errno("signalfd");
+  signal_handlers_[sig] = std::move(handler);
+}
+
 void EventLoop::read_signals() {
   signalfd_siginfo info;
   while (::read(sigfd_.get(), &info, sizeof info) == sizeof info) {
-    on_signal_(static_cast<int>(info.ssi_signo));
+    const int sig = static_cast<int>(info.ssi_signo);
+    if (auto it = signal_handlers_.find(sig); it != signal_handlers_.end()) {
+      it->second();
+    } else {
+      on_signal_(sig);
+    }
   }
 }
 

@@ -298,6 +298,32 @@ void RunningAttempt::on_capture_end() {
   if (watch_) watch_->on_capture_end();
 }
 
+LiveTask RunningAttempt::live(Clock::time_point now, bool figures) {
+  LiveTask task;
+  task.id = spec_.id;
+  task.attempt = spec_.attempt;
+  task.elapsed_s = std::chrono::duration<double>(now - start_).count();
+  if (!watch_) return task;
+  if (watch_->finished()) {
+    task.state = LiveState::ending;  // its output is still being delivered
+  } else {
+    switch (watch_->phase()) {
+      case TaskWatch::Phase::running: task.state = LiveState::running; break;
+      case TaskWatch::Phase::capturing: task.state = LiveState::capturing; break;
+      case TaskWatch::Phase::terminating: task.state = LiveState::grace; break;
+      case TaskWatch::Phase::killed: task.state = LiveState::killing; break;
+    }
+  }
+  if (!figures || watch_->finished()) return task;
+  try {
+    task.cpu_s = static_cast<double>(watch_->cpu_usage_usec()) / 1e6;
+    task.memory_bytes = watch_->container().memory_current();
+  } catch (const Error&) {
+    // A cgroup going away while it is read: the row shows what it has.
+  }
+  return task;
+}
+
 void RunningAttempt::cancel(int sig) {
   cancelled_ = true;
   if (watch_) watch_->cancel(sig);

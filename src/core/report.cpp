@@ -216,24 +216,6 @@ std::string Summary::format_text(std::string_view heading) const {
   return out;
 }
 
-std::string Summary::progress_line(std::uint64_t total, std::size_t running,
-                                   double elapsed_s) const {
-  const std::uint64_t done = finals();
-  std::string line = "\r" + std::to_string(done) + "/" + std::to_string(total) + " done, " +
-                     std::to_string(running) + " running";
-  for (Status s : {Status::ok, Status::failed, Status::crashed, Status::timeout, Status::hung,
-                   Status::spinning, Status::thrashing, Status::oom, Status::exec_error,
-                   Status::output_limit, Status::cancelled}) {
-    if (auto c = count(s)) line += ", " + std::to_string(c) + " " + std::string(to_string(s));
-  }
-  char tail[96];
-  double eta = done > 0 ? elapsed_s / static_cast<double>(done) *
-                              static_cast<double>(total - std::min(done, total))
-                        : 0;
-  std::snprintf(tail, sizeof tail, ", %.0fs elapsed, ETA %.0fs\x1b[K", elapsed_s, eta);
-  return line + tail;
-}
-
 nlohmann::ordered_json Summary::to_json() const {
   nlohmann::ordered_json j;
   j["tasks"] = finals();

@@ -69,6 +69,11 @@ void TaskWatch::on_main_exit() {
   check_done();
 }
 
+std::uint64_t TaskWatch::cpu_usage_usec() {
+  if (sampled_cpu_usec_ && phase_ == Phase::running) return *sampled_cpu_usec_;
+  return container_->cpu_usage_usec();
+}
+
 void TaskWatch::on_events() {
   refresh_populated();
   check_done();
@@ -79,6 +84,7 @@ void TaskWatch::on_sample(Clock::time_point now) {
   const bool read = ++skipped_ >= stride_;  // a quiet task is read every stride_ samples
   if (read) skipped_ = 0;
   auto cpu = reads_.cpu && read ? container_->cpu_usage_usec() : 0;
+  if (reads_.cpu && read) sampled_cpu_usec_ = cpu;
   Sample sample{now, cpu, false};
   if (read) {
     if (reads_.progress) sample.progress = probe_.observe(container_->pids());

@@ -665,6 +665,17 @@ RunOutput run_task_cli(const std::vector<std::string>& flags,
   return run_task_via(Via::run, flags, command, timeout, std::move(options));
 }
 
+std::optional<std::string> find_program(const std::string& name) {
+  const char* path = ::getenv("PATH");
+  std::stringstream dirs(path ? path : "/usr/bin:/bin");
+  std::string dir;
+  while (std::getline(dirs, dir, ':')) {
+    fs::path candidate = fs::path(dir) / name;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
+  }
+  return std::nullopt;
+}
+
 void expect_nothing_left(const RunOutput& run, const std::string& marker) {
   if (!marker.empty()) {
     auto procs = processes_matching(marker);

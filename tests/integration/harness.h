@@ -59,6 +59,9 @@ std::vector<ProcessInfo> processes_matching(const std::string& marker);
 /// command line (which contains the task's arguments) does not count.
 std::vector<ProcessInfo> processes_matching(const std::string& marker, const std::string& program);
 
+/// The path of `name` on PATH (executable), or nullopt: a tool a test needs (chromium, tmux).
+std::optional<std::string> find_program(const std::string& name);
+
 /// A file's whole content ("" when it cannot be read).
 std::string slurp(const std::filesystem::path& path);
 /// Creates or replaces a file with `text`.

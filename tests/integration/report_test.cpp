@@ -34,17 +34,6 @@ std::size_t count_of(const std::string& text, const std::string& what) {
   return n;
 }
 
-std::optional<std::string> find_program(const std::string& name) {
-  const char* path = ::getenv("PATH");
-  std::stringstream dirs(path ? path : "/usr/bin:/bin");
-  std::string dir;
-  while (std::getline(dirs, dir, ':')) {
-    fs::path candidate = fs::path(dir) / name;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
-  }
-  return std::nullopt;
-}
-
 const std::string kHostileId = "</script><img src=x onerror=\"document.title='pwned'\">";
 
 // One batch for every test of this file: it takes a few seconds (a hang and a timeout).

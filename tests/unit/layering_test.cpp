@@ -39,6 +39,7 @@ const std::map<std::string, int>& layers() {
                                                      {"watchdog", 1},
                                                      {"slurm", 1},
                                                      {"arguments", 1},
+                                                     {"live_view", 1},
                                                      // 2: the kernel edge, one concern each
                                                      {"cgroupfs", 2},
                                                      {"proctree", 2},
@@ -53,6 +54,7 @@ const std::map<std::string, int>& layers() {
                                                      {"demand", 2},
                                                      {"pressure", 2},
                                                      {"stack_unwind", 2},
+                                                     {"terminal", 2},
                                                      // 3: cgroup hierarchies and the host
                                                      {"cgroup", 3},
                                                      {"cgroup_v1", 3},
