@@ -86,13 +86,13 @@ using ContainerFactory = std::function<std::unique_ptr<TaskContainer>(Child& mai
 /// through cgroup.events, never by polling it.
 ///
 /// Hang and spin rules read a quiet task only as often as their thresholds need: once a
-/// reading finds that the task's cgroup used no CPU and made no progress since the previous
-/// one, the next reading comes after a sixteenth of the shorter of hang_after and spin_after
-/// (whole poll intervals; every interval when that is shorter than two). No CPU at all over
-/// such a stretch means no CPU and no progress in each of its intervals, so the rules decide
-/// as if every interval had been read, a verdict at most that sixteenth late. A stretch in
-/// which the CPU did grow cannot be split into intervals: it counts as progress (no streak
-/// runs through it) and the task is read at every interval again. Not with cpu_time (its
+/// reading finds that the task's cgroup used no CPU, waited for none, stalled on no memory and
+/// made no progress since the previous one, the next reading comes after a sixteenth of the shorter
+/// of hang_after and spin_after (whole poll intervals; every interval when that is shorter than
+/// two). No CPU at all over such a stretch means no CPU and no progress in each of its intervals,
+/// so the rules decide as if every interval had been read, a verdict at most that sixteenth late. A
+/// stretch in which the CPU did grow cannot be split into intervals: it counts as progress (no
+/// streak runs through it) and the task is read at every interval again. Not with cpu_time (its
 /// overrun would be seen late), a heartbeat file (written from outside the task) or a
 /// container that must scan for its members.
 class TaskWatch {
