@@ -124,6 +124,7 @@ wait_for_command() {
 # (/proc/PID/schedstat, nanoseconds), which resolves the small values.
 # The guard process (blocked on a pipe) and the tasks themselves are not counted.
 # measure_watching TASKS INTERVAL WINDOW [EXTRA_ARG...]: EXTRA_ARGs go to `pollkill batch`.
+# Every task must be running within BENCH_START_LIMIT seconds (120).
 measure_watching() {
   local tasks=$1 interval=$2 window=$3 pid t0 t1 c0 c1 s0 s1 hwm rss start_ns ready_ns
   # A duration of this benchmark's own, for wait_for_command in subreaper mode.
@@ -136,8 +137,8 @@ measure_watching() {
   pid=$!
   bench_pids+=("$pid")
   case " ${*:4} " in
-    *" subreaper "*) wait_for_command "$pid" "$tasks" 120 "$sleep_line" ;;
-    *) wait_for_processes "$pid" "$tasks" 120 ;;
+    *" subreaper "*) wait_for_command "$pid" "$tasks" "${BENCH_START_LIMIT:-120}" "$sleep_line" ;;
+    *) wait_for_processes "$pid" "$tasks" "${BENCH_START_LIMIT:-120}" ;;
   esac
   ready_ns=$(now_ns)
   sleep 1  # let the last spawns' bookkeeping settle
