@@ -45,12 +45,24 @@ void kill_trees(const std::map<pid_t, std::uint64_t>& trees) {
 // (RunCgroup::realize puts it there), so that `populated 1` there says, to every PID
 // namespace, that the run's guard lives. It dies with the guard (parent-death signal) or when
 // the guard kills it, last, before removing that cgroup.
-[[noreturn]] void liveness_main(pid_t guard) {
+//
+// Only system calls whose failure it ignores, and no sanitizer instrumentation: it may share
+// the guard's memory (and so its TLS and errno; see clone_sharing_memory_into_cgroup).
+__attribute__((no_sanitize("address", "undefined"))) [[noreturn]] void liveness_main(pid_t guard) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != guard) ::_exit(0);
   ::prctl(PR_SET_NAME, "pollkill-alive", 0, 0, 0);
   ::syscall(SYS_close_range, 3U, ~0U, 0U);
   for (;;) ::pause();  // every catchable signal is ignored (inherited from the guard)
+}
+
+// Its stack when it shares the guard's memory: the guard's own copy of this array (the guard is
+// a fork), which lives as long as the guard's memory, which the liveness process keeps alive.
+alignas(64) std::byte liveness_stack[16 * 1024];
+pid_t liveness_guard_pid = -1;
+
+__attribute__((no_sanitize("address", "undefined"))) void liveness_entry(void*) {
+  liveness_main(liveness_guard_pid);
 }
 
 // What the guard sends back in cgroup mode: its liveness process, and whether that process was
@@ -79,13 +91,20 @@ pid_t fork_liveness(const std::filesystem::path& alive, pid_t guard, bool& place
       if (errno == ENOENT) continue;
       return -1;
     }
-    clone_args args;
-    std::memset(&args, 0, sizeof args);
-    args.flags = CLONE_INTO_CGROUP;
-    args.exit_signal = SIGCHLD;
-    args.cgroup = static_cast<std::uint64_t>(dir.get());
-    long pid = ::syscall(SYS_clone3, &args, sizeof args);
-    if (pid == 0) liveness_main(guard);
+    // Sharing the guard's memory where the architecture allows (no page tables copied when
+    // it starts or freed when it ends: both are on the path of every run), else a copy.
+    liveness_guard_pid = guard;
+    long pid = clone_sharing_memory_into_cgroup(dir.get(), liveness_stack, sizeof liveness_stack,
+                                                liveness_entry, nullptr);
+    if (pid < 0 && errno == ENOSYS) {
+      clone_args args;
+      std::memset(&args, 0, sizeof args);
+      args.flags = CLONE_INTO_CGROUP;
+      args.exit_signal = SIGCHLD;
+      args.cgroup = static_cast<std::uint64_t>(dir.get());
+      pid = ::syscall(SYS_clone3, &args, sizeof args);
+      if (pid == 0) liveness_main(guard);
+    }
     if (pid > 0) {
       placed = true;
       return static_cast<pid_t>(pid);
