@@ -653,6 +653,28 @@ std::vector<std::string> exec_candidates(const std::string& program, const std::
   return out;
 }
 
+pid_t clone_sharing_memory_into_cgroup(int cgroup_fd, std::byte* stack, std::size_t stack_size,
+                                       void (*entry)(void*), void* argument) {
+#if defined(__x86_64__)
+  struct clone_args args {};
+  args.flags = CLONE_VM | CLONE_INTO_CGROUP;
+  args.exit_signal = SIGCHLD;
+  args.cgroup = static_cast<std::uint64_t>(cgroup_fd);
+  args.stack = reinterpret_cast<std::uint64_t>(stack);
+  args.stack_size = stack_size;  // the kernel starts the child at stack + stack_size
+  const long rc = pollkill_clone3_on_stack(&args, sizeof args, entry, argument);
+  if (rc < 0) {
+    errno = static_cast<int>(-rc);
+    return -1;
+  }
+  return static_cast<pid_t>(rc);
+#else
+  (void)cgroup_fd, (void)stack, (void)stack_size, (void)entry, (void)argument;
+  errno = ENOSYS;
+  return -1;
+#endif
+}
+
 Spawned spawn(const SpawnRequest& request) {
   if (request.argv.empty()) throw Error("no command given");
   std::string path_env = "/usr/local/bin:/usr/bin:/bin";
