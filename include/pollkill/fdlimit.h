@@ -1,12 +1,24 @@
-// The open-file budget of a batch: each running task holds up to about 20 descriptors (pidfd,
-// its cgroup directory, cpu.stat, cgroup.events, cgroup.procs, two log files, two timers, up to
-// 8 open /proc/PID/io with hang or spin detection, with an output limit the relay's two pipes,
-// on hybrid hosts its v1 directories and, while it starts, their join descriptors and the
-// exec-status pipe), so `batch -j 1000` needs far more
-// than the 1024 that distributions give a process by default. The soft RLIMIT_NOFILE is raised
-// toward the hard limit for pollkill itself and set back for the tasks, as systemd does for its
-// services. When the hard limit is too low, pollkill raises it too where it may (root with
-// CAP_SYS_RESOURCE, up to fs.nr_open) before it refuses --jobs.
+// The open-file budget of a batch. What one running task may hold at once (the worst case,
+// every feature on; kFdsPerTask):
+//  - always: its main process's pidfd, its cgroup's directory, cgroup.events (the end's
+//    notification, watched with EPOLLPRI) and cpu.stat (read at every sample with a cpu_time
+//    limit): 4. A task that sleeps under `--hang-after --spin-after` holds just these;
+//  - a lingering init's status pipe (subreaper mode, a pid namespace) and the lock of a
+//    dynamic uid ([sandbox]): 2;
+//  - on a hybrid host, its cgroup v1 directories (memory, cpu, pids): 3;
+//  - with an output limit, the relay's two pipes and the two log files it writes into: 4;
+//  - while its evidence is taken, the capture process's pidfd and report pipe: 2.
+// Not held: /dev/null and the log files without a relay (open only while the task is
+// spawned), cgroup.procs, cgroup.threads, cpu.pressure, memory.pressure and /proc/PID/io
+// (opened for each read and closed: a quiet task is read every sixteenth of its shortest
+// threshold), and timers (a slot's deadline and wall time share the event loop's one timerfd).
+// What a task needs only while it starts (its v1 join descriptors, the exec-status and start
+// pipes, /dev/null) or what a read or a kill opens and closes at once is one task's at a time:
+// kFdsBase covers it with pollkill's own. So `batch -j 1000` needs far more than the 1024 that
+// distributions give a process by default. The soft RLIMIT_NOFILE is raised toward the hard
+// limit for pollkill itself and set back for the tasks, as systemd does for its services. When
+// the hard limit is too low, pollkill raises it too where it may (root with CAP_SYS_RESOURCE,
+// up to fs.nr_open) before it refuses --jobs.
 #pragma once
 
 #include <sys/resource.h>
@@ -16,8 +28,9 @@
 
 namespace pollkill {
 
-/// Descriptors one running batch task may hold at once, and pollkill's own beyond them.
-inline constexpr std::uint64_t kFdsPerTask = 24;
+/// Descriptors one running batch task may hold at once (the list above), and pollkill's own
+/// beyond them.
+inline constexpr std::uint64_t kFdsPerTask = 15;
 inline constexpr std::uint64_t kFdsBase = 64;
 
 /// The descriptors a batch running `jobs` tasks at once may need.

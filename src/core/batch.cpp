@@ -125,7 +125,7 @@ int run_batch(const BatchRequest& request) {
   // Before anything is created: a [sandbox] this process cannot set up fails the batch here.
   engine.sandbox = prepare_sandbox(policy, current_environment());
   engine.jobs = request.jobs > 0 ? request.jobs : default_jobs();
-  // Each running task holds up to about 20 descriptors: raise the soft open-file limit now (or
+  // Each running task holds up to kFdsPerTask descriptors: raise the soft open-file limit now (or
   // refuse --jobs the hard limit cannot cover), and give the tasks the limit pollkill had, so a
   // program that uses select() does not meet descriptors above 1024. A task's own
   // sandbox.rlimits.nofile wins. Restored after the engine has closed every descriptor.

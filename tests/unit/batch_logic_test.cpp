@@ -351,7 +351,7 @@ TEST(NofilePlan, LeavesASufficientOrUnlimitedSoftLimitAlone) {
 }
 
 TEST(NofilePlan, RaisesTheSoftLimitToWhatIsNeededWithinTheHardLimit) {
-  EXPECT_EQ(plan_nofile(1024, 524288, nofile_needed(1000)).raise_soft_to, rlim_t{64 + 24 * 1000});
+  EXPECT_EQ(plan_nofile(1024, 524288, nofile_needed(1000)).raise_soft_to, rlim_t{64 + 15 * 1000});
   EXPECT_EQ(plan_nofile(1024, RLIM_INFINITY, 5000).raise_soft_to, rlim_t{5000});
   EXPECT_EQ(plan_nofile(1024, 5000, 5000).raise_soft_to, rlim_t{5000});
 }
@@ -359,7 +359,7 @@ TEST(NofilePlan, RaisesTheSoftLimitToWhatIsNeededWithinTheHardLimit) {
 TEST(NofilePlan, AHardLimitBelowTheNeedSaysHowManyJobsFit) {
   NofilePlan plan = plan_nofile(1024, 4096, nofile_needed(1000));
   EXPECT_FALSE(plan.enough);
-  EXPECT_EQ(plan.max_jobs, (4096u - 64) / 24);
+  EXPECT_EQ(plan.max_jobs, (4096u - 64) / 15);
   EXPECT_EQ(plan.raise_hard_to, rlim_t{nofile_needed(1000)});
   EXPECT_EQ(plan.raise_soft_to, rlim_t{4096});
   plan = plan_nofile(16, 32, nofile_needed(1));
