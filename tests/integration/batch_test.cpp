@@ -517,8 +517,8 @@ TEST(Batch, JobsBeyondTheHardOpenFileLimitAreRefusedBeforeAnythingRuns) {
   }
   RunOutput r = run_pollkill(args, Seconds(30), shell);
   EXPECT_EQ(r.exit_code, 2) << r.describe();
-  EXPECT_NE(r.err.find("--jobs 100 needs up to 1564 open files"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("use --jobs 12 or less"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--jobs 100 needs up to 764 open files"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("use --jobs 27 or less"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("pollkill could not raise it itself: Operation not permitted (EPERM, "
                        "needs CAP_SYS_RESOURCE)"),
             std::string::npos)
@@ -542,7 +542,7 @@ TEST(Batch, JobsBeyondTheHardOpenFileLimitRaiseItWherePermitted) {
                               "-v", "-j", "100", "--results", results, (dir / "tasks").string()},
                              Seconds(60), shell);
   EXPECT_EQ(r.exit_code, 0) << r.describe();
-  EXPECT_NE(r.err.find("raised the hard open-file limit (RLIMIT_NOFILE) from 256 to 1564 for "
+  EXPECT_NE(r.err.find("raised the hard open-file limit (RLIMIT_NOFILE) from 256 to 764 for "
                        "--jobs 100"),
             std::string::npos)
       << r.err;

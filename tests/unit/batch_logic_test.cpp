@@ -367,5 +367,28 @@ TEST(NofilePlan, AHardLimitBelowTheNeedSaysHowManyJobsFit) {
   EXPECT_EQ(plan.max_jobs, 0u);
 }
 
+// What a running task may hold depends on what the batch may use (include/pollkill/fdlimit.h):
+// 4 for a task with none of the features, 15 with all of them.
+TEST(NofilePlan, TheBudgetPerTaskCountsOnlyWhatTheBatchMayUse) {
+  TaskFdNeeds none;
+  none.output_relay = none.evidence = none.lingering_init = none.dynamic_uid = false;
+  none.v1_dirs = 0;
+  EXPECT_EQ(fds_per_task(none), 4u);
+  EXPECT_EQ(kFdsPerTask, 15u);
+  TaskFdNeeds relay = none;
+  relay.output_relay = true;
+  EXPECT_EQ(fds_per_task(relay), 8u);
+  TaskFdNeeds defaults = none;  // a default policy: evidence on, the mode chosen at run time
+  defaults.evidence = defaults.lingering_init = true;
+  EXPECT_EQ(fds_per_task(defaults), 7u);
+  // This machine's hard limit of 20,000: 2,848 tasks of a default batch, 4,984 without
+  // evidence in cgroup mode; the most the budget allows is what it tells to use.
+  NofilePlan plan = plan_nofile(1024, 20000, nofile_needed(5000, 7), 7);
+  EXPECT_FALSE(plan.enough);
+  EXPECT_EQ(plan.max_jobs, 2848u);
+  EXPECT_TRUE(plan_nofile(1024, 20000, nofile_needed(4984, 4), 4).enough);
+  EXPECT_FALSE(plan_nofile(1024, 20000, nofile_needed(4985, 4), 4).enough);
+}
+
 }  // namespace
 }  // namespace pollkill
