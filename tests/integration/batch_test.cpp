@@ -821,6 +821,12 @@ TEST(Batch, AnotherPidNamespaceJudgesLivenessByTheCgroupTree) {
   EXPECT_EQ(::rmdir(root.c_str()), 0) << "left under " << root << ": " << std::strerror(errno);
 }
 
+// A task file of `n` copies of `line`.
+void write_task_lines(const fs::path& path, const std::string& line, int n) {
+  std::ofstream tasks(path);
+  for (int i = 0; i < n; ++i) tasks << line << "\n";
+}
+
 // Reads the runner's open descriptors and resident memory from /proc.
 std::size_t fd_count_of(pid_t pid) {
   std::error_code ec;
@@ -862,10 +868,7 @@ TEST(Batch, RunningTasksWithTheRulesHoldFourDescriptorsEach) {
   PK_REQUIRE_CGROUP2();
   constexpr int kTasks = 40;
   TempDir dir;
-  {
-    std::ofstream tasks(dir / "tasks");
-    for (int i = 0; i < kTasks; ++i) tasks << "sh -c 'echo up; exec sleep 600'\n";
-  }
+  write_task_lines(dir / "tasks", "sh -c 'echo up; exec sleep 600'", kTasks);
   const std::string results = (dir / "r.jsonl").string();
   Pollkill p({"batch", "-q", "-j", std::to_string(kTasks), "--hang-after", "1h", "--spin-after",
               "1h", "--poll-interval", "100ms", "--kill-grace", "0", "--results", results,
@@ -906,10 +909,7 @@ TEST(BatchScale, TenThousandShortTasksKeepFdsCgroupsAndMemoryFlat) {
   PK_REQUIRE_CGROUP2();
   constexpr int kTasks = 10000;
   TempDir dir;
-  {
-    std::ofstream tasks(dir / "tasks");
-    for (int i = 0; i < kTasks; ++i) tasks << "/bin/true\n";
-  }
+  write_task_lines(dir / "tasks", "/bin/true", kTasks);
   const std::string results = (dir / "r.jsonl").string();
   Pollkill p({"batch", "-j", "2", "-q", "--results", results, (dir / "tasks").string()});
   // Sample the runner while it works: after a warm-up, then until it is done.
