@@ -33,6 +33,29 @@ TEST(ProcIo, ParsesWchar) {
   EXPECT_FALSE(parse_wchar("rchar: 10\n").has_value());
 }
 
+// /proc/PID/io is opened per reading (no descriptor binds it to one process): a pid reused by
+// another process is told by a counter that went down.
+TEST(ProcIo, ACounterThatWentDownMarksAReusedPid) {
+  const std::string text =
+      "rchar: 10\nwchar: 4242\nsyscr: 3\nsyscw: 7\nread_bytes: 0\nwrite_bytes: 0\n"
+      "cancelled_write_bytes: 0\n";
+  auto counters = parse_io_counters(text);
+  ASSERT_TRUE(counters.has_value());
+  EXPECT_EQ(counters->rchar, 10u);
+  EXPECT_EQ(counters->wchar, 4242u);
+  EXPECT_EQ(counters->syscr, 3u);
+  EXPECT_EQ(counters->syscw, 7u);
+  EXPECT_FALSE(parse_io_counters("rchar: 10\nwchar: 4242\n").has_value());
+
+  const IoCounters before{100, 50, 10, 5};
+  EXPECT_TRUE((IoCounters{100, 50, 10, 5}).could_follow(before));
+  EXPECT_TRUE((IoCounters{120, 60, 11, 6}).could_follow(before));
+  EXPECT_FALSE((IoCounters{99, 60, 11, 6}).could_follow(before));   // rchar went down
+  EXPECT_FALSE((IoCounters{120, 60, 9, 6}).could_follow(before));   // syscr went down
+  EXPECT_FALSE((IoCounters{120, 60, 11, 4}).could_follow(before));  // syscw went down
+  EXPECT_FALSE((IoCounters{120, 49, 11, 6}).could_follow(before));  // wchar went down
+}
+
 bool readable_within(int fd, int ms) {
   pollfd p{fd, POLLIN, 0};
   return ::poll(&p, 1, ms) == 1;
