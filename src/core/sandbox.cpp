@@ -463,8 +463,13 @@ struct Probe {
   std::byte* grandchild_stack_top;
 };
 
+// The raw exit: no sanitizer's _exit interceptor (a leak check) may run in pollkill's memory.
+[[noreturn]] void probe_exit(int status) {
+  for (;;) ::syscall(SYS_exit_group, status);
+}
+
 int probe_grandchild(void*) {
-  ::_exit(0);
+  probe_exit(0);
 }
 
 // The kernel counts a new child before it checks RLIMIT_NPROC, and exempts only root and
@@ -474,15 +479,16 @@ int probe_grandchild(void*) {
 int probe_child(void* argument) {
   const Probe& probe = *static_cast<const Probe*>(argument);
   const rlimit two{2, 2};
-  if (::setrlimit(RLIMIT_NPROC, &two) != 0) ::_exit(kProbeFailed + errno);
+  if (::setrlimit(RLIMIT_NPROC, &two) != 0) probe_exit(kProbeFailed + errno);
   // The raw system call: glibc's setresuid would signal the threads of the process whose
   // memory this child shares, to change their ids too.
-  if (::syscall(SYS_setresuid, probe.uid, probe.uid, probe.uid) != 0) ::_exit(kProbeFailed + errno);
+  if (::syscall(SYS_setresuid, probe.uid, probe.uid, probe.uid) != 0)
+    probe_exit(kProbeFailed + errno);
   const int grandchild = ::clone(probe_grandchild, probe.grandchild_stack_top,
                                  CLONE_VM | CLONE_VFORK | SIGCHLD, nullptr);
-  if (grandchild < 0) ::_exit(errno == EAGAIN ? 1 : kProbeFailed + errno);
+  if (grandchild < 0) probe_exit(errno == EAGAIN ? 1 : kProbeFailed + errno);
   ::waitpid(grandchild, nullptr, 0);
-  ::_exit(0);
+  probe_exit(0);
 }
 
 }  // namespace
