@@ -84,6 +84,21 @@ TEST(LingeringInit, ExecFailureIsReportedAndTheInitExits) {
   EXPECT_EQ(exit.exit_code, 127);
 }
 
+// The task init forks borrows init's memory until it execs (spawn.cpp, fork_task): a step that
+// fails in it after the fork still reaches pollkill through the report pipe, named, with its
+// errno, and init passes on the task's exit.
+TEST(LingeringInit, AStepThatFailsInTheTaskAfterInitsForkIsNamed) {
+  SubreaperScope scope;
+  SpawnRequest request{{"/bin/true"}, {}, -1, default_spawn_method()};
+  request.subreaper_init = true;
+  request.cwd = "/nonexistent/pollkill-cwd";
+  Spawned spawned = spawn(request);
+  ASSERT_TRUE(spawned.failure);
+  EXPECT_EQ(spawned.failure->step, "change to the working directory");
+  EXPECT_EQ(spawned.failure->error, ENOENT);
+  EXPECT_EQ(spawned.child.reap().exit_code, 127);
+}
+
 // Every spawn method against the real kernel (no cgroup: RunReaping covers the task cgroup).
 class SpawnVia : public ::testing::TestWithParam<SpawnMethod> {
  protected:
