@@ -84,6 +84,15 @@ TEST(LingeringInit, ExecFailureIsReportedAndTheInitExits) {
   EXPECT_EQ(exit.exit_code, 127);
 }
 
+// A task whose working directory does not exist: the child names that step, with ENOENT, and
+// exits 127.
+void expect_missing_cwd_reported(Spawned spawned) {
+  ASSERT_TRUE(spawned.failure);
+  EXPECT_EQ(spawned.failure->step, "change to the working directory");
+  EXPECT_EQ(spawned.failure->error, ENOENT);
+  EXPECT_EQ(spawned.child.reap().exit_code, 127);
+}
+
 // The task init forks borrows init's memory until it execs (spawn.cpp, fork_task): a step that
 // fails in it after the fork still reaches pollkill through the report pipe, named, with its
 // errno, and init passes on the task's exit.
@@ -92,11 +101,7 @@ TEST(LingeringInit, AStepThatFailsInTheTaskAfterInitsForkIsNamed) {
   SpawnRequest request{{"/bin/true"}, {}, -1, default_spawn_method()};
   request.subreaper_init = true;
   request.cwd = "/nonexistent/pollkill-cwd";
-  Spawned spawned = spawn(request);
-  ASSERT_TRUE(spawned.failure);
-  EXPECT_EQ(spawned.failure->step, "change to the working directory");
-  EXPECT_EQ(spawned.failure->error, ENOENT);
-  EXPECT_EQ(spawned.child.reap().exit_code, 127);
+  expect_missing_cwd_reported(spawn(request));
 }
 
 // Every spawn method against the real kernel (no cgroup: RunReaping covers the task cgroup).
@@ -147,11 +152,7 @@ TEST_P(SpawnVia, ExecFailureComesBackWithItsErrno) {
 TEST_P(SpawnVia, AFailedStepBeforeExecIsNamed) {
   SpawnRequest r = request({"/bin/true"});
   r.cwd = "/nonexistent/pollkill-dir";
-  Spawned spawned = spawn(r);
-  ASSERT_TRUE(spawned.failure);
-  EXPECT_EQ(spawned.failure->step, "change to the working directory");
-  EXPECT_EQ(spawned.failure->error, ENOENT);
-  EXPECT_EQ(spawned.child.reap().exit_code, 127);
+  expect_missing_cwd_reported(spawn(r));
 }
 
 // The task starts with no signal blocked and SIGPIPE at its default, whatever pollkill blocks
