@@ -107,6 +107,26 @@ TEST(LingeringInit, ExecFailureIsReportedAndTheInitExits) {
   EXPECT_EQ(exit.exit_code, 127);
 }
 
+// A task whose working directory does not exist: the child names that step, with ENOENT, and
+// exits 127.
+void expect_missing_cwd_reported(Spawned spawned) {
+  ASSERT_TRUE(spawned.failure);
+  EXPECT_EQ(spawned.failure->step, "change to the working directory");
+  EXPECT_EQ(spawned.failure->error, ENOENT);
+  EXPECT_EQ(spawned.child.reap().exit_code, 127);
+}
+
+// The task init forks borrows init's memory until it execs (spawn.cpp, fork_task): a step that
+// fails in it after the fork still reaches pollkill through the report pipe, named, with its
+// errno, and init passes on the task's exit.
+TEST(LingeringInit, AStepThatFailsInTheTaskAfterInitsForkIsNamed) {
+  SubreaperScope scope;
+  SpawnRequest request{{"/bin/true"}, {}, -1, default_spawn_method()};
+  request.subreaper_init = true;
+  request.cwd = "/nonexistent/pollkill-cwd";
+  expect_missing_cwd_reported(spawn(request));
+}
+
 // Every spawn method against the real kernel (no cgroup: RunReaping covers the task cgroup).
 class SpawnVia : public ::testing::TestWithParam<SpawnMethod> {
  protected:
@@ -155,11 +175,7 @@ TEST_P(SpawnVia, ExecFailureComesBackWithItsErrno) {
 TEST_P(SpawnVia, AFailedStepBeforeExecIsNamed) {
   SpawnRequest r = request({"/bin/true"});
   r.cwd = "/nonexistent/pollkill-dir";
-  Spawned spawned = spawn(r);
-  ASSERT_TRUE(spawned.failure);
-  EXPECT_EQ(spawned.failure->step, "change to the working directory");
-  EXPECT_EQ(spawned.failure->error, ENOENT);
-  EXPECT_EQ(spawned.child.reap().exit_code, 127);
+  expect_missing_cwd_reported(spawn(r));
 }
 
 // The task starts with no signal blocked and SIGPIPE at its default, whatever pollkill blocks
