@@ -132,12 +132,13 @@ class RunCgroup {
 
   /// Creates what `prepare` decided: moves pollkill (and `companion`, the guard, when > 0)
   /// into the leaf if needed, puts `liveness` (when > 0, the guard's liveness process) into
-  /// the liveness cgroup (liveness_cgroup_name), enables the controllers in the root, creates the
+  /// the liveness cgroup (liveness_cgroup_name) unless `liveness_placed` says the guard forked
+  /// it there already (Guard::liveness_placed), enables the controllers in the root, creates the
   /// run cgroup and enables them there. The liveness cgroup is populated before the run cgroup
   /// exists, so a gc anywhere never sees this run cgroup without a live process beside it. On
   /// failure undoes what it did (but the liveness cgroup, which its process's owner removes)
   /// and throws SystemError with a remedy.
-  void realize(pid_t companion = -1, pid_t liveness = -1);
+  void realize(pid_t companion = -1, pid_t liveness = -1, bool liveness_placed = false);
   /// "<run root>/<run cgroup's name>.alive" (see realize).
   std::filesystem::path liveness_path() const;
 

@@ -104,9 +104,9 @@ class CgroupDir {
   UniqueFd fd_;
 };
 
-/// One attribute kept open and read again with pread from offset 0: for files read at every
-/// sample of every running task (cpu.pressure, cgroup.threads), where an open and a close per
-/// read would cost more than the read.
+/// One attribute open for reads with pread from offset 0 (cpu.pressure, memory.pressure,
+/// cgroup.threads). The watch opens one for a read and closes it: a quiet task is read so
+/// rarely that a descriptor held per task does not pay (include/pollkill/fdlimit.h).
 class AttrReader {
  public:
   AttrReader() = default;

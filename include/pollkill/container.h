@@ -94,13 +94,10 @@ class CgroupContainer final : public TaskContainer {
  private:
   CgroupDir dir_;
   KillMethod kill_method_;
+  // The descriptors a running task holds besides dir_ (cgroup.procs, cgroup.threads and the
+  // PSI files are opened per read: include/pollkill/fdlimit.h).
   UniqueFd cpu_stat_;       ///< kept open: one pread per sample instead of open/read/close
   UniqueFd cgroup_events_;  ///< likewise, for "populated"; also the end's notification
-  UniqueFd cgroup_procs_;   ///< likewise, for the processes whose progress is watched
-  // Opened at their first read (only tasks whose policy has a rule that reads them), then
-  // pread at each sample.
-  std::optional<CgroupThreads> threads_;
-  std::optional<PressureFile> cpu_pressure_, memory_pressure_;
   std::optional<std::uint64_t> memory_peak_sampled_;
   bool sample_memory_;  ///< memory.current exists but memory.peak does not
   V1TaskCgroups v1_;

@@ -50,8 +50,8 @@ std::vector<ThreadSchedStat> read_schedstats(const std::vector<pid_t>& tids,
 std::vector<pid_t> threads_of(const std::vector<pid_t>& pids,
                               const std::filesystem::path& proc = "/proc");
 
-/// The threads of a cgroup (cgroup mode) from its cgroup.threads, kept open for a pread per
-/// sample; empty when the cgroup is gone.
+/// The threads of a cgroup (cgroup mode) from its cgroup.threads, open for reads (the watch
+/// opens it for one read and closes it); empty when the cgroup is gone.
 class CgroupThreads {
  public:
   CgroupThreads() = default;

@@ -6,11 +6,14 @@
 
 #include <signal.h>
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <initializer_list>
+#include <map>
 #include <memory>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -95,8 +98,20 @@ class EventLoop {
   Id add_writable(int fd, Handler handler);
   /// A timer: its expiries are read before `handler` is called.
   Id add_timer(const Timer& timer, Handler handler);
-  /// Stops calling the handler (EPOLL_CTL_DEL). Unknown ids are ignored.
+  /// Stops calling the handler (EPOLL_CTL_DEL; a deadline is dropped). Unknown ids are
+  /// ignored.
   void remove(Id id);
+
+  /// A one-shot deadline, disarmed until arm_deadline(). Every deadline of the loop shares
+  /// one timerfd, set for the earliest one due (a queue ordered by time): a batch of thousands
+  /// of slots holds no timer descriptor per slot. Throws SystemError.
+  Id add_deadline(Handler handler);
+  /// Calls the deadline's handler once, `after` from now (at least 1 ms); arming it again
+  /// replaces the earlier time. Throws SystemError.
+  void arm_deadline(Id id, Duration after);
+  /// The handler is not called until the deadline is armed again, even where its time was
+  /// already due in this wait.
+  void disarm_deadline(Id id);
 
   /// Calls `on_change` whenever the kernfs file open as `fd` (a cgroup's cgroup.events) has
   /// changed since it was last read through `fd` (EPOLLPRI; a file just opened counts as
@@ -123,6 +138,11 @@ class EventLoop {
  private:
   Id add_for(int fd, std::uint32_t events, Handler handler);
   void read_signals();
+  using TimePoint = std::chrono::steady_clock::time_point;
+  /// Sets the shared timerfd for the earliest deadline (or disarms it: none is armed).
+  void set_deadline_timer();
+  /// Calls the handler of every deadline that is due.
+  void run_due_deadlines();
 
   BlockedSignals blocked_;
   UniqueFd epfd_;
@@ -138,6 +158,14 @@ class EventLoop {
   std::unordered_map<int, int> fd_users_;  ///< live registrations per descriptor number
   Id next_id_ = 1;
   Id signal_id_ = 0;
+  struct Deadline {
+    std::shared_ptr<Handler> handler;
+    std::optional<std::multimap<TimePoint, Id>::iterator> due;  ///< armed: its place in due_
+  };
+  std::unordered_map<Id, Deadline> deadlines_;
+  std::multimap<TimePoint, Id> due_;             ///< the armed deadlines, earliest first
+  std::optional<Timer> deadline_timer_;          ///< made at the first add_deadline()
+  std::optional<TimePoint> deadline_timer_set_;  ///< when it fires; none: disarmed
 };
 
 }  // namespace pollkill

@@ -29,8 +29,9 @@ namespace pollkill {
 /// parent-death signal) and the rest of the tree stays.
 ///
 /// The guard runs in a session of its own, so that a SIGKILL to pollkill's process group or
-/// session (`timeout -s KILL`, job control) does not take it along. In cgroup mode it forks a
-/// liveness process that realize puts into the run's liveness cgroup: the run counts as
+/// session (`timeout -s KILL`, job control) does not take it along. In cgroup mode it creates
+/// the run's liveness cgroup and forks a liveness process straight into it (clone3 with
+/// CLONE_INTO_CGROUP; where that fails, realize moves it there): the run counts as
 /// alive (gc.h) while the guard lives, in every PID namespace; the guard kills it after the
 /// run cgroup is gone and removes that cgroup too.
 class Guard {
@@ -56,10 +57,14 @@ class Guard {
   /// cgroup mode: the guard's liveness process, for RunCgroup::realize to put into the run's
   /// liveness cgroup (gc.h). -1 in subreaper mode.
   pid_t liveness_pid() const noexcept { return liveness_pid_; }
+  /// Whether the liveness process was born in the liveness cgroup (clone3 with
+  /// CLONE_INTO_CGROUP, the usual case), so that realize need not move it.
+  bool liveness_placed() const noexcept { return liveness_placed_; }
 
  private:
   pid_t pid_ = -1;
   pid_t liveness_pid_ = -1;
+  bool liveness_placed_ = false;
   UniqueFd pipe_;
 };
 

@@ -23,10 +23,11 @@ namespace pollkill {
 
 class RunningAttempt;
 
-/// One place for a running task in the engine. Its timers are made and registered once and
+/// One place for a running task in the engine. Its two deadlines are registered once and
 /// reused by the attempts that run in it one after another (disarmed between them): the
-/// deadline its TaskWatch arms (the clock it is given) and the wall-time timer, which makes
-/// the wall time exact rather than rounded up to the next sample.
+/// deadline its TaskWatch arms (the clock it is given) and the wall-time deadline, which makes
+/// the wall time exact rather than rounded up to the next sample. Both are the event loop's
+/// (one timerfd for every slot), not a descriptor of the slot's own.
 class Slot final : public WatchClock {
  public:
   explicit Slot(EventLoop& loop);
@@ -35,26 +36,22 @@ class Slot final : public WatchClock {
   ~Slot();
 
   Clock::time_point now() const override { return Clock::now(); }
-  void arm_deadline(Duration after) override { deadline_.arm(after); }
+  void arm_deadline(Duration after) override { loop_.arm_deadline(deadline_id_, after); }
   void watch_capture(int fd) override;
 
   /// The attempt running here; null when the slot is free.
   RunningAttempt* current() const { return current_.get(); }
   std::unique_ptr<RunningAttempt>& occupant() { return current_; }
-  const Timer& wall() const { return wall_; }
-  /// /dev/null for the attempts' stdin, opened once.
-  int null_input();
-  /// Disarms both timers, so that neither fires for the next attempt.
-  void disarm() const;
+  /// The attempt's wall time ends `after` from now.
+  void arm_wall(Duration after) { loop_.arm_deadline(wall_id_, after); }
+  /// Disarms both deadlines, so that neither fires for the next attempt.
+  void disarm();
 
  private:
   EventLoop& loop_;
-  Timer deadline_;
-  Timer wall_;
   EventLoop::Id deadline_id_ = 0;
   EventLoop::Id wall_id_ = 0;
   std::optional<EventLoop::Id> capture_id_;  ///< a running evidence capture's fd
-  UniqueFd null_input_;
   std::unique_ptr<RunningAttempt> current_;
 };
 
@@ -128,6 +125,8 @@ class RunningAttempt {
   std::filesystem::path cgroup_path_;
   std::optional<CgroupDir> task_dir_;
   V1TaskCgroups v1_;  ///< until the watch's container owns them
+  /// The log files: held only while the task is spawned, or for good by the relay, which
+  /// writes into them.
   UniqueFd stdout_, stderr_;
   std::optional<OutputRelay> relay_;
   EventLoop::Id relay_ids_[2] = {0, 0};  ///< 0: not registered

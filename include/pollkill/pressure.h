@@ -30,7 +30,8 @@ struct PressureTotals {
 /// alike. nullopt when there is no well-formed "some" line.
 std::optional<PressureTotals> parse_pressure(std::string_view text);
 
-/// One PSI file of a task's cgroup, kept open for a pread per sample.
+/// One PSI file of a task's cgroup, open for reads (the watch opens it for one read and
+/// closes it: include/pollkill/fdlimit.h).
 class PressureFile {
  public:
   PressureFile() = default;

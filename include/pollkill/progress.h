@@ -13,6 +13,14 @@
 
 namespace pollkill {
 
+/// The counters of /proc/PID/io that only grow over a process's life.
+struct IoCounters {
+  std::uint64_t rchar = 0, wchar = 0, syscr = 0, syscw = 0;
+  /// Whether these can be the same process's counters later than `earlier` (none went down);
+  /// false: the pid now belongs to another process.
+  bool could_follow(const IoCounters& earlier) const;
+};
+
 /// Collects the evidence that counts as progress between two samples (docs/ARCHITECTURE.md):
 ///  - any process of the task wrote bytes: its `wchar` in /proc/PID/io grew (or, for a process
 ///    first seen now, is above zero). wchar counts every write(2)-family call: to files, pipes,
@@ -38,21 +46,16 @@ class ProgressProbe {
   };
   HeartbeatState read_heartbeat() const;
 
-  /// A process seen at the previous call: its wchar then and, for the first kMaxOpenIo
-  /// processes, /proc/PID/io kept open (a pread per sample instead of a path walk, an open and
-  /// a close; the descriptor stays bound to that process, so a reused pid is noticed).
-  struct Proc {
-    std::uint64_t wchar = 0;
-    UniqueFd io;
-  };
-  static constexpr std::size_t kMaxOpenIo = 8;
-
   std::optional<std::string> heartbeat_;
   HeartbeatState heartbeat_state_;
-  std::unordered_map<int, Proc> procs_;
+  /// The processes seen at the previous call, with their counters then. /proc/PID/io is
+  /// opened for each reading and closed: a running task holds no descriptor for it.
+  std::unordered_map<int, IoCounters> procs_;
 };
 
 /// The `wchar` field of /proc/PID/io text; nullopt when absent.
 std::optional<std::uint64_t> parse_wchar(const std::string& proc_io);
+/// rchar, wchar, syscr and syscw of /proc/PID/io text; nullopt when one is absent.
+std::optional<IoCounters> parse_io_counters(const std::string& proc_io);
 
 }  // namespace pollkill

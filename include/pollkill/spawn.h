@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
+#include <cstddef>
 #include <functional>
 #include <optional>
 #include <string>
@@ -148,6 +149,16 @@ SpawnMethod default_spawn_method();
 /// or the child reported its failure through a close-on-exec pipe. Throws SystemError when
 /// the process cannot be created at all.
 Spawned spawn(const SpawnRequest& request);
+
+/// A process that shares the caller's memory (clone3 with CLONE_VM | CLONE_INTO_CGROUP, exit
+/// signal SIGCHLD, no CLONE_VFORK: both run on) and is born in the cgroup `cgroup_fd`. It runs
+/// `entry(argument)` on `stack` (which must outlive it), and entry must never return and may
+/// make only system calls whose failure it ignores (it shares the caller's TLS, so errno too),
+/// with no sanitizer instrumentation. Creating it copies no page tables, and its exit frees
+/// none: the cheapest process there is. x86-64 only; elsewhere -1 with errno ENOSYS. Returns
+/// the pid, or -1 with errno.
+pid_t clone_sharing_memory_into_cgroup(int cgroup_fd, std::byte* stack, std::size_t stack_size,
+                                       void (*entry)(void*), void* argument);
 
 /// The candidate paths execve will try for `program` under the PATH value `path_env`
 /// (empty candidates list when there is none). A program containing '/' is its only candidate.

@@ -80,6 +80,10 @@ class TaskFile {
     /// The limit writes of every task's effective limits together (duplicates removed by
     /// attribute): what the run cgroup's controllers must cover.
     std::vector<LimitWrite> plan;
+    /// Whether any task's effective policy has an output limit, or takes evidence (what
+    /// a running task may hold: include/pollkill/fdlimit.h).
+    bool output_limit = false;
+    bool evidence = false;
   };
   /// Parses every line; throws Error("FILE:LINE: message") on the first bad one, a duplicate
   /// id, or an id too long for a log file name (kMaxIdFileName). A word line holding shell

@@ -9,11 +9,13 @@
 #include <filesystem>
 #include <unordered_map>
 
+#include "pollkill/cgroup_v1.h"
 #include "pollkill/diag.h"
 #include "pollkill/engine.h"
 #include "pollkill/error.h"
 #include "pollkill/fdlimit.h"
 #include "pollkill/hostcase.h"
+#include "pollkill/limits.h"
 #include "pollkill/policy_schema.h"
 #include "pollkill/results.h"
 #include "pollkill/sandbox.h"
@@ -125,11 +127,25 @@ int run_batch(const BatchRequest& request) {
   // Before anything is created: a [sandbox] this process cannot set up fails the batch here.
   engine.sandbox = prepare_sandbox(policy, current_environment());
   engine.jobs = request.jobs > 0 ? request.jobs : default_jobs();
-  // Each running task holds up to about 20 descriptors: raise the soft open-file limit now (or
-  // refuse --jobs the hard limit cannot cover), and give the tasks the limit pollkill had, so a
-  // program that uses select() does not meet descriptors above 1024. A task's own
-  // sandbox.rlimits.nofile wins. Restored after the engine has closed every descriptor.
-  NofileRaise nofile = NofileRaise::for_jobs(static_cast<std::uint64_t>(engine.jobs));
+  // Each running task holds up to fds_per_task(needs) descriptors, 4 to 15 by what the batch
+  // may use (include/pollkill/fdlimit.h): raise the soft open-file limit now (or refuse --jobs
+  // the hard limit cannot cover), and give the tasks the limit pollkill had, so a program that
+  // uses select() does not meet descriptors above 1024. A task's own sandbox.rlimits.nofile
+  // wins. Restored after the engine has closed every descriptor.
+  TaskFdNeeds needs;
+  needs.output_relay = validation.output_limit;
+  needs.evidence = validation.evidence;
+  // v1 directories only for the v1-capable controllers the limits use (the session places v1
+  // cgroups for the plan's controllers that the unified hierarchy lacks, and no others).
+  const std::vector<std::string> controllers = controllers_for(engine.plan);
+  needs.v1_dirs = static_cast<std::uint64_t>(std::count_if(
+      std::begin(kV1LimitControllers), std::end(kV1LimitControllers), [&](std::string_view c) {
+        return std::find(controllers.begin(), controllers.end(), c) != controllers.end();
+      }));
+  needs.lingering_init = policy.runner.mode != RunMode::cgroup || engine.sandbox.pid_init;
+  needs.dynamic_uid = engine.sandbox.dynamic_uids.has_value();
+  NofileRaise nofile =
+      NofileRaise::for_jobs(static_cast<std::uint64_t>(engine.jobs), fds_per_task(needs));
   if (const auto& original = nofile.original()) {
     auto& rlimits = engine.sandbox.rlimits;
     bool set_by_policy = std::any_of(rlimits.begin(), rlimits.end(),

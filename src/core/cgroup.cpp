@@ -349,7 +349,7 @@ fs::path RunCgroup::liveness_path() const {
   return root_ / liveness_cgroup_name(path_.filename().string());
 }
 
-void RunCgroup::realize(pid_t companion, pid_t liveness) {
+void RunCgroup::realize(pid_t companion, pid_t liveness, bool liveness_placed) {
   CgroupDir root_dir = CgroupDir::open(root_);
   if (self_leaf_) {
     // A cgroup with controllers enabled for its children may hold no processes itself,
@@ -369,7 +369,8 @@ void RunCgroup::realize(pid_t companion, pid_t liveness) {
                         "Delegate=yes pollkill ...`, or pass --cgroup-root");
     }
   }
-  if (liveness > 0) {
+  if (liveness > 0 && !liveness_placed) {
+    // Where the guard could not fork it into its cgroup (clone3 without CLONE_INTO_CGROUP).
     // Before the controllers (it must leave pollkill's cgroup, which may be the root) and
     // before the run cgroup. A gc elsewhere may remove the empty directory between the mkdir
     // and the move: then make it again.

@@ -29,7 +29,8 @@ CgroupContainer::CgroupContainer(CgroupDir dir, V1TaskCgroups v1)
       v1_(std::move(v1)) {}
 
 std::uint64_t CgroupContainer::cpu_usage_usec() {
-  // cpu.stat is read at every sample of every running task: keep it open and pread it.
+  // cpu.stat is read at every sample of a task with a cpu_time limit (no quiet stride there),
+  // and for the live view: the one sampled file kept open, and pread.
   if (!cpu_stat_) {
     cpu_stat_.reset(::openat(dir_.fd(), "cpu.stat", O_RDONLY | O_CLOEXEC));
     if (!cpu_stat_) return 0;
@@ -50,15 +51,14 @@ std::optional<std::uint64_t> CgroupContainer::memory_current() {
 }
 
 std::vector<int> CgroupContainer::pids() {
-  // Read at every sample when hang or spin detection is on: kept open, pread from offset 0.
-  if (!cgroup_procs_) {
-    cgroup_procs_.reset(::openat(dir_.fd(), "cgroup.procs", O_RDONLY | O_CLOEXEC));
-    if (!cgroup_procs_) return {};
-  }
+  // Read only with hang or spin detection, and at a quiet task's stride: opened for the read
+  // and closed, so that a running task holds no descriptor for it (docs/PERFORMANCE.md).
+  UniqueFd procs(::openat(dir_.fd(), "cgroup.procs", O_RDONLY | O_CLOEXEC));
+  if (!procs) return {};
   std::string text;
   char buf[4096];
   for (;;) {
-    ssize_t n = ::pread(cgroup_procs_.get(), buf, sizeof buf, static_cast<off_t>(text.size()));
+    ssize_t n = ::read(procs.get(), buf, sizeof buf);
     if (n <= 0) break;
     text.append(buf, static_cast<size_t>(n));
     // A seq_file read fills the buffer unless it reached the end: a short read is the end, and
@@ -141,43 +141,38 @@ bool CgroupContainer::partial_oom_kill() {
   return oom && (*oom)["oom_kill"] > 0;
 }
 
-// The files below are opened at their first read and kept open. A file that cannot be opened
-// (the cgroup already gone) reads as nothing, as a missing one does: a sample never throws.
+// The files below are read only by the rules that need them, at a quiet task's stride: each
+// is opened for its read and closed (docs/PERFORMANCE.md, "Descriptors"). A file that cannot
+// be opened (the cgroup already gone) reads as nothing, as a missing one does: a sample never
+// throws.
 std::vector<pid_t> CgroupContainer::threads() {
-  if (!threads_) {
-    try {
-      threads_.emplace(dir_);
-    } catch (const Error&) {
-      threads_.emplace();
-    }
+  try {
+    return CgroupThreads(dir_).read();
+  } catch (const Error&) {
+    return {};
   }
-  return threads_->read();
 }
 
 namespace {
 
-std::optional<PressureTotals> read_pressure(std::optional<PressureFile>& file, const CgroupDir& dir,
-                                            std::string_view attr) {
-  if (!file) {
-    try {
-      file = PressureFile::open(dir, attr);
-    } catch (const Error&) {
-      file.emplace();
-    }
+std::optional<PressureTotals> read_pressure(const CgroupDir& dir, std::string_view attr) {
+  try {
+    return PressureFile::open(dir, attr).read();
+  } catch (const Error&) {
+    return std::nullopt;
   }
-  return file->read();
 }
 
 }  // namespace
 
 std::optional<std::uint64_t> CgroupContainer::cpu_pressure_some_usec() {
-  auto totals = read_pressure(cpu_pressure_, dir_, "cpu.pressure");
+  auto totals = read_pressure(dir_, "cpu.pressure");
   if (!totals) return std::nullopt;
   return totals->some_usec;
 }
 
 std::optional<std::uint64_t> CgroupContainer::memory_full_usec() {
-  auto totals = read_pressure(memory_pressure_, dir_, "memory.pressure");
+  auto totals = read_pressure(dir_, "memory.pressure");
   if (!totals) return std::nullopt;
   return totals->full_usec;
 }

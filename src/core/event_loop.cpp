@@ -5,6 +5,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <vector>
 
@@ -126,7 +127,78 @@ EventLoop::Id EventLoop::add_timer(const Timer& timer, Handler handler) {
   });
 }
 
+EventLoop::Id EventLoop::add_deadline(Handler handler) {
+  if (!deadline_timer_) {
+    deadline_timer_.emplace();
+    add(deadline_timer_->fd(), [this] { run_due_deadlines(); });
+  }
+  const Id id = next_id_++;
+  deadlines_.emplace(id, Deadline{std::make_shared<Handler>(std::move(handler)), std::nullopt});
+  return id;
+}
+
+void EventLoop::arm_deadline(Id id, Duration after) {
+  auto it = deadlines_.find(id);
+  if (it == deadlines_.end()) return;
+  if (it->second.due) due_.erase(*it->second.due);
+  it->second.due =
+      due_.emplace(std::chrono::steady_clock::now() + std::max(after, Duration(1)), id);
+  set_deadline_timer();
+}
+
+void EventLoop::disarm_deadline(Id id) {
+  auto it = deadlines_.find(id);
+  if (it == deadlines_.end() || !it->second.due) return;
+  due_.erase(*it->second.due);
+  it->second.due.reset();
+  set_deadline_timer();
+}
+
+void EventLoop::set_deadline_timer() {
+  if (due_.empty()) {
+    if (deadline_timer_set_) deadline_timer_->disarm();
+    deadline_timer_set_.reset();
+    return;
+  }
+  const TimePoint first = due_.begin()->first;
+  if (deadline_timer_set_ == first) return;
+  // An absolute CLOCK_MONOTONIC time: steady_clock's clock.
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(first.time_since_epoch());
+  itimerspec spec{};
+  spec.it_value.tv_sec = static_cast<time_t>(ns.count() / 1000000000);
+  spec.it_value.tv_nsec = static_cast<long>(ns.count() % 1000000000);
+  if (spec.it_value.tv_sec == 0 && spec.it_value.tv_nsec == 0) spec.it_value.tv_nsec = 1;
+  if (::timerfd_settime(deadline_timer_->fd(), TFD_TIMER_ABSTIME, &spec, nullptr) != 0)
+    throw_errno("timerfd_settime");
+  deadline_timer_set_ = first;
+}
+
+void EventLoop::run_due_deadlines() {
+  // The expiry count does not matter: what is due is decided by the time (an event this wait
+  // returned before a handler moved the timer finds nothing due, and calls nothing).
+  drain_fd(deadline_timer_->fd());
+  deadline_timer_set_.reset();  // fired, or about to be set anew
+  const TimePoint now = std::chrono::steady_clock::now();
+  // Each one is taken off the queue before its handler runs: a handler may arm, disarm or
+  // remove any deadline (its own included); one it arms is due 1 ms later at the earliest.
+  while (!due_.empty() && due_.begin()->first <= now) {
+    const Id id = due_.begin()->second;
+    due_.erase(due_.begin());
+    auto it = deadlines_.find(id);
+    it->second.due.reset();
+    std::shared_ptr<Handler> handler = it->second.handler;
+    (*handler)();
+  }
+  set_deadline_timer();
+}
+
 void EventLoop::remove(Id id) {
+  if (auto deadline = deadlines_.find(id); deadline != deadlines_.end()) {
+    if (deadline->second.due) due_.erase(*deadline->second.due);
+    deadlines_.erase(deadline);
+    set_deadline_timer();
+    return;
+  }
   auto it = handlers_.find(id);
   if (it == handlers_.end()) return;
   const int fd = it->second.fd;

@@ -10,12 +10,12 @@
 
 namespace pollkill {
 
-NofilePlan plan_nofile(rlim_t soft, rlim_t hard, std::uint64_t needed) {
+NofilePlan plan_nofile(rlim_t soft, rlim_t hard, std::uint64_t needed, std::uint64_t per_task) {
   NofilePlan plan;
   if (soft == RLIM_INFINITY || soft >= needed) return plan;
   if (hard != RLIM_INFINITY && hard < needed) {
     plan.enough = false;
-    plan.max_jobs = hard > kFdsBase ? (hard - kFdsBase) / kFdsPerTask : 0;
+    plan.max_jobs = hard > kFdsBase ? (hard - kFdsBase) / per_task : 0;
     if (hard > soft) plan.raise_soft_to = hard;
     plan.raise_hard_to = static_cast<rlim_t>(needed);
     return plan;
@@ -24,11 +24,11 @@ NofilePlan plan_nofile(rlim_t soft, rlim_t hard, std::uint64_t needed) {
   return plan;
 }
 
-NofileRaise NofileRaise::for_jobs(std::uint64_t jobs) {
+NofileRaise NofileRaise::for_jobs(std::uint64_t jobs, std::uint64_t per_task) {
   rlimit current{};
   if (::getrlimit(RLIMIT_NOFILE, &current) != 0) throw_errno("getrlimit(RLIMIT_NOFILE)");
-  const std::uint64_t needed = nofile_needed(jobs);
-  NofilePlan plan = plan_nofile(current.rlim_cur, current.rlim_max, needed);
+  const std::uint64_t needed = nofile_needed(jobs, per_task);
+  NofilePlan plan = plan_nofile(current.rlim_cur, current.rlim_max, needed, per_task);
   if (!plan.enough) {
     // Raising the hard limit needs CAP_SYS_RESOURCE (and stays within fs.nr_open): root on most
     // machines, not in many containers. Where it works, that is what the user asked for.

@@ -1,13 +1,16 @@
 #include "pollkill/guard.h"
 
 #include <fcntl.h>
+#include <linux/sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <map>
 #include <string>
 #include <utility>
@@ -15,6 +18,7 @@
 #include "pollkill/diag.h"
 #include "pollkill/error.h"
 #include "pollkill/proctree.h"
+#include "pollkill/spawn.h"
 
 namespace pollkill {
 
@@ -41,12 +45,73 @@ void kill_trees(const std::map<pid_t, std::uint64_t>& trees) {
 // (RunCgroup::realize puts it there), so that `populated 1` there says, to every PID
 // namespace, that the run's guard lives. It dies with the guard (parent-death signal) or when
 // the guard kills it, last, before removing that cgroup.
-[[noreturn]] void liveness_main(pid_t guard) {
+//
+// Only system calls whose failure it ignores, and no sanitizer instrumentation: it may share
+// the guard's memory (and so its TLS and errno; see clone_sharing_memory_into_cgroup).
+__attribute__((no_sanitize("address", "undefined"))) [[noreturn]] void liveness_main(pid_t guard) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != guard) ::_exit(0);
   ::prctl(PR_SET_NAME, "pollkill-alive", 0, 0, 0);
   ::syscall(SYS_close_range, 3U, ~0U, 0U);
   for (;;) ::pause();  // every catchable signal is ignored (inherited from the guard)
+}
+
+// Its stack when it shares the guard's memory: the guard's own copy of this array (the guard is
+// a fork), which lives as long as the guard's memory, which the liveness process keeps alive.
+alignas(64) std::byte liveness_stack[16 * 1024];
+pid_t liveness_guard_pid = -1;
+
+__attribute__((no_sanitize("address", "undefined"))) void liveness_entry(void*) {
+  liveness_main(liveness_guard_pid);
+}
+
+// What the guard sends back in cgroup mode: its liveness process, and whether that process was
+// born in the liveness cgroup (else RunCgroup::realize moves it there).
+struct Hello {
+  pid_t liveness;
+  std::int32_t placed;
+};
+
+// Forks the liveness process straight into the run's liveness cgroup with
+// clone3(CLONE_INTO_CGROUP): moving a process between cgroups later (a write to cgroup.procs)
+// waits for an RCU grace period on most kernels, 5-15 ms, which was the largest single cost of
+// a short `run`. A gc elsewhere may remove the empty directory between the mkdir and the
+// clone3 (ENOENT/ENODEV): then make it again. Any other failure (a kernel without
+// CLONE_INTO_CGROUP, a cgroup not writable) returns -1 with `placed` false, and the caller
+// forks the process the old way so that realize's move reports the error with its remedy.
+pid_t fork_liveness(const std::filesystem::path& alive, pid_t guard, bool& placed) {
+  placed = false;
+  // POLLKILL_SPAWN_METHOD=fork (the tests' fork variants) and kernels without clone3 take the
+  // old path, so that it stays proven.
+  if (default_spawn_method() == SpawnMethod::fork) return -1;
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    if (::mkdir(alive.c_str(), 0755) != 0 && errno != EEXIST) return -1;
+    UniqueFd dir(::open(alive.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dir) {
+      if (errno == ENOENT) continue;
+      return -1;
+    }
+    // Sharing the guard's memory where the architecture allows (no page tables copied when
+    // it starts or freed when it ends: both are on the path of every run), else a copy.
+    liveness_guard_pid = guard;
+    long pid = clone_sharing_memory_into_cgroup(dir.get(), liveness_stack, sizeof liveness_stack,
+                                                liveness_entry, nullptr);
+    if (pid < 0 && errno == ENOSYS) {
+      clone_args args;
+      std::memset(&args, 0, sizeof args);
+      args.flags = CLONE_INTO_CGROUP;
+      args.exit_signal = SIGCHLD;
+      args.cgroup = static_cast<std::uint64_t>(dir.get());
+      pid = ::syscall(SYS_clone3, &args, sizeof args);
+      if (pid == 0) liveness_main(guard);
+    }
+    if (pid > 0) {
+      placed = true;
+      return static_cast<pid_t>(pid);
+    }
+    if (errno != ENOENT && errno != ENODEV) return -1;
+  }
+  return -1;
 }
 
 }  // namespace
@@ -85,9 +150,12 @@ Guard Guard::start(RunCgroup* run) {
     pid_t liveness = -1;
     if (run) {
       const pid_t guard = ::getpid();
-      liveness = ::fork();
+      bool placed = false;
+      liveness = fork_liveness(run->liveness_path(), guard, placed);
+      if (liveness < 0) liveness = ::fork();
       if (liveness == 0) liveness_main(guard);
-      ssize_t ignored = ::write(hello_write.get(), &liveness, sizeof liveness);
+      Hello hello{liveness, placed ? 1 : 0};
+      ssize_t ignored = ::write(hello_write.get(), &hello, sizeof hello);
       (void)ignored;
       hello_write.reset();
     }
@@ -127,15 +195,16 @@ Guard Guard::start(RunCgroup* run) {
   guard.pipe_ = std::move(write_end);
   if (run) {
     hello_write.reset();
-    pid_t liveness = -1;
+    Hello hello{-1, 0};
     ssize_t n;
     do {
-      n = ::read(hello_read.get(), &liveness, sizeof liveness);
+      n = ::read(hello_read.get(), &hello, sizeof hello);
     } while (n < 0 && errno == EINTR);
-    if (n != static_cast<ssize_t>(sizeof liveness) || liveness <= 0) {
+    if (n != static_cast<ssize_t>(sizeof hello) || hello.liveness <= 0) {
       throw Error("the guard could not start its liveness process");  // ~Guard waits for it
     }
-    guard.liveness_pid_ = liveness;
+    guard.liveness_pid_ = hello.liveness;
+    guard.liveness_placed_ = hello.placed != 0;
   }
   return guard;
 }
@@ -163,6 +232,7 @@ Guard& Guard::operator=(Guard&& other) noexcept {
     stop();
     pid_ = std::exchange(other.pid_, -1);
     liveness_pid_ = std::exchange(other.liveness_pid_, -1);
+    liveness_placed_ = std::exchange(other.liveness_placed_, false);
     pipe_ = std::move(other.pipe_);
   }
   return *this;
@@ -176,6 +246,7 @@ void Guard::stop() noexcept {
     pid_ = -1;
   }
   liveness_pid_ = -1;
+  liveness_placed_ = false;
 }
 
 }  // namespace pollkill

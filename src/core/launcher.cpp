@@ -28,10 +28,10 @@ constexpr int kPumpsAfterTheEnd = 64;
 }  // namespace
 
 Slot::Slot(EventLoop& loop) : loop_(loop) {
-  deadline_id_ = loop_.add_timer(deadline_, [this] {
+  deadline_id_ = loop_.add_deadline([this] {
     if (current_) current_->on_deadline();
   });
-  wall_id_ = loop_.add_timer(wall_, [this] {
+  wall_id_ = loop_.add_deadline([this] {
     if (current_) current_->on_sample(Clock::now());
   });
 }
@@ -52,17 +52,9 @@ void Slot::watch_capture(int fd) {
   }
 }
 
-int Slot::null_input() {
-  if (!null_input_) {
-    null_input_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-    if (!null_input_) throw_errno("open /dev/null");
-  }
-  return null_input_.get();
-}
-
-void Slot::disarm() const {
-  deadline_.disarm();
-  wall_.disarm();
+void Slot::disarm() {
+  loop_.disarm_deadline(deadline_id_);
+  loop_.disarm_deadline(wall_id_);
 }
 
 RunningAttempt::RunningAttempt(Session& session, EventLoop& loop, Slot& slot, AttemptSpec spec)
@@ -150,8 +142,13 @@ void RunningAttempt::spawn_task() {
   request.sandbox = spec_.sandbox;
   request.cwd = spec_.cwd;
   for (const auto& fd : v1_join) request.join_v1_fds.push_back(fd.get());
+  // The task's stdin, open only while it is spawned: the task has its own copy, and a batch
+  // of thousands of tasks holds no descriptor for it.
+  UniqueFd null_input;
   if (stdout_) {
-    request.stdio[0] = slot_.null_input();
+    null_input.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!null_input) throw_errno("open /dev/null");
+    request.stdio[0] = null_input.get();
     request.stdio[1] = stdout_.get();
     request.stdio[2] = stderr_.get();
   }
@@ -162,6 +159,12 @@ void RunningAttempt::spawn_task() {
   start_ = Clock::now();
   Spawned spawned = spawn(request);
   if (relay_) relay_->close_child_ends();
+  if (!relay_) {
+    // The task writes to its own copies of the logs (spawn returns once it has exec'd or
+    // failed); nothing here reads or writes them again, so they are not held while it runs.
+    stdout_.reset();
+    stderr_.reset();
+  }
   if (spawned.failure) {
     spawned.child.reap();
     Outcome base;
@@ -210,7 +213,7 @@ void RunningAttempt::spawn_task() {
   }
   if (policy.limits.wall_time) {
     // The wall time is exact, not rounded up to the next sample.
-    slot_.wall().arm(std::max(
+    slot_.arm_wall(std::max(
         *policy.limits.wall_time - std::chrono::duration_cast<Duration>(Clock::now() - start_),
         Duration(1)));
   }
@@ -330,7 +333,7 @@ void RunningAttempt::cancel(int sig) {
 }
 
 Result RunningAttempt::finish() {
-  slot_.disarm();  // neither timer may fire for the next attempt in this slot
+  slot_.disarm();  // neither deadline may fire for the next attempt in this slot
   if (watch_) watch_->fill(result_, Outcome{}, start_);
   if (relay_) relay_->abandon();  // nothing is left unless the task never started
   unregister();

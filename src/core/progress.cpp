@@ -5,30 +5,56 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <cstdio>
+#include <string_view>
 
 #include "pollkill/fd.h"
 
 namespace pollkill {
 namespace {
 
-std::optional<std::string> pread_text(int fd) {
+// /proc/PID/io now, opened for the read and closed; nullopt when the process is gone or not
+// ours to read.
+std::optional<std::string> read_proc_io(int pid) {
+  char path[32];
+  std::snprintf(path, sizeof path, "/proc/%d/io", pid);
+  UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC));
+  if (!fd) return std::nullopt;
   char buf[512];
-  ssize_t n = ::pread(fd, buf, sizeof buf, 0);
+  ssize_t n = ::read(fd.get(), buf, sizeof buf);
   if (n <= 0) return std::nullopt;
   return std::string(buf, static_cast<size_t>(n));
+}
+
+std::optional<std::uint64_t> parse_field(std::string_view text, std::string_view key) {
+  auto pos = text.find(key);
+  if (pos == std::string_view::npos) return std::nullopt;
+  pos += key.size();
+  while (pos < text.size() && text[pos] == ' ') ++pos;
+  std::uint64_t value = 0;
+  auto [p, ec] = std::from_chars(text.data() + pos, text.data() + text.size(), value);
+  if (ec != std::errc()) return std::nullopt;
+  return value;
 }
 
 }  // namespace
 
 std::optional<std::uint64_t> parse_wchar(const std::string& proc_io) {
-  auto pos = proc_io.find("wchar:");
-  if (pos == std::string::npos) return std::nullopt;
-  pos += 6;
-  while (pos < proc_io.size() && proc_io[pos] == ' ') ++pos;
-  std::uint64_t value = 0;
-  auto [p, ec] = std::from_chars(proc_io.data() + pos, proc_io.data() + proc_io.size(), value);
-  if (ec != std::errc()) return std::nullopt;
-  return value;
+  return parse_field(proc_io, "wchar:");
+}
+
+std::optional<IoCounters> parse_io_counters(const std::string& proc_io) {
+  auto rchar = parse_field(proc_io, "rchar:");
+  auto wchar = parse_field(proc_io, "wchar:");
+  auto syscr = parse_field(proc_io, "syscr:");
+  auto syscw = parse_field(proc_io, "syscw:");
+  if (!rchar || !wchar || !syscr || !syscw) return std::nullopt;
+  return IoCounters{*rchar, *wchar, *syscr, *syscw};
+}
+
+bool IoCounters::could_follow(const IoCounters& earlier) const {
+  return rchar >= earlier.rchar && wchar >= earlier.wchar && syscr >= earlier.syscr &&
+         syscw >= earlier.syscw;
 }
 
 ProgressProbe::ProgressProbe(std::optional<std::string> heartbeat)
@@ -50,34 +76,23 @@ ProgressProbe::HeartbeatState ProgressProbe::read_heartbeat() const {
 
 bool ProgressProbe::observe(const std::vector<int>& pids) {
   bool progress = false;
-  std::unordered_map<int, Proc> now;
+  std::unordered_map<int, IoCounters> now;
   now.reserve(pids.size());
-  std::size_t open_io = 0;
   for (int pid : pids) {
-    Proc proc;
-    bool known = false;
-    if (auto it = procs_.find(pid); it != procs_.end()) {
-      proc = std::move(it->second);
-      known = true;
+    std::optional<std::string> text = read_proc_io(pid);
+    if (!text) continue;  // exited meanwhile, or not ours to read
+    auto counters = parse_io_counters(*text);
+    if (!counters) continue;
+    // A process seen at the previous call is compared with what it had then, unless a counter
+    // went down: then the pid was reused by a new process, first seen now, which counts with
+    // everything it wrote (it was born after the previous call). A reused pid whose counters
+    // all happen to be higher can only make wchar grow by bytes the new process wrote.
+    std::uint64_t before = 0;
+    if (auto it = procs_.find(pid); it != procs_.end() && counters->could_follow(it->second)) {
+      before = it->second.wchar;
     }
-    std::optional<std::string> text;
-    if (proc.io) text = pread_text(proc.io.get());
-    if (!text) {
-      // Not kept open, or the process it was opened for is gone and the pid was reused: then
-      // this is a new process, first seen now.
-      if (proc.io) known = false, proc.io.reset();
-      UniqueFd io(::open(("/proc/" + std::to_string(pid) + "/io").c_str(), O_RDONLY | O_CLOEXEC));
-      if (!io) continue;  // exited meanwhile, or not ours to read
-      text = pread_text(io.get());
-      if (!text) continue;
-      if (open_io < kMaxOpenIo) proc.io = std::move(io);
-    }
-    auto wchar = parse_wchar(*text);
-    if (!wchar) continue;
-    if (*wchar > (known ? proc.wchar : 0)) progress = true;
-    proc.wchar = *wchar;
-    if (proc.io) ++open_io;
-    now.emplace(pid, std::move(proc));
+    if (counters->wchar > before) progress = true;
+    now.emplace(pid, *counters);
   }
   procs_ = std::move(now);
   if (heartbeat_) {

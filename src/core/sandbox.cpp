@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstddef>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -25,6 +26,10 @@
 
 #include "pollkill/error.h"
 #include "pollkill/seccomp.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
 
 extern char** environ;
 
@@ -442,23 +447,73 @@ std::vector<std::string> bound_unix_socket_paths(std::string_view proc_net_unix)
   return paths;
 }
 
+namespace {
+
+constexpr int kProbeFailed = 100;  // errno values fit below 256 - 100
+
+// The probe's child and grandchild share pollkill's memory (CLONE_VM | CLONE_VFORK, as
+// posix_spawn does), so that neither copies pollkill's address space (the page tables of a
+// process with a dozen libraries, then copy-on-write faults in pollkill afterwards). Each runs
+// on a stack of its own in the parent's frame, while its parent is suspended, and makes only
+// system calls.
+constexpr std::size_t kProbeStackSize = 16 * 1024;
+
+struct Probe {
+  uid_t uid;
+  std::byte* grandchild_stack_top;
+};
+
+// The raw exit: no sanitizer's _exit interceptor (a leak check) may run in pollkill's memory.
+[[noreturn]] void probe_exit(int status) {
+  for (;;) ::syscall(SYS_exit_group, status);
+}
+
+int probe_grandchild(void*) {
+  probe_exit(0);
+}
+
+// The kernel counts a new child before it checks RLIMIT_NPROC, and exempts only root and
+// CAP_SYS_RESOURCE/CAP_SYS_ADMIN, all gone after the uid change; the count is the same whether
+// or not the child shares its parent's memory. Exit status: 0 alone, 1 not alone, else
+// kProbeFailed + the errno of a failed step.
+int probe_child(void* argument) {
+  const Probe& probe = *static_cast<const Probe*>(argument);
+  const rlimit two{2, 2};
+  if (::setrlimit(RLIMIT_NPROC, &two) != 0) probe_exit(kProbeFailed + errno);
+  // The raw system call: glibc's setresuid would signal the threads of the process whose
+  // memory this child shares, to change their ids too.
+  if (::syscall(SYS_setresuid, probe.uid, probe.uid, probe.uid) != 0)
+    probe_exit(kProbeFailed + errno);
+  const int grandchild = ::clone(probe_grandchild, probe.grandchild_stack_top,
+                                 CLONE_VM | CLONE_VFORK | SIGCHLD, nullptr);
+  if (grandchild < 0) probe_exit(errno == EAGAIN ? 1 : kProbeFailed + errno);
+  ::waitpid(grandchild, nullptr, 0);
+  probe_exit(0);
+}
+
+}  // namespace
+
 bool uid_has_processes(uid_t uid) {
-  constexpr int kFailed = 100;  // errno values fit below 256 - 100
-  // The raw system call, as in spawn: glibc's fork() runs atfork handlers, which take locks.
-  const pid_t child = static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0));
-  if (child < 0) throw_errno("fork to count the processes of uid " + std::to_string(uid));
-  if (child == 0) {
-    // Syscalls only. The kernel counts the new child before it checks RLIMIT_NPROC, and
-    // exempts only root and CAP_SYS_RESOURCE/CAP_SYS_ADMIN, all gone after the uid change.
-    // Exit status: 0 alone, 1 not alone, else kFailed + the errno of a failed step.
-    const rlimit two{2, 2};
-    if (::setrlimit(RLIMIT_NPROC, &two) != 0) ::_exit(kFailed + errno);
-    if (::syscall(SYS_setresuid, uid, uid, uid) != 0) ::_exit(kFailed + errno);
-    const long grandchild = ::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
-    if (grandchild == 0) ::_exit(0);
-    if (grandchild < 0) ::_exit(errno == EAGAIN ? 1 : kFailed + errno);
-    ::waitpid(static_cast<pid_t>(grandchild), nullptr, 0);
-    ::_exit(0);
+  alignas(16) std::byte child_stack[kProbeStackSize];
+  alignas(16) std::byte grandchild_stack[kProbeStackSize];
+  Probe probe{uid, grandchild_stack + sizeof grandchild_stack};
+  // No handler of pollkill's may run in the children, which share its memory: every signal
+  // stays blocked across the probe (the children never unblock them).
+  sigset_t all, old;
+  sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &old);
+  // glibc's clone() runs no atfork handlers (fork() would, and they take locks).
+  const pid_t child = ::clone(probe_child, child_stack + sizeof child_stack,
+                              CLONE_VM | CLONE_VFORK | SIGCHLD, &probe);
+  const int clone_errno = errno;
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+#if defined(__SANITIZE_ADDRESS__)
+  // The children's instrumented frames poisoned parts of them and never returned to clear them.
+  ASAN_UNPOISON_MEMORY_REGION(child_stack, sizeof child_stack);
+  ASAN_UNPOISON_MEMORY_REGION(grandchild_stack, sizeof grandchild_stack);
+#endif
+  if (child < 0) {
+    throw SystemError(clone_errno, "start the process count of uid " + std::to_string(uid));
   }
   int status = 0;
   while (::waitpid(child, &status, 0) < 0) {
@@ -466,9 +521,9 @@ bool uid_has_processes(uid_t uid) {
   }
   if (WIFEXITED(status) && WEXITSTATUS(status) <= 1) return WEXITSTATUS(status) == 1;
   const std::string what = "count the processes of uid " + std::to_string(uid);
-  if (WIFEXITED(status) && WEXITSTATUS(status) > kFailed) {
+  if (WIFEXITED(status) && WEXITSTATUS(status) > kProbeFailed) {
     // EINVAL from setresuid: the uid is not mapped in pollkill's user namespace.
-    throw SystemError(WEXITSTATUS(status) - kFailed, what);
+    throw SystemError(WEXITSTATUS(status) - kProbeFailed, what);
   }
   throw Error("cannot " + what + " (the check " +
               (WIFEXITED(status) ? "exited " + std::to_string(WEXITSTATUS(status))

@@ -116,7 +116,7 @@ void Session::start() {
   // The guard exists before anything is created, so a SIGKILL at any moment leaves nothing.
   run_ = RunCgroup::prepare(*mode_.root, *host_.mounts.cgroup2, v2_controllers_, v1_bases_);
   guard_ = Guard::start(run_);
-  run_.realize(guard_.pid(), guard_.liveness_pid());
+  run_.realize(guard_.pid(), guard_.liveness_pid(), guard_.liveness_placed());
 }
 
 void Session::close() noexcept {

@@ -275,6 +275,52 @@ void become_pollkill_init(const ChildPlan& plan) {
   }
 }
 
+[[noreturn]] void task_main(const ChildPlan& plan);
+
+// The task, forked by init: it starts with every signal blocked (init's mask).
+[[noreturn]] void task_child_main(const ChildPlan& plan) {
+  reset_caught_signals();  // it shares init's memory until it execs (fork_task)
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::close(plan.init_status_fd);
+  if (plan.linger && ::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)  // init's death ends the task
+    report_and_exit(plan, kStepPdeathsig, errno);
+  task_main(plan);
+}
+
+#if defined(__x86_64__)
+void task_child_entry(void* plan) {
+  task_child_main(*static_cast<const ChildPlan*>(plan));
+}
+#endif
+
+// init forks the task. init is itself a copy of pollkill's memory; the task borrows it until
+// it execs (CLONE_VM | CLONE_VFORK on a stack of its own, in this frame, as the vfork spawn
+// does) instead of copying it a second time: the page tables of pollkill's address space
+// and the copy-on-write faults after a fork are the largest cost of a process start. init is
+// suspended meanwhile and takes its signals only afterwards (they stay pending). The task
+// reports a failure through the report pipe, as before. Elsewhere: a copy, the raw system call
+// (glibc's fork() would run atfork handlers, which take locks).
+pid_t fork_task(const ChildPlan& plan) {
+#if defined(__x86_64__)
+  alignas(16) std::byte stack[32 * 1024];
+  struct clone_args args {};
+  args.flags = CLONE_VM | CLONE_VFORK;
+  args.exit_signal = SIGCHLD;
+  args.stack = reinterpret_cast<std::uint64_t>(stack);
+  args.stack_size = sizeof stack;
+  const long task =
+      pollkill_clone3_on_stack(&args, sizeof args, task_child_entry, const_cast<ChildPlan*>(&plan));
+  if (task < 0) report_and_exit(plan, kStepForkTask, static_cast<int>(-task));
+#else
+  const pid_t task = static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0));
+  if (task < 0) report_and_exit(plan, kStepForkTask, errno);
+  if (task == 0) task_child_main(plan);
+#endif
+  return static_cast<pid_t>(task);
+}
+
 // Runs in the child between clone and exec: syscalls only, no allocation, no locks.
 [[noreturn]] void child_main(const ChildPlan& plan) {
   if (plan.shared_report) reset_caught_signals();  // all blocked until here (spawn)
@@ -351,15 +397,14 @@ void become_pollkill_init(const ChildPlan& plan) {
     ::sigprocmask(SIG_SETMASK, &all, nullptr);  // init takes signals with sigwaitinfo
     // Before the task exists, so that it never sees pollkill's command line.
     if (plan.new_pid_ns) become_pollkill_init(plan);
-    // The raw system call: glibc's fork() would run atfork handlers, which take locks.
-    pid_t task = static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0));
-    if (task < 0) report_and_exit(plan, kStepForkTask, errno);
-    if (task > 0) init_main(plan, task);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::close(plan.init_status_fd);
-    if (plan.linger && ::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)  // init's death ends the task
-      report_and_exit(plan, kStepPdeathsig, errno);
+    init_main(plan, fork_task(plan));
   }
+  task_main(plan);
+}
+
+// The task's own process, after the sandbox's namespaces and mounts: rlimits, ids, seccomp,
+// then exec. Syscalls only, no allocation, no locks.
+[[noreturn]] void task_main(const ChildPlan& plan) {
   for (size_t i = 0; i < plan.rlimit_count; ++i) {
     if (::setrlimit(plan.rlimits[i].first, &plan.rlimits[i].second) != 0) {
       report_and_exit(plan, kStepRlimit, errno, static_cast<int>(i));
@@ -651,6 +696,28 @@ std::vector<std::string> exec_candidates(const std::string& program, const std::
     start = colon + 1;
   }
   return out;
+}
+
+pid_t clone_sharing_memory_into_cgroup(int cgroup_fd, std::byte* stack, std::size_t stack_size,
+                                       void (*entry)(void*), void* argument) {
+#if defined(__x86_64__)
+  struct clone_args args {};
+  args.flags = CLONE_VM | CLONE_INTO_CGROUP;
+  args.exit_signal = SIGCHLD;
+  args.cgroup = static_cast<std::uint64_t>(cgroup_fd);
+  args.stack = reinterpret_cast<std::uint64_t>(stack);
+  args.stack_size = stack_size;  // the kernel starts the child at stack + stack_size
+  const long rc = pollkill_clone3_on_stack(&args, sizeof args, entry, argument);
+  if (rc < 0) {
+    errno = static_cast<int>(-rc);
+    return -1;
+  }
+  return static_cast<pid_t>(rc);
+#else
+  (void)cgroup_fd, (void)stack, (void)stack_size, (void)entry, (void)argument;
+  errno = ENOSYS;
+  return -1;
+#endif
 }
 
 Spawned spawn(const SpawnRequest& request) {

@@ -342,13 +342,22 @@ TaskFile::Validation TaskFile::validate(const Policy& base) {
       if (attrs.insert(w.attr).second) result.plan.push_back(std::move(w));
     }
   };
+  auto add_features = [&](const Policy& policy) {
+    result.output_limit = result.output_limit || policy.limits.output.has_value();
+    result.evidence = result.evidence || !policy.evidence.on.empty();
+  };
   add_plan(base.limits);
+  add_features(base);
   shell_lines_ = 0;
   while (std::optional<TaskSpec> task = read_task(base)) {
     if (!ids.insert(task->id).second) {
       throw Error(name_ + ":" + std::to_string(line_) + ": duplicate task id '" + task->id + "'");
     }
-    if (!task->limits.empty()) add_plan(task_policy(*task, base).limits);
+    if (!task->limits.empty()) {
+      const Policy effective = task_policy(*task, base);
+      add_plan(effective.limits);
+      add_features(effective);
+    }
     ++result.tasks;
   }
   if (std::ferror(file_.get())) throw_errno("read the task file '" + name_ + "'");

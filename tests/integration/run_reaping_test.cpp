@@ -275,6 +275,36 @@ TEST_P(RunReaping, GroupKilledGuardStillReaps) {
   kill_runner_and_expect_nothing_left("setsid sleep \"$1\" & sleep \"$1\"", 2, true);
 }
 
+// The guard's liveness process says "this run lives" by sitting in "<run cgroup>.alive"; with
+// the default spawn it is born there (clone3 into the cgroup, no migration), with the fork
+// variants the old move puts it there. Either way: exactly that process, nothing else.
+TEST_P(RunReaping, LivenessProcessSitsInTheLivenessCgroup) {
+  PK_REQUIRE_MODE();
+  if (method().subreaper) GTEST_SKIP() << "subreaper mode has no run cgroup";
+  const std::string marker = unique_marker();
+  auto run = start_task(via(), with_mode({}),
+                        {"sh", "-c", "sleep \"$1\"", "main", long_sleep_arg(marker)}, options());
+  ASSERT_TRUE(
+      wait_until([&] { return processes_matching(marker, "sleep").size() == 1; }, Seconds(10)));
+  std::vector<std::filesystem::path> alive;
+  for (const auto& p : find_leftover_cgroups(run->pid())) {
+    if (p.filename().string().ends_with(".alive")) alive.push_back(p);
+  }
+  ASSERT_EQ(alive.size(), 1U) << "no liveness cgroup beside the run cgroup";
+  std::ifstream procs(alive[0] / "cgroup.procs");
+  std::vector<pid_t> pids;
+  for (pid_t pid; procs >> pid;) pids.push_back(pid);
+  ASSERT_EQ(pids.size(), 1U) << alive[0];
+  std::ifstream comm("/proc/" + std::to_string(pids[0]) + "/comm");
+  std::string name;
+  std::getline(comm, name);
+  EXPECT_EQ(name, "pollkill-alive");
+  run->signal(SIGTERM);
+  RunOutput r = run->wait(Seconds(20));
+  ASSERT_FALSE(r.timed_out) << r.describe();
+  expect_nothing_left(r, marker);
+}
+
 class RunOrphansWait : public ::testing::TestWithParam<Via> {
  protected:
   int exit_for(int run_exit) const { return exit_via(GetParam(), run_exit); }

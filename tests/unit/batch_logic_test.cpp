@@ -351,7 +351,7 @@ TEST(NofilePlan, LeavesASufficientOrUnlimitedSoftLimitAlone) {
 }
 
 TEST(NofilePlan, RaisesTheSoftLimitToWhatIsNeededWithinTheHardLimit) {
-  EXPECT_EQ(plan_nofile(1024, 524288, nofile_needed(1000)).raise_soft_to, rlim_t{64 + 24 * 1000});
+  EXPECT_EQ(plan_nofile(1024, 524288, nofile_needed(1000)).raise_soft_to, rlim_t{64 + 15 * 1000});
   EXPECT_EQ(plan_nofile(1024, RLIM_INFINITY, 5000).raise_soft_to, rlim_t{5000});
   EXPECT_EQ(plan_nofile(1024, 5000, 5000).raise_soft_to, rlim_t{5000});
 }
@@ -359,12 +359,35 @@ TEST(NofilePlan, RaisesTheSoftLimitToWhatIsNeededWithinTheHardLimit) {
 TEST(NofilePlan, AHardLimitBelowTheNeedSaysHowManyJobsFit) {
   NofilePlan plan = plan_nofile(1024, 4096, nofile_needed(1000));
   EXPECT_FALSE(plan.enough);
-  EXPECT_EQ(plan.max_jobs, (4096u - 64) / 24);
+  EXPECT_EQ(plan.max_jobs, (4096u - 64) / 15);
   EXPECT_EQ(plan.raise_hard_to, rlim_t{nofile_needed(1000)});
   EXPECT_EQ(plan.raise_soft_to, rlim_t{4096});
   plan = plan_nofile(16, 32, nofile_needed(1));
   EXPECT_FALSE(plan.enough);
   EXPECT_EQ(plan.max_jobs, 0u);
+}
+
+// What a running task may hold depends on what the batch may use (include/pollkill/fdlimit.h):
+// 4 for a task with none of the features, 15 with all of them.
+TEST(NofilePlan, TheBudgetPerTaskCountsOnlyWhatTheBatchMayUse) {
+  TaskFdNeeds none;
+  none.output_relay = none.evidence = none.lingering_init = none.dynamic_uid = false;
+  none.v1_dirs = 0;
+  EXPECT_EQ(fds_per_task(none), 4u);
+  EXPECT_EQ(kFdsPerTask, 15u);
+  TaskFdNeeds relay = none;
+  relay.output_relay = true;
+  EXPECT_EQ(fds_per_task(relay), 8u);
+  TaskFdNeeds defaults = none;  // a default policy: evidence on, the mode chosen at run time
+  defaults.evidence = defaults.lingering_init = true;
+  EXPECT_EQ(fds_per_task(defaults), 7u);
+  // This machine's hard limit of 20,000: 2,848 tasks of a default batch, 4,984 without
+  // evidence in cgroup mode; the most the budget allows is what it tells to use.
+  NofilePlan plan = plan_nofile(1024, 20000, nofile_needed(5000, 7), 7);
+  EXPECT_FALSE(plan.enough);
+  EXPECT_EQ(plan.max_jobs, 2848u);
+  EXPECT_TRUE(plan_nofile(1024, 20000, nofile_needed(4984, 4), 4).enough);
+  EXPECT_FALSE(plan_nofile(1024, 20000, nofile_needed(4985, 4), 4).enough);
 }
 
 }  // namespace

@@ -33,6 +33,29 @@ TEST(ProcIo, ParsesWchar) {
   EXPECT_FALSE(parse_wchar("rchar: 10\n").has_value());
 }
 
+// /proc/PID/io is opened per reading (no descriptor binds it to one process): a pid reused by
+// another process is told by a counter that went down.
+TEST(ProcIo, ACounterThatWentDownMarksAReusedPid) {
+  const std::string text =
+      "rchar: 10\nwchar: 4242\nsyscr: 3\nsyscw: 7\nread_bytes: 0\nwrite_bytes: 0\n"
+      "cancelled_write_bytes: 0\n";
+  auto counters = parse_io_counters(text);
+  ASSERT_TRUE(counters.has_value());
+  EXPECT_EQ(counters->rchar, 10u);
+  EXPECT_EQ(counters->wchar, 4242u);
+  EXPECT_EQ(counters->syscr, 3u);
+  EXPECT_EQ(counters->syscw, 7u);
+  EXPECT_FALSE(parse_io_counters("rchar: 10\nwchar: 4242\n").has_value());
+
+  const IoCounters before{100, 50, 10, 5};
+  EXPECT_TRUE((IoCounters{100, 50, 10, 5}).could_follow(before));
+  EXPECT_TRUE((IoCounters{120, 60, 11, 6}).could_follow(before));
+  EXPECT_FALSE((IoCounters{99, 60, 11, 6}).could_follow(before));   // rchar went down
+  EXPECT_FALSE((IoCounters{120, 60, 9, 6}).could_follow(before));   // syscr went down
+  EXPECT_FALSE((IoCounters{120, 60, 11, 4}).could_follow(before));  // syscw went down
+  EXPECT_FALSE((IoCounters{120, 49, 11, 6}).could_follow(before));  // wchar went down
+}
+
 bool readable_within(int fd, int ms) {
   pollfd p{fd, POLLIN, 0};
   return ::poll(&p, 1, ms) == 1;
@@ -84,6 +107,26 @@ TEST(LingeringInit, ExecFailureIsReportedAndTheInitExits) {
   EXPECT_EQ(exit.exit_code, 127);
 }
 
+// A task whose working directory does not exist: the child names that step, with ENOENT, and
+// exits 127.
+void expect_missing_cwd_reported(Spawned spawned) {
+  ASSERT_TRUE(spawned.failure);
+  EXPECT_EQ(spawned.failure->step, "change to the working directory");
+  EXPECT_EQ(spawned.failure->error, ENOENT);
+  EXPECT_EQ(spawned.child.reap().exit_code, 127);
+}
+
+// The task init forks borrows init's memory until it execs (spawn.cpp, fork_task): a step that
+// fails in it after the fork still reaches pollkill through the report pipe, named, with its
+// errno, and init passes on the task's exit.
+TEST(LingeringInit, AStepThatFailsInTheTaskAfterInitsForkIsNamed) {
+  SubreaperScope scope;
+  SpawnRequest request{{"/bin/true"}, {}, -1, default_spawn_method()};
+  request.subreaper_init = true;
+  request.cwd = "/nonexistent/pollkill-cwd";
+  expect_missing_cwd_reported(spawn(request));
+}
+
 // Every spawn method against the real kernel (no cgroup: RunReaping covers the task cgroup).
 class SpawnVia : public ::testing::TestWithParam<SpawnMethod> {
  protected:
@@ -132,11 +175,7 @@ TEST_P(SpawnVia, ExecFailureComesBackWithItsErrno) {
 TEST_P(SpawnVia, AFailedStepBeforeExecIsNamed) {
   SpawnRequest r = request({"/bin/true"});
   r.cwd = "/nonexistent/pollkill-dir";
-  Spawned spawned = spawn(r);
-  ASSERT_TRUE(spawned.failure);
-  EXPECT_EQ(spawned.failure->step, "change to the working directory");
-  EXPECT_EQ(spawned.failure->error, ENOENT);
-  EXPECT_EQ(spawned.child.reap().exit_code, 127);
+  expect_missing_cwd_reported(spawn(r));
 }
 
 // The task starts with no signal blocked and SIGPIPE at its default, whatever pollkill blocks

@@ -242,6 +242,26 @@ TEST_F(TaskFileTest, ValidatesThenStreams) {
   EXPECT_EQ(seqs, (std::vector<std::uint64_t>{1, 2, 3}));
 }
 
+// The open-file budget counts the output relay only where a task may have one.
+TEST_F(TaskFileTest, ValidationSaysWhetherAnyTaskHasAnOutputLimitOrTakesEvidence) {
+  Policy no_evidence = default_policy();
+  no_evidence.evidence.on.clear();
+  {
+    TaskFile file = TaskFile::open(write("true\n{\"cmd\": [\"b\"], \"memory\": \"1G\"}\n"));
+    auto v = file.validate(no_evidence);
+    EXPECT_FALSE(v.output_limit);
+    EXPECT_FALSE(v.evidence);
+  }
+  {
+    TaskFile file = TaskFile::open(write("true\n{\"cmd\": [\"b\"], \"output\": \"1M\"}\n"));
+    auto v = file.validate(no_evidence);
+    EXPECT_TRUE(v.output_limit);
+    EXPECT_FALSE(v.evidence);
+  }
+  TaskFile file = TaskFile::open(write("true\n"));
+  EXPECT_TRUE(file.validate(default_policy()).evidence);  // on by default
+}
+
 TEST_F(TaskFileTest, BadLineIsFileColonLine) {
   std::string path = write("true\n\necho 'oops\n");
   TaskFile file = TaskFile::open(path);
