@@ -8,18 +8,68 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <memory>
 #include <thread>
 
+#include "pollkill/dynlib.h"
 #include "pollkill/error.h"
 
 namespace pollkill {
 namespace {
 
 using SteadyClock = std::chrono::steady_clock;
+
+// libdw is opened when the first stacks are taken (in the evidence capture process), not at
+// pollkill's start: POLLKILL_LIBDW_SONAME is the soname of the library the headers came from
+// (CMakeLists.txt).
+constexpr DynlibSpec kLibdw = {POLLKILL_LIBDW_SONAME,
+                               "to unwind the stacks of a stuck task (evidence capture)",
+                               "Debian: libdw1; Fedora: elfutils-libs"};
+
+int find_elf(Dwfl_Module* mod, void** userdata, const char* module_name, Dwarf_Addr base,
+             char** file_name, Elf** elfp);
+
+char* g_debuginfo_path = nullptr;  // libdwfl's default search path
+
+// The libdwfl functions stack_unwind calls.
+struct Libdw {
+  Dynlib lib = Dynlib::open(kLibdw);
+  POLLKILL_DYNLIB_SYMBOL(dwfl_begin);
+  POLLKILL_DYNLIB_SYMBOL(dwfl_end);
+  POLLKILL_DYNLIB_SYMBOL(dwfl_errmsg);
+  POLLKILL_DYNLIB_SYMBOL(dwfl_linux_proc_find_elf);
+  POLLKILL_DYNLIB_SYMBOL(dwfl_standard_find_debuginfo);
+  POLLKILL_DYNLIB_SYMBOL(dwfl_linux_proc_report);
+  POLLKILL_DYNLIB_SYMBOL(dwfl_report_end);
+  POLLKILL_DYNLIB_SYMBOL(dwfl_linux_proc_attach);
+  POLLKILL_DYNLIB_SYMBOL(dwfl_getthread_frames);
+  POLLKILL_DYNLIB_SYMBOL(dwfl_frame_pc);
+  POLLKILL_DYNLIB_SYMBOL(dwfl_addrmodule);
+  POLLKILL_DYNLIB_SYMBOL(dwfl_module_info);
+  POLLKILL_DYNLIB_SYMBOL(dwfl_module_addrinfo);
+  POLLKILL_DYNLIB_SYMBOL(dwfl_module_getsrc);
+  POLLKILL_DYNLIB_SYMBOL(dwfl_lineinfo);
+  const Dwfl_Callbacks callbacks = {
+      find_elf,
+      dwfl_standard_find_debuginfo,
+      nullptr,  // section_address: only for ET_REL files
+      &g_debuginfo_path,
+  };
+};
+
+const Libdw& libdw() {
+  return cached<Libdw>();
+}
+
+// The dependency, for packagers: the DT_NEEDED entry it replaces. Evidence is taken by default
+// (a batch's hung, spinning and thrashing tasks), hence "required".
+POLLKILL_DLOPEN_NOTE(kLibdwNote, "evidence-stacks",
+                     "unwind and symbolize the stacks of a stuck task (evidence capture)",
+                     "required", POLLKILL_LIBDW_SONAME);
 
 // The process whose modules find_elf opens: libdwfl's callback gets no argument that could
 // carry it, and unwinding is single-threaded.
@@ -43,20 +93,11 @@ int find_elf(Dwfl_Module* mod, void** userdata, const char* module_name, Dwarf_A
       }
     }
   }
-  return dwfl_linux_proc_find_elf(mod, userdata, module_name, base, file_name, elfp);
+  return libdw().dwfl_linux_proc_find_elf(mod, userdata, module_name, base, file_name, elfp);
 }
 
-char* g_debuginfo_path = nullptr;  // libdwfl's default search path
-
-const Dwfl_Callbacks kCallbacks = {
-    find_elf,
-    dwfl_standard_find_debuginfo,
-    nullptr,  // section_address: only for ET_REL files
-    &g_debuginfo_path,
-};
-
 std::string dwfl_error() {
-  const char* message = dwfl_errmsg(-1);
+  const char* message = libdw().dwfl_errmsg(-1);
   return message ? message : "unknown libdwfl error";
 }
 
@@ -78,24 +119,25 @@ Frame symbolize(Dwfl* dwfl, Dwarf_Addr pc, bool activation) {
   frame.pc = pc;
   // A return address points after the call: look up the call itself (as eu-stack does).
   const Dwarf_Addr lookup = activation ? pc : pc - 1;
-  Dwfl_Module* module = dwfl_addrmodule(dwfl, lookup);
+  Dwfl_Module* module = libdw().dwfl_addrmodule(dwfl, lookup);
   if (!module) return frame;
   Dwarf_Addr start = 0;
-  const char* name =
-      dwfl_module_info(module, nullptr, &start, nullptr, nullptr, nullptr, nullptr, nullptr);
+  const char* name = libdw().dwfl_module_info(module, nullptr, &start, nullptr, nullptr, nullptr,
+                                              nullptr, nullptr);
   if (name) frame.module = name;
   frame.module_offset = pc - start;
   GElf_Off offset = 0;
   GElf_Sym sym;
   if (const char* symbol =
-          dwfl_module_addrinfo(module, lookup, &offset, &sym, nullptr, nullptr, nullptr)) {
+          libdw().dwfl_module_addrinfo(module, lookup, &offset, &sym, nullptr, nullptr, nullptr)) {
     frame.symbol = symbol;
     frame.function = demangle(symbol);
     frame.offset = pc - (lookup - offset);
   }
-  if (Dwfl_Line* line = dwfl_module_getsrc(module, lookup)) {
+  if (Dwfl_Line* line = libdw().dwfl_module_getsrc(module, lookup)) {
     int lineno = 0;
-    if (const char* file = dwfl_lineinfo(line, nullptr, &lineno, nullptr, nullptr, nullptr)) {
+    if (const char* file =
+            libdw().dwfl_lineinfo(line, nullptr, &lineno, nullptr, nullptr, nullptr)) {
       frame.file = file;
       frame.line = lineno;
     }
@@ -111,7 +153,7 @@ int on_frame(Dwfl_Frame* state, void* arg) {
   }
   Dwarf_Addr pc = 0;
   bool activation = false;
-  if (!dwfl_frame_pc(state, &pc, &activation)) return DWARF_CB_ABORT;
+  if (!libdw().dwfl_frame_pc(state, &pc, &activation)) return DWARF_CB_ABORT;
   walk->frames->push_back(symbolize(walk->dwfl, pc, activation));
   return walk->frames->size() >= walk->max_frames ? DWARF_CB_ABORT : DWARF_CB_OK;
 }
@@ -139,6 +181,15 @@ std::string seize_error(int err, pid_t tid) {
 UnwoundStacks unwind_process(pid_t pid, const std::vector<pid_t>& tids,
                              SteadyClock::time_point deadline, std::size_t max_frames) {
   UnwoundStacks out;
+  // Without libdw there is nothing to unwind with: no thread is stopped for nothing, and each
+  // says why it has no stack (the evidence's "missing"), as for any other unwind failure.
+  const Libdw* dw = nullptr;
+  try {
+    dw = &libdw();
+  } catch (const Error& e) {
+    for (pid_t tid : tids) out.missing[tid] = std::string(e.what()) + "; " + e.hint();
+    return out;
+  }
   // Attach and interrupt every thread first, then wait: the stops happen in parallel.
   std::vector<pid_t> seized;
   for (pid_t tid : tids) {
@@ -183,16 +234,16 @@ UnwoundStacks unwind_process(pid_t pid, const std::vector<pid_t>& tids,
   }
 
   if (!stopped.empty()) {
-    std::unique_ptr<Dwfl, decltype(&dwfl_end)> dwfl(dwfl_begin(&kCallbacks), &dwfl_end);
+    std::unique_ptr<Dwfl, decltype(&dwfl_end)> dwfl(dw->dwfl_begin(&dw->callbacks), dw->dwfl_end);
     g_find_elf_pid = pid;
     std::string failure;
     if (!dwfl) {
       failure = "dwfl_begin: " + dwfl_error();
-    } else if (dwfl_linux_proc_report(dwfl.get(), pid) != 0 ||
-               dwfl_report_end(dwfl.get(), nullptr, nullptr) != 0) {
+    } else if (dw->dwfl_linux_proc_report(dwfl.get(), pid) != 0 ||
+               dw->dwfl_report_end(dwfl.get(), nullptr, nullptr) != 0) {
       failure =
           "reading the process's modules (/proc/" + std::to_string(pid) + "/maps): " + dwfl_error();
-    } else if (const int err = dwfl_linux_proc_attach(dwfl.get(), pid, true); err != 0) {
+    } else if (const int err = dw->dwfl_linux_proc_attach(dwfl.get(), pid, true); err != 0) {
       failure =
           "dwfl_linux_proc_attach: " + (err > 0 ? std::string(std::strerror(err)) : dwfl_error());
     }
@@ -203,7 +254,7 @@ UnwoundStacks unwind_process(pid_t pid, const std::vector<pid_t>& tids,
       }
       std::vector<Frame> frames;
       FrameWalk walk{dwfl.get(), &frames, max_frames, deadline};
-      if (dwfl_getthread_frames(dwfl.get(), tid, on_frame, &walk) != 0 && frames.empty()) {
+      if (dw->dwfl_getthread_frames(dwfl.get(), tid, on_frame, &walk) != 0 && frames.empty()) {
         out.missing[tid] = walk.out_of_time ? "the capture budget ran out"
                                             : "dwfl_getthread_frames: " + dwfl_error();
       }

@@ -5,12 +5,14 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 
 #include "pollkill/diag.h"
+#include "pollkill/dynlib.h"
 #include "pollkill/error.h"
 
 #ifdef POLLKILL_HAVE_SYSTEMD
@@ -59,18 +61,61 @@ bool systemd_support_built() noexcept {
 
 namespace {
 
+// libsystemd is opened when a scope is asked for, not at pollkill's start:
+// POLLKILL_LIBSYSTEMD_SONAME is the soname of the library the headers came from (CMakeLists.txt).
+constexpr DynlibSpec kLibsystemd = {POLLKILL_LIBSYSTEMD_SONAME,
+                                    "to ask systemd for a delegated scope (sd-bus)",
+                                    "Debian: libsystemd0; Fedora: systemd-libs"};
+
+// The sd-bus functions systemd.cpp calls.
+struct Libsystemd {
+  Dynlib lib = Dynlib::open(kLibsystemd);
+  POLLKILL_DYNLIB_SYMBOL(sd_bus_call);
+  POLLKILL_DYNLIB_SYMBOL(sd_bus_call_method);
+  POLLKILL_DYNLIB_SYMBOL(sd_bus_error_free);
+  POLLKILL_DYNLIB_SYMBOL(sd_bus_error_has_name);
+  POLLKILL_DYNLIB_SYMBOL(sd_bus_error_is_set);
+  POLLKILL_DYNLIB_SYMBOL(sd_bus_flush_close_unref);
+  POLLKILL_DYNLIB_SYMBOL(sd_bus_get_property_string);
+  POLLKILL_DYNLIB_SYMBOL(sd_bus_match_signal);
+  POLLKILL_DYNLIB_SYMBOL(sd_bus_message_append);
+  POLLKILL_DYNLIB_SYMBOL(sd_bus_message_close_container);
+  POLLKILL_DYNLIB_SYMBOL(sd_bus_message_new_method_call);
+  POLLKILL_DYNLIB_SYMBOL(sd_bus_message_open_container);
+  POLLKILL_DYNLIB_SYMBOL(sd_bus_message_read);
+  POLLKILL_DYNLIB_SYMBOL(sd_bus_message_unref);
+  POLLKILL_DYNLIB_SYMBOL(sd_bus_new);
+  POLLKILL_DYNLIB_SYMBOL(sd_bus_open_system);
+  POLLKILL_DYNLIB_SYMBOL(sd_bus_open_user);
+  POLLKILL_DYNLIB_SYMBOL(sd_bus_process);
+  POLLKILL_DYNLIB_SYMBOL(sd_bus_set_address);
+  POLLKILL_DYNLIB_SYMBOL(sd_bus_set_bus_client);
+  POLLKILL_DYNLIB_SYMBOL(sd_bus_slot_unref);
+  POLLKILL_DYNLIB_SYMBOL(sd_bus_start);
+  POLLKILL_DYNLIB_SYMBOL(sd_bus_wait);
+};
+
+const Libsystemd& sd() {
+  return cached<Libsystemd>();
+}
+
+// The dependency, for packagers: the DT_NEEDED entry it replaces. Without it pollkill still
+// runs where its own cgroup is delegated or --cgroup-root is given, hence "recommended".
+POLLKILL_DLOPEN_NOTE(kLibsystemdNote, "systemd-scope", "ask systemd for a delegated scope (sd-bus)",
+                     "recommended", POLLKILL_LIBSYSTEMD_SONAME);
+
 constexpr const char* kDestination = "org.freedesktop.systemd1";
 constexpr const char* kPath = "/org/freedesktop/systemd1";
 constexpr const char* kManager = "org.freedesktop.systemd1.Manager";
 
 struct BusUnref {
-  void operator()(sd_bus* bus) const { sd_bus_flush_close_unref(bus); }
+  void operator()(sd_bus* bus) const { sd().sd_bus_flush_close_unref(bus); }
 };
 struct MessageUnref {
-  void operator()(sd_bus_message* m) const { sd_bus_message_unref(m); }
+  void operator()(sd_bus_message* m) const { sd().sd_bus_message_unref(m); }
 };
 struct SlotUnref {
-  void operator()(sd_bus_slot* s) const { sd_bus_slot_unref(s); }
+  void operator()(sd_bus_slot* s) const { sd().sd_bus_slot_unref(s); }
 };
 using Bus = std::unique_ptr<sd_bus, BusUnref>;
 using Message = std::unique_ptr<sd_bus_message, MessageUnref>;
@@ -82,9 +127,9 @@ struct BusError {
   BusError() = default;
   BusError(const BusError&) = delete;
   BusError& operator=(const BusError&) = delete;
-  ~BusError() { sd_bus_error_free(&e); }
+  ~BusError() { sd().sd_bus_error_free(&e); }
   std::string text(int r) const {
-    if (sd_bus_error_is_set(&e)) {
+    if (sd().sd_bus_error_is_set(&e)) {
       return std::string(e.message ? e.message : "") + " (" + (e.name ? e.name : "") + ")";
     }
     return std::string(std::strerror(-r)) + " (" + errno_name(-r) + ")";
@@ -100,15 +145,15 @@ bool is_socket(const std::string& path) {
 // does the same). Returns null and sets `why` when it cannot connect.
 Bus connect_private(const std::string& socket, std::string& why) {
   sd_bus* raw = nullptr;
-  int r = sd_bus_new(&raw);
+  int r = sd().sd_bus_new(&raw);
   if (r < 0) {
     why = std::string("sd_bus_new: ") + std::strerror(-r);
     return nullptr;
   }
   Bus bus(raw);
   std::string address = "unix:path=" + socket;
-  if ((r = sd_bus_set_address(bus.get(), address.c_str())) < 0 ||
-      (r = sd_bus_start(bus.get())) < 0) {
+  if ((r = sd().sd_bus_set_address(bus.get(), address.c_str())) < 0 ||
+      (r = sd().sd_bus_start(bus.get())) < 0) {
     why = "connect to '" + socket + "': " + std::strerror(-r) + " (" + errno_name(-r) + ")";
     return nullptr;
   }
@@ -140,19 +185,19 @@ Connection connect_manager(SystemdManager manager) {
   sd_bus* raw = nullptr;
   int r;
   if (manager == SystemdManager::system) {
-    r = sd_bus_open_system(&raw);
+    r = sd().sd_bus_open_system(&raw);
   } else if (::getenv("XDG_RUNTIME_DIR") || ::getenv("DBUS_SESSION_BUS_ADDRESS")) {
-    r = sd_bus_open_user(&raw);
+    r = sd().sd_bus_open_user(&raw);
   } else {
     // sd_bus_open_user needs XDG_RUNTIME_DIR; rather than set it in pollkill's environment
     // (which the tasks inherit), dial the user bus found above.
-    r = sd_bus_new(&raw);
+    r = sd().sd_bus_new(&raw);
     if (r >= 0) {
       Bus owned(raw);
       const std::string address = "unix:path=" + user_runtime_dir() + "/bus";
-      if ((r = sd_bus_set_address(owned.get(), address.c_str())) >= 0 &&
-          (r = sd_bus_set_bus_client(owned.get(), 1)) >= 0 &&
-          (r = sd_bus_start(owned.get())) >= 0) {
+      if ((r = sd().sd_bus_set_address(owned.get(), address.c_str())) >= 0 &&
+          (r = sd().sd_bus_set_bus_client(owned.get(), 1)) >= 0 &&
+          (r = sd().sd_bus_start(owned.get())) >= 0) {
         raw = owned.release();
       }
     }
@@ -185,7 +230,7 @@ int on_job_removed(sd_bus_message* m, void* userdata, sd_bus_error*) {
   const char* path = nullptr;
   const char* unit = nullptr;
   const char* result = nullptr;
-  if (sd_bus_message_read(m, "uoss", &id, &path, &unit, &result) < 0) return 0;
+  if (sd().sd_bus_message_read(m, "uoss", &id, &path, &unit, &result) < 0) return 0;
   if (!wait->job.empty() && wait->job == path) {
     wait->result = result;
     wait->done = true;
@@ -204,7 +249,8 @@ bool in_unit_cgroup(const std::string& unit) {
 std::string property_string(sd_bus* bus, const char* name, std::string& why) {
   BusError error;
   char* value = nullptr;
-  int r = sd_bus_get_property_string(bus, kDestination, kPath, kManager, name, &error.e, &value);
+  int r =
+      sd().sd_bus_get_property_string(bus, kDestination, kPath, kManager, name, &error.e, &value);
   if (r < 0) {
     why = error.text(r);
     return {};
@@ -218,6 +264,15 @@ std::string property_string(sd_bus* bus, const char* name, std::string& why) {
 
 SystemdScope start_delegated_scope(SystemdManager manager, const std::string& unit,
                                    Duration timeout) {
+  try {
+    sd();
+  } catch (const Error& e) {
+    throw Error("cannot ask the systemd " + std::string(to_string(manager)) + " for the scope " +
+                    unit + ": " + e.what(),
+                e.hint() + "; or run pollkill in a delegated scope yourself: `systemd-run " +
+                    (manager == SystemdManager::user ? "--user " : "") +
+                    "--scope -p Delegate=yes pollkill ...`");
+  }
   Connection conn = connect_manager(manager);
   sd_bus* bus = conn.bus.get();
   SystemdScope scope{unit, manager, conn.description, {}};
@@ -245,8 +300,8 @@ SystemdScope start_delegated_scope(SystemdManager manager, const std::string& un
   // none, so match without one.
   JobWait wait;
   sd_bus_slot* raw_slot = nullptr;
-  int r = sd_bus_match_signal(bus, &raw_slot, conn.bus_client ? kDestination : nullptr, kPath,
-                              kManager, "JobRemoved", on_job_removed, &wait);
+  int r = sd().sd_bus_match_signal(bus, &raw_slot, conn.bus_client ? kDestination : nullptr, kPath,
+                                   kManager, "JobRemoved", on_job_removed, &wait);
   if (r < 0) {
     throw Error("subscribe to JobRemoved on " + who + ": " + std::strerror(-r));
   }
@@ -255,40 +310,40 @@ SystemdScope start_delegated_scope(SystemdManager manager, const std::string& un
     // Most manager signals are only sent once some client subscribed; already subscribed
     // is fine.
     BusError error;
-    sd_bus_call_method(bus, kDestination, kPath, kManager, "Subscribe", &error.e, nullptr, "");
+    sd().sd_bus_call_method(bus, kDestination, kPath, kManager, "Subscribe", &error.e, nullptr, "");
   }
 
   sd_bus_message* raw_call = nullptr;
-  r = sd_bus_message_new_method_call(bus, &raw_call, kDestination, kPath, kManager,
-                                     "StartTransientUnit");
+  r = sd().sd_bus_message_new_method_call(bus, &raw_call, kDestination, kPath, kManager,
+                                          "StartTransientUnit");
   if (r < 0) throw Error(std::string("build StartTransientUnit: ") + std::strerror(-r));
   Message call(raw_call);
   const std::string description = "pollkill (pid " + std::to_string(::getpid()) + ")";
-  r = sd_bus_message_append(call.get(), "ss", unit.c_str(), "fail");
-  if (r >= 0) r = sd_bus_message_open_container(call.get(), 'a', "(sv)");
+  r = sd().sd_bus_message_append(call.get(), "ss", unit.c_str(), "fail");
+  if (r >= 0) r = sd().sd_bus_message_open_container(call.get(), 'a', "(sv)");
   if (r >= 0)
-    r = sd_bus_message_append(call.get(), "(sv)", "Description", "s", description.c_str());
+    r = sd().sd_bus_message_append(call.get(), "(sv)", "Description", "s", description.c_str());
   if (r >= 0) {
-    r = sd_bus_message_append(call.get(), "(sv)", "PIDs", "au", 1,
-                              static_cast<std::uint32_t>(::getpid()));
+    r = sd().sd_bus_message_append(call.get(), "(sv)", "PIDs", "au", 1,
+                                   static_cast<std::uint32_t>(::getpid()));
   }
-  if (r >= 0) r = sd_bus_message_append(call.get(), "(sv)", "Delegate", "b", 1);
+  if (r >= 0) r = sd().sd_bus_message_append(call.get(), "(sv)", "Delegate", "b", 1);
   // A scope whose tasks were OOM-killed may end "failed"; collect it all the same.
   if (r >= 0) {
-    r = sd_bus_message_append(call.get(), "(sv)", "CollectMode", "s", "inactive-or-failed");
+    r = sd().sd_bus_message_append(call.get(), "(sv)", "CollectMode", "s", "inactive-or-failed");
   }
-  if (r >= 0) r = sd_bus_message_close_container(call.get());
-  if (r >= 0) r = sd_bus_message_append(call.get(), "a(sa(sv))", 0);
+  if (r >= 0) r = sd().sd_bus_message_close_container(call.get());
+  if (r >= 0) r = sd().sd_bus_message_append(call.get(), "a(sa(sv))", 0);
   if (r < 0) throw Error(std::string("build StartTransientUnit: ") + std::strerror(-r));
 
   BusError error;
   sd_bus_message* raw_reply = nullptr;
-  r = sd_bus_call(bus, call.get(), 0, &error.e, &raw_reply);
+  r = sd().sd_bus_call(bus, call.get(), 0, &error.e, &raw_reply);
   Message reply(raw_reply);
   if (r < 0) {
     std::string message =
         "start the delegated scope " + unit + " through " + who + ": " + error.text(r);
-    if (sd_bus_error_has_name(&error.e, SD_BUS_ERROR_ACCESS_DENIED) || r == -EACCES ||
+    if (sd().sd_bus_error_has_name(&error.e, SD_BUS_ERROR_ACCESS_DENIED) || r == -EACCES ||
         r == -EPERM) {
       throw Error(message + " (permission denied)",
                   manager == SystemdManager::system
@@ -297,9 +352,9 @@ SystemdScope start_delegated_scope(SystemdManager manager, const std::string& un
                       : "the user manager only moves your own processes; run pollkill as the "
                         "user whose manager it is");
     }
-    if (sd_bus_error_has_name(&error.e, SD_BUS_ERROR_UNKNOWN_METHOD) ||
-        sd_bus_error_has_name(&error.e, SD_BUS_ERROR_PROPERTY_READ_ONLY) ||
-        sd_bus_error_has_name(&error.e, SD_BUS_ERROR_INVALID_ARGS)) {
+    if (sd().sd_bus_error_has_name(&error.e, SD_BUS_ERROR_UNKNOWN_METHOD) ||
+        sd().sd_bus_error_has_name(&error.e, SD_BUS_ERROR_PROPERTY_READ_ONLY) ||
+        sd().sd_bus_error_has_name(&error.e, SD_BUS_ERROR_INVALID_ARGS)) {
       throw Error(message + " (systemd " + scope.version + " may be too old)",
                   "transient scopes with Delegate= need systemd " +
                       std::to_string(kMinimumSystemdForDelegation) +
@@ -308,7 +363,7 @@ SystemdScope start_delegated_scope(SystemdManager manager, const std::string& un
     throw Error(message, "pass --cgroup-root with a delegated cgroup, or --systemd-scope never");
   }
   const char* job = nullptr;
-  if ((r = sd_bus_message_read(reply.get(), "o", &job)) < 0) {
+  if ((r = sd().sd_bus_message_read(reply.get(), "o", &job)) < 0) {
     throw Error(std::string("read the StartTransientUnit reply: ") + std::strerror(-r));
   }
   wait.job = job;
@@ -317,7 +372,7 @@ SystemdScope start_delegated_scope(SystemdManager manager, const std::string& un
   // queued and dispatched by sd_bus_process below.
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!wait.done) {
-    r = sd_bus_process(bus, nullptr);
+    r = sd().sd_bus_process(bus, nullptr);
     if (r < 0) {
       throw Error("wait for the start of " + unit + " on " + who + ": " + std::strerror(-r));
     }
@@ -325,7 +380,7 @@ SystemdScope start_delegated_scope(SystemdManager manager, const std::string& un
     auto left = std::chrono::duration_cast<std::chrono::microseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
-    r = sd_bus_wait(bus, static_cast<std::uint64_t>(left.count()));
+    r = sd().sd_bus_wait(bus, static_cast<std::uint64_t>(left.count()));
     if (r < 0 && r != -EINTR) {
       throw Error("wait for the start of " + unit + " on " + who + ": " + std::strerror(-r));
     }

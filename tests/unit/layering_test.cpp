@@ -25,6 +25,7 @@ const std::map<std::string, int>& layers() {
                                                      {"status", 0},
                                                      {"units", 0},
                                                      {"diag", 0},
+                                                     {"dynlib", 0},
                                                      // 1: pure decisions and formats
                                                      {"policy", 1},
                                                      {"policy_path", 1},
