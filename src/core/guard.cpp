@@ -46,14 +46,50 @@ void kill_trees(const std::map<pid_t, std::uint64_t>& trees) {
 // namespace, that the run's guard lives. It dies with the guard (parent-death signal) or when
 // the guard kills it, last, before removing that cgroup.
 //
-// Only system calls whose failure it ignores, and no sanitizer instrumentation: it may share
-// the guard's memory (and so its TLS and errno; see clone_sharing_memory_into_cgroup).
+// It may share the guard's memory while the guard runs on (see
+// clone_sharing_memory_into_cgroup), and so the guard's TLS: glibc's wrappers would write a
+// failure's code into the guard's errno behind its back (close_range fails with ENOSYS before
+// Linux 5.9), and a sanitizer's interceptors (ASan's prctl keeps thread names) would touch the
+// runtime's state from a second process. So on x86-64, the one architecture where it shares
+// memory, it makes the system calls itself; it ignores their failures, and it is not
+// instrumented.
+#if defined(__x86_64__)
+__attribute__((no_sanitize("address", "undefined"), always_inline)) inline long liveness_syscall(
+    long number, long a = 0, long b = 0, long c = 0) {
+  long result;
+  asm volatile("syscall"
+               : "=a"(result)
+               : "a"(number), "D"(a), "S"(b), "d"(c)
+               : "rcx", "r11", "memory");
+  return result;
+}
+__attribute__((no_sanitize("address", "undefined"))) [[noreturn]] void liveness_exit() {
+  for (;;) liveness_syscall(SYS_exit, 0);  // its own process: exit ends it
+}
+__attribute__((no_sanitize("address", "undefined"))) void liveness_pause() {
+  liveness_syscall(SYS_pause);
+}
+#else
+// A copy of the guard here, never sharing its memory: glibc is safe to use.
+long liveness_syscall(long number, long a = 0, long b = 0, long c = 0) {
+  return ::syscall(number, a, b, c);
+}
+[[noreturn]] void liveness_exit() {
+  ::_exit(0);
+}
+void liveness_pause() {
+  ::pause();
+}
+#endif
+
 __attribute__((no_sanitize("address", "undefined"))) [[noreturn]] void liveness_main(pid_t guard) {
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (::getppid() != guard) ::_exit(0);
-  ::prctl(PR_SET_NAME, "pollkill-alive", 0, 0, 0);
-  ::syscall(SYS_close_range, 3U, ~0U, 0U);
-  for (;;) ::pause();  // every catchable signal is ignored (inherited from the guard)
+  liveness_syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL);
+  if (liveness_syscall(SYS_getppid) != guard) liveness_exit();
+  static constexpr char kName[] = "pollkill-alive";
+  liveness_syscall(SYS_prctl, PR_SET_NAME, reinterpret_cast<long>(kName));
+  liveness_syscall(SYS_close_range, 3, static_cast<long>(~0U), 0);
+  // Every catchable signal is ignored (inherited from the guard); SIGKILL ends it.
+  for (;;) liveness_pause();
 }
 
 // Its stack when it shares the guard's memory: the guard's own copy of this array (the guard is
