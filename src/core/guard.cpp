@@ -63,7 +63,7 @@ __attribute__((no_sanitize("address", "undefined"), always_inline)) inline long 
                : "rcx", "r11", "memory");
   return result;
 }
-__attribute__((no_sanitize("address", "undefined"))) [[noreturn]] void liveness_exit() {
+[[noreturn]] __attribute__((no_sanitize("address", "undefined"))) void liveness_exit() {
   for (;;) liveness_syscall(SYS_exit, 0);  // its own process: exit ends it
 }
 __attribute__((no_sanitize("address", "undefined"))) void liveness_pause() {
@@ -82,7 +82,7 @@ void liveness_pause() {
 }
 #endif
 
-__attribute__((no_sanitize("address", "undefined"))) [[noreturn]] void liveness_main(pid_t guard) {
+[[noreturn]] __attribute__((no_sanitize("address", "undefined"))) void liveness_main(pid_t guard) {
   liveness_syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL);
   if (liveness_syscall(SYS_getppid) != guard) liveness_exit();
   static constexpr char kName[] = "pollkill-alive";
